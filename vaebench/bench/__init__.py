@@ -1,0 +1,1 @@
+"""The harness: suite files -> run specs -> training -> scoring -> store."""

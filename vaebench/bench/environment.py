@@ -1,0 +1,42 @@
+"""The environment recorded with every run: package versions, git commit, device, threads."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+import torch
+
+PACKAGES = ("vaebench", "torch", "torchmetrics", "numpy", "scipy", "scikit-learn", "pandas")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the working directory's repository, if it is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def describe_environment(device: torch.device) -> dict[str, Any]:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {
+        "packages": {p: _version(p) for p in PACKAGES},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "device": f"{device.type}: {name}",
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,156 @@
+"""One run: seed, build, train for a budget of steps with checkpoints, score, return a RunResult.
+
+Resuming is exact: a checkpoint holds the model, every optimizer, the step, the curves so
+far and the states of torch's and NumPy's generators, so a run killed at any point and
+resumed gives the same numbers, bit for bit, as one that was never interrupted.
+Checkpoints are plain tensors and containers and load with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vaebench import data
+from vaebench.bench.environment import describe_environment
+from vaebench.bench.evaluate import evaluate
+from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
+from vaebench.bench.result import RunResult
+from vaebench.bench.seeding import seed_everything
+from vaebench.bench.suite import RunSpec
+from vaebench.variants import build_variant
+
+ProgressFn = Callable[[str, int], None]
+
+
+def checkpoint_path(run_dir: Path, run_id: str) -> Path:
+    return Path(run_dir) / "checkpoints" / f"{run_id}.pt"
+
+
+def model_path(run_dir: Path, run_id: str) -> Path:
+    return Path(run_dir) / "models" / f"{run_id}.pt"
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_model(spec: RunSpec, dataset: data.ImageDataset) -> torch.nn.Module:
+    return build_variant(
+        spec.variant, dict(spec.hyperparameters), image_shape=dataset.image_shape, latent_dim=spec.latent_dim,
+        architecture=spec.architecture, likelihood=spec.likelihood,
+    )
+
+
+class Trainer:
+    """The training state of one run, with save / restore for checkpoints."""
+
+    def __init__(self, spec: RunSpec, dataset: data.ImageDataset, device: torch.device):
+        self.spec = spec
+        self.dataset = dataset
+        self.device = device
+        self.rng = seed_everything(spec.seed)
+        self.model = build_model(spec, dataset).to(device)
+        self.phases = self.model.phases()
+        self.optimizers = build_optimizers(self.phases, spec.optimizer, spec.learning_rate)
+        self.step = 0
+        self.curves: list[tuple[int, str, float]] = []
+        self.train_time_s = 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "step": self.step,
+            "curves": [list(c) for c in self.curves],
+            "train_time_s": self.train_time_s,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": self.rng.bit_generator.state,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(opt_state)
+        self.step = int(state["step"])
+        self.curves = [(int(s), str(n), float(v)) for s, n, v in state["curves"]]
+        self.train_time_s = float(state["train_time_s"])
+        torch.set_rng_state(state["torch_rng"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+
+    def batch(self) -> torch.Tensor:
+        train = self.dataset.train_indices
+        idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
+        return torch.from_numpy(self.dataset.images(idx)).to(self.device)
+
+    def train(self, checkpoint: Path | None, progress: ProgressFn | None) -> None:
+        """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end."""
+        spec = self.spec
+        self.model.train()
+        started = time.perf_counter()
+        while self.step < spec.steps:
+            terms = optimisation_step(self.phases, self.optimizers, self.batch(), self.step)
+            self.step += 1
+            if self.step % spec.log_every == 0 or self.step == spec.steps:
+                self.curves.extend((self.step, name, float(v)) for name, v in terms.items())
+                if progress is not None:
+                    progress(spec.run_id, self.step)
+            if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
+                self.train_time_s += time.perf_counter() - started
+                atomic_save(self.state(), checkpoint)
+                started = time.perf_counter()
+        self.train_time_s += time.perf_counter() - started
+
+
+def execute_run(
+    spec_dict: dict[str, Any],
+    run_dir: str,
+    device: str = "cpu",
+    threads: int | None = None,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Train and score one run; never raises for a run's own failure (it becomes the status)."""
+    spec = RunSpec.from_dict(spec_dict)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    run_dir_path = Path(run_dir)
+    ckpt = checkpoint_path(run_dir_path, spec.run_id)
+    result = RunResult(run_id=spec.run_id, spec=spec.to_dict(), status="done", environment=describe_environment(dev))
+    resumed_at = 0
+    try:
+        dataset = data.get(spec.dataset, **dict(spec.dataset_params))
+        trainer = Trainer(spec, dataset, dev)
+        if ckpt.exists():
+            trainer.restore(torch.load(ckpt, map_location=dev, weights_only=True))
+            resumed_at = trainer.step
+        try:
+            trainer.train(ckpt, progress)
+        except Diverged as err:
+            result.status, result.diverged_step, result.error = "diverged", err.step, str(err)
+        result.steps_done = trainer.step
+        result.curves = trainer.curves
+        result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
+        scoring_started = time.perf_counter()
+        if result.status == "done":
+            atomic_save(trainer.model.state_dict(), model_path(run_dir_path, spec.run_id))
+            result.metrics, result.notes, result.artifacts = evaluate(
+                trainer.model, dataset, spec, device=dev, cache_dir=run_dir_path / "cache"
+            )
+        result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
+        result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
+    except Exception as err:  # a bug or resource failure in one run must not stop the sweep
+        result.status = "failed"
+        result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
+    result.environment["resumed_from_step"] = resumed_at
+    return result
+

@@ -1,0 +1,179 @@
+"""The command line: parses, calls the library, maps errors to exit codes (0 ok, 1 failed runs or
+a regression, 2 a user error). A VaebenchError is printed as one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from vaebench.errors import ConfigError, VaebenchError
+
+LIST_KINDS = ("variants", "datasets", "metrics", "suites")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage errors are user errors too
+        raise ConfigError(message, key="command line")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train and score every run of a suite")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument("--out", help="run directory (default runs/<suite name>/)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (local process pool)")
+    p.add_argument("--executor", default="local", help="local | ray")
+    p.add_argument("--address", help="Ray cluster address (ray executor)")
+    p.add_argument("--max-retries", type=int, default=2, help="retries of a failed Ray task")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and estimate their cost")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+
+
+def _add_dir_command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("dir", help="run directory holding results.sqlite")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vaebench", description="Benchmark VAE-family generative models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(sub)
+    p = _add_dir_command(sub, "results", "print the comparison table of a run directory")
+    p.add_argument("--format", default="table", help="table | csv | json | markdown")
+    p.add_argument("--per-run", action="store_true", help="one row per run instead of per setting")
+    p = _add_dir_command(sub, "report", "write tables, plots and an HTML report")
+    p.add_argument("--out", help="report directory (default DIR/report)")
+    p = _add_dir_command(sub, "baseline", "write the metric scores as a regression baseline")
+    p.add_argument("--out", required=True, help="baseline file (JSON)")
+    p = _add_dir_command(sub, "check", "compare the metric scores with a baseline")
+    p.add_argument("--baseline", required=True, help="baseline file (JSON)")
+    p = sub.add_parser("list", help="list variants, datasets, metrics or suites")
+    p.add_argument("kind", nargs="?", default="variants", help=" | ".join(LIST_KINDS))
+    return parser
+
+
+def _choice(value: str, allowed: Sequence[str], key: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"must be one of {', '.join(allowed)}, got {value!r}", key=key)
+    return value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vaebench.bench.executors import EXECUTORS, make_executor, threads_per_job
+    from vaebench.bench.progress import make_progress
+    from vaebench.bench.runner import run_suite
+    from vaebench.bench.suite import load_suite
+
+    _choice(args.executor, EXECUTORS, "--executor")
+    _choice(args.device, ("cpu", "cuda"), "--device")
+    if args.jobs < 1:
+        raise ConfigError(f"must be >= 1, got {args.jobs}", key="--jobs")
+    if args.max_retries < 0:
+        raise ConfigError(f"must be >= 0, got {args.max_retries}", key="--max-retries")
+    suite = load_suite(args.suite)
+    if args.dry_run:
+        from vaebench.bench.cost import print_dry_run
+
+        print_dry_run(suite, device=args.device)
+        return 0
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("CUDA is not available on this machine; use --device cpu", key="--device")
+    out = Path(args.out) if args.out else Path("runs") / suite.name
+    executor = make_executor(args.executor, jobs=args.jobs, address=args.address, max_retries=args.max_retries)
+    summary = run_suite(
+        suite, out, executor, device=args.device, threads=threads_per_job(args.jobs), progress=make_progress(args.quiet)
+    )
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
+    print(f"{summary.total} runs: {summary.skipped} already in {out}, {counts}")
+    if args.quiet is False:
+        from vaebench.bench.store import ResultsStore
+        from vaebench.reports.summary import format_results
+
+        with ResultsStore(out, create=False) as store:
+            print(format_results(store, "table"))
+    return 1 if summary.failed else 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from vaebench.bench.store import ResultsStore
+    from vaebench.reports.summary import FORMATS, format_results
+
+    _choice(args.format, FORMATS, "--format")
+    with ResultsStore(args.dir, create=False) as store:
+        print(format_results(store, args.format, per_run=args.per_run))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaebench.reports.report import write_report
+
+    out = Path(args.out) if args.out else Path(args.dir) / "report"
+    written = write_report(args.dir, out)
+    print(f"wrote {len(written)} files to {out}")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from vaebench.reports.check import write_baseline
+
+    write_baseline(args.dir, args.out)
+    print(f"wrote baseline {args.out}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from vaebench.reports.check import check_against_baseline
+
+    outcome = check_against_baseline(args.dir, args.baseline)
+    print(outcome.table)
+    return 1 if outcome.regressions else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    kind = _choice(args.kind, LIST_KINDS, "list")
+    if kind == "variants":
+        from vaebench.variants import VARIANTS
+
+        for name, cls in VARIANTS.items():
+            print(f"{name:14s} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
+    elif kind == "datasets":
+        from vaebench.data import DATASETS
+
+        print("\n".join(DATASETS.names()))
+    elif kind == "metrics":
+        from vaebench.metrics import METRICS
+
+        for name, info in METRICS.items():
+            print(f"{name:14s} {info.direction:6s} {info.description}")
+    else:
+        for path in sorted(Path("suites").glob("*.toml")):
+            print(path)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "results": cmd_results, "report": cmd_report,
+    "baseline": cmd_baseline, "check": cmd_check, "list": cmd_list,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except VaebenchError as err:
+        print(f"vaebench: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("vaebench: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

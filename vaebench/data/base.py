@@ -1,0 +1,82 @@
+"""The dataset contract: images by index, a fixed split, and ground-truth factors where they exist."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from vaebench.errors import ConfigError
+
+
+def fixed_split(n: int, test_size: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded permutation of range(n): (train indices, test indices), both sorted."""
+    if not 0 < test_size < n:
+        raise ConfigError(f"must be between 1 and {n - 1}, got {test_size}", key="test_size")
+    order = np.random.default_rng(split_seed).permutation(n)
+    return np.sort(order[test_size:]), np.sort(order[:test_size])
+
+
+class ImageDataset:
+    """Images as float32 in [0, 1], shape (N, C, H, W), addressed by index.
+
+    Subclasses set `name`, `image_shape` (C, H, W), `num_images`, `train_indices`,
+    `test_indices`, and implement `images(indices)`.
+    """
+
+    name: str
+    image_shape: tuple[int, int, int]
+    num_images: int
+    train_indices: np.ndarray
+    test_indices: np.ndarray
+    has_factors: bool = False
+
+    def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def labels(self, indices: np.ndarray) -> np.ndarray | None:
+        """Class labels (for a feature network), or None. Ground-truth datasets use factors."""
+        return None
+
+    def describe(self) -> dict:
+        return {"name": self.name, "image_shape": list(self.image_shape), "num_images": self.num_images}
+
+
+class GroundTruthDataset(ImageDataset):
+    """A dataset whose images are a deterministic function of discrete factors.
+
+    Factors are integer indices, one column per factor, in `factor_names` order; image
+    index and factor vector are related by mixed-radix encoding over `factor_sizes`
+    (first factor most significant), as in the original dSprites file.
+    """
+
+    has_factors = True
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]
+
+    @property
+    def _radix(self) -> np.ndarray:
+        sizes = np.asarray(self.factor_sizes, dtype=np.int64)
+        return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]])
+
+    def factors(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(n, K) integer factor indices of the images at `indices`."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return (idx[:, None] // self._radix[None, :]) % np.asarray(self.factor_sizes)[None, :]
+
+    def index_of(self, factors: np.ndarray) -> np.ndarray:
+        """Image indices of (n, K) factor vectors."""
+        return np.asarray(factors, dtype=np.int64) @ self._radix
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, K) factor vectors drawn uniformly from the full grid."""
+        return np.stack([rng.integers(0, s, size=n) for s in self.factor_sizes], axis=1)
+
+    def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        return self.images(self.index_of(factors))
+
+    def labels(self, indices: np.ndarray) -> np.ndarray | None:
+        return self.factors(indices)

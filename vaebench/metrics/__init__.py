@@ -1,0 +1,9 @@
+"""Metrics: pure functions on arrays/tensors, and the registry the harness reads.
+
+Importing this package registers every metric module.
+"""
+
+from vaebench.metrics import reconstruction  # noqa: F401
+from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, register_metric
+
+__all__ = ["METRICS", "EvaluationContext", "MetricInfo", "register_metric"]

@@ -1,0 +1,170 @@
+"""The variant contract: encode, decode, loss, and the optimisation phases the training loop steps.
+
+A variant never steps an optimizer. `phases()` lists, in order, each optimizer's name,
+its parameters, its learning-rate / betas overrides and the loss it minimises; the training
+loop zeroes, back-propagates and steps each phase in turn on every batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+from vaebench.errors import ConfigError
+from vaebench.variants.gaussian import kl_to_standard_normal, reparameterize
+from vaebench.variants.likelihoods import LIKELIHOODS
+from vaebench.variants.networks import make_decoder, make_encoder
+
+
+@dataclass
+class Losses:
+    """A batch's loss: `total` is minimised, `terms` are the named scalar parts (batch means)."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Phase:
+    """One optimizer's step: minimise `loss(x, step).total` over `parameters`."""
+
+    name: str
+    parameters: list[nn.Parameter]
+    loss: Callable[[torch.Tensor, int], Losses]
+    learning_rate: float | None = None
+    betas: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Base for a variant's hyperparameters: a frozen dataclass that validates itself.
+
+    Subclasses implement `validate()` with `self.require(...)`.
+    """
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the key for an out-of-range value."""
+
+    @staticmethod
+    def require(condition: bool, key: str, allowed: str, value: Any) -> None:
+        if not condition:
+            raise ConfigError(f"must be {allowed}, got {value!r}", key=key)
+
+    def require_nonnegative(self, *keys: str) -> None:
+        for key in keys:
+            value = getattr(self, key)
+            self.require(value >= 0, key, ">= 0", value)
+
+    def require_one_of(self, key: str, choices: Iterable[str]) -> None:
+        """The value of `key` is one of `choices` (a name such as a kernel or estimator)."""
+        value = getattr(self, key)
+        choices = tuple(choices)
+        self.require(value in choices, key, "one of " + ", ".join(repr(c) for c in choices), value)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Hyperparameters":
+        """Build from a suite file's table, checking names and types."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in values.items():
+            if key not in fields:
+                allowed = ", ".join(fields) or "none"
+                raise ConfigError(f"unknown hyperparameter; allowed: {allowed}", key=key)
+            expected = type(fields[key].default)
+            ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if not ok:
+                raise ConfigError(f"must be of type {expected.__name__}, got {value!r}", key=key)
+        coerced = {k: float(v) if type(fields[k].default) is float else v for k, v in values.items()}
+        return cls(**coerced)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Variant(nn.Module):
+    """A VAE-family model: shared encoder/decoder networks plus one objective.
+
+    encode(x) -> (mu, logvar); decode(z) -> likelihood parameters; loss(x, step) -> Losses.
+    """
+
+    name: ClassVar[str]
+    Hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters
+
+    def __init__(
+        self,
+        hparams: Hyperparameters,
+        *,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        architecture: str,
+        likelihood: str,
+    ):
+        super().__init__()
+        self.hparams = hparams
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        self.encoder = make_encoder(architecture, self.image_shape, latent_dim)
+        self.decoder = make_decoder(architecture, self.image_shape, latent_dim)
+        self.likelihood = LIKELIHOODS.get(likelihood, key="likelihood")()
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean image decoded from the posterior mean."""
+        return self.likelihood.mean(self.decode(self.encode(x)[0]))
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) per image, (B,)."""
+        return self.likelihood.log_prob(x, self.decode(z))
+
+    def autoencoder_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
+
+    def loss(self, x: torch.Tensor, step: int) -> Losses:
+        raise NotImplementedError
+
+    def phases(self) -> list[Phase]:
+        """The optimisation phases, stepped in order on each batch. Default: one optimizer."""
+        return [Phase("model", list(self.parameters()), self.loss)]
+
+
+class GaussianEncoderVariant(Variant):
+    """Variants whose loss is built from one reparameterised sample: recon NLL and KL per image."""
+
+    def sample_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """mu, logvar, z ~ q(z|x), the per-image reconstruction NLL (B,) and per-dim KL (B, D)."""
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar)
+        return {
+            "mu": mu,
+            "logvar": logvar,
+            "z": z,
+            "recon": -self.log_likelihood(x, z),
+            "kl_dims": kl_to_standard_normal(mu, logvar),
+        }
+
+
+def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
+    out: list[nn.Parameter] = []
+    for module in modules:
+        out.extend(module.parameters())
+    return out
+
+
+def iter_terms(losses: Losses) -> Iterable[tuple[str, float]]:
+    yield "loss", float(losses.total.detach())
+    for name, value in losses.terms.items():
+        yield name, float(value.detach())

@@ -1,0 +1,87 @@
+"""The encoder and decoder networks every variant shares, so a comparison changes only the objective.
+
+- `mlp`: flatten -> 512 -> 256 -> 2 * latent (ReLU); the decoder mirrors it.
+- `conv`: 4x4 stride-2 convolutions (32, 32, 64, 64 channels) halving the image while its
+  side is even and above 4 (28 -> 7, 32 -> 4, 64 -> 4, 8 -> 4), then dense 256.
+- `burgess`: Burgess et al. 2018, "Understanding disentangling in beta-VAE", 64 px only:
+  four 4x4 stride-2 convolutions with 32 channels, dense 256, dense 256, latent (10).
+The encoder outputs (mu, logvar) concatenated; the decoder outputs likelihood parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from vaebench.errors import ConfigError
+
+ARCHITECTURES = ("mlp", "conv", "burgess")
+_CONV_CHANNELS = (32, 32, 64, 64)
+
+
+def _halvings(side: int) -> int:
+    n = 0
+    while side % 2 == 0 and side > 4 and n < len(_CONV_CHANNELS):
+        side //= 2
+        n += 1
+    return n
+
+
+def _layout(architecture: str, image_shape: tuple[int, int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(conv channels, dense widths) of an architecture for an image shape."""
+    _, height, width = image_shape
+    if architecture == "mlp":
+        return (), (512, 256)
+    if height != width:
+        raise ConfigError(f"needs square images, got {height}x{width}", key="architecture")
+    if architecture == "conv":
+        return _CONV_CHANNELS[: _halvings(height)], (256,)
+    if architecture == "burgess":
+        if height != 64:
+            raise ConfigError(f"'burgess' is defined for 64 px images, got {height} px", key="architecture")
+        return (32, 32, 32, 32), (256, 256)
+    raise ConfigError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}", key="architecture")
+
+
+def _dense_stack(widths: list[int]) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for w_in, w_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+    return layers
+
+
+def make_encoder(architecture: str, image_shape: tuple[int, int, int], latent_dim: int) -> nn.Module:
+    """x (B, C, H, W) -> (B, 2 * latent_dim): mu and logvar concatenated."""
+    channels, dense = _layout(architecture, image_shape)
+    c, side, _ = image_shape
+    layers: list[nn.Module] = []
+    for c_out in channels:
+        layers += [nn.Conv2d(c, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        c, side = c_out, side // 2
+    layers.append(nn.Flatten())
+    layers += _dense_stack([c * side * side if channels else math.prod(image_shape), *dense])
+    layers.append(nn.Linear(dense[-1], 2 * latent_dim))
+    return nn.Sequential(*layers)
+
+
+def make_decoder(architecture: str, image_shape: tuple[int, int, int], latent_dim: int) -> nn.Module:
+    """z (B, latent_dim) -> likelihood parameters (B, C, H, W)."""
+    channels, dense = _layout(architecture, image_shape)
+    c_img, side, _ = image_shape
+    small = side >> len(channels)
+    first = channels[-1] * small * small if channels else math.prod(image_shape)
+    layers = _dense_stack([latent_dim, *reversed(dense)])
+    layers += [nn.Linear(dense[0], first)]
+    if not channels:
+        layers.append(nn.Unflatten(1, image_shape))
+        return nn.Sequential(*layers)
+    layers += [nn.ReLU(), nn.Unflatten(1, (channels[-1], small, small))]
+    outs = [*reversed(channels[:-1]), c_img]
+    c = channels[-1]
+    for i, c_out in enumerate(outs):
+        layers.append(nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1))
+        if i < len(outs) - 1:
+            layers.append(nn.ReLU())
+        c = c_out
+    return nn.Sequential(*layers)

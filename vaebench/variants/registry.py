@@ -1,0 +1,33 @@
+"""Variants registered by name, and the one function that builds any of them."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from vaebench.registry import Registry
+
+VARIANTS: Registry[type] = Registry("variant")
+
+
+def register_variant(name: str) -> Callable[[type], type]:
+    def decorator(cls: type) -> type:
+        cls.name = name
+        VARIANTS.add(name, cls)
+        return cls
+
+    return decorator
+
+
+def build_variant(
+    name: str,
+    hyperparameters: dict[str, Any],
+    *,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    architecture: str,
+    likelihood: str,
+):
+    """The variant `name` with validated hyperparameters (ConfigError names a bad key)."""
+    cls = VARIANTS.get(name)
+    hparams = cls.Hyperparameters.from_dict(hyperparameters)
+    return cls(hparams, image_shape=image_shape, latent_dim=latent_dim, architecture=architecture, likelihood=likelihood)

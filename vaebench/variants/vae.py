@@ -1,0 +1,55 @@
+"""VAE (Kingma and Welling 2014) and beta-VAE (Higgins et al. 2017).
+
+    L_beta(x) = E_q(z|x)[-log p(x|z)] + beta * KL(q(z|x) || N(0, I))
+
+with one reparameterised sample per image, averaged over the batch; beta = 1 is the VAE's
+negative ELBO. KL of the diagonal Gaussian posterior is analytic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.registry import register_variant
+
+
+@dataclass(frozen=True)
+class VAEHyperparameters(Hyperparameters):
+    pass
+
+
+@register_variant("vae")
+class VAE(GaussianEncoderVariant):
+    """The VAE: minimise the negative ELBO."""
+
+    Hyperparameters = VAEHyperparameters
+
+    def kl_weight(self, step: int) -> float:
+        return 1.0
+
+    def loss(self, x: torch.Tensor, step: int) -> Losses:
+        t = self.sample_terms(x)
+        recon = t["recon"].mean()
+        kl = t["kl_dims"].sum(1).mean()
+        return Losses(recon + self.kl_weight(step) * kl, {"recon": recon, "kl": kl})
+
+
+@dataclass(frozen=True)
+class BetaVAEHyperparameters(Hyperparameters):
+    beta: float = 4.0
+
+    def validate(self) -> None:
+        self.require_nonnegative("beta")
+
+
+@register_variant("beta_vae")
+class BetaVAE(VAE):
+    """beta-VAE (Higgins et al. 2017, ICLR): the KL term weighted by beta (default 4)."""
+
+    Hyperparameters = BetaVAEHyperparameters
+
+    def kl_weight(self, step: int) -> float:
+        return self.hparams.beta
