@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable
 
 from vaebench.data.base import GroundTruthDataset, ImageDataset
 from vaebench.data.digits import Digits
 from vaebench.data.dsprites import DSprites
+from vaebench.data.idx import MNIST, FashionMNIST
+from vaebench.data.npz_dsprites import DSpritesFile
+from vaebench.data.shapes3d import Shapes3D
 from vaebench.errors import ConfigError
 from vaebench.registry import Registry
 
 DATASETS: Registry[Callable[..., ImageDataset]] = Registry("dataset")
-DATASETS.add("dsprites", DSprites)
-DATASETS.add("color_dsprites", lambda **p: DSprites(mode="color", **p))
-DATASETS.add("noisy_dsprites", lambda **p: DSprites(mode="noisy", **p))
+DATASETS.add("dsprites", partial(DSprites, mode="binary"))
+DATASETS.add("color_dsprites", partial(DSprites, mode="color"))
+DATASETS.add("noisy_dsprites", partial(DSprites, mode="noisy"))
 DATASETS.add("digits", Digits)
+DATASETS.add("mnist", MNIST)
+DATASETS.add("fashion_mnist", FashionMNIST)
+DATASETS.add("dsprites_file", DSpritesFile)
+DATASETS.add("shapes3d", Shapes3D)
 
 
 def dataset_parameters(name: str) -> list[str]:
-    """The keyword parameters a dataset accepts."""
+    """The keyword parameters a dataset accepts: its factory's, less those its registration fixes."""
     factory = DATASETS.get(name)
-    target = DSprites if factory not in (Digits, DSprites) and "dsprites" in name else factory
-    return [p for p in inspect.signature(target).parameters if p != "mode"]
+    fixed = factory.keywords if isinstance(factory, partial) else {}
+    return [p for p in inspect.signature(factory).parameters if p not in fixed]
 
 
 def check_dataset_params(name: str, params: dict[str, Any]) -> None:

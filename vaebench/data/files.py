@@ -1,0 +1,126 @@
+"""What the file-backed datasets share: resolving the user's path, and factor grids read from a file.
+
+Nothing is ever downloaded: every loader reads the standard file from a local `path` the
+user gives, and a missing or malformed file is one `DataError` naming the file and what
+was expected (a missing `path` parameter is a `ConfigError` on the key `path`).
+
+Ground-truth files (the dSprites .npz, 3dshapes .h5) store one row of factor labels per
+image. `FileGroundTruthDataset` does not assume the file holds the full published grid in
+a particular order; it reads the grid from the labels:
+
+- each factor's values are the distinct values in its column, sorted; a factor index is
+  the rank of the value (dSprites' classes 0..k-1 stay 0..k-1, 3dshapes' float values
+  such as orientation -30..30 become 0..14);
+- the rows must form a complete grid, every combination of those values exactly once,
+  else a `DataError` names the first missing or repeated combination (`sample_factors`
+  and the disentanglement metrics need every combination to exist);
+- image index = the mixed-radix number of the factor indices (first factor most
+  significant), as for every `GroundTruthDataset`; the file's row of an index comes from
+  the labels, so any row order works. The published files are stored in exactly that
+  order, so for them the map is the identity and is not stored.
+
+The published files therefore give the published grids (dSprites 3 x 6 x 40 x 32 x 32,
+3dshapes 10 x 10 x 10 x 8 x 4 x 15) with image index = file row, and a small file holding
+a complete sub-grid (a test fixture, a subsampled copy) works the same way with its own,
+smaller `factor_sizes`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vaebench.data.base import GroundTruthDataset, fixed_split
+from vaebench.errors import ConfigError, DataError
+
+PathLike = str | os.PathLike
+
+
+def required_path(path: PathLike | None, dataset: str, expected: str) -> Path:
+    """The user's `path` with ~ expanded; a ConfigError on the key `path` when it was not given."""
+    if path is None or str(path) == "":
+        raise ConfigError(f"required: dataset {dataset!r} reads {expected} from a local path", key="path")
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
+def find_file(path: PathLike | None, dataset: str, standard_name: str, expected: str) -> Path:
+    """The file at `path`, or `standard_name` inside it when `path` is a directory."""
+    p = required_path(path, dataset, expected)
+    if p.is_dir():
+        if (p / standard_name).is_file():
+            return p / standard_name
+        raise DataError(f"{p / standard_name}: no such file; dataset {dataset!r} expected {expected}")
+    if not p.is_file():
+        raise DataError(f"{p}: no such file; dataset {dataset!r} expected {expected}")
+    return p
+
+
+def infer_grid(labels: np.ndarray, names: Sequence[str], file: Path, key: str
+               ) -> tuple[tuple[int, ...], tuple[np.ndarray, ...], np.ndarray]:
+    """(factor sizes, sorted values per factor, grid index of every row) of per-row labels.
+
+    Raises DataError unless the rows hold every combination of the values exactly once.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.shape[1] != len(names) or labels.dtype.kind not in "biuf":
+        raise DataError(f"{file}: key {key!r}: expected a numeric (N, {len(names)}) array, got {labels.dtype} {labels.shape}")
+    values, ranks = [], []
+    for j in range(len(names)):
+        v, r = np.unique(labels[:, j], return_inverse=True)
+        values.append(v)
+        ranks.append(r.reshape(-1).astype(np.int64))
+    sizes = tuple(len(v) for v in values)
+    radix = np.concatenate([np.cumprod(np.asarray(sizes[::-1], dtype=np.int64))[::-1][1:], [1]])
+    codes = np.stack(ranks, axis=1) @ radix
+    total = int(np.prod(sizes, dtype=np.int64))
+    counts = np.bincount(codes, minlength=total)
+    bad = np.flatnonzero(counts != 1)
+    if len(bad):
+        digits = (bad[0] // radix) % np.asarray(sizes)
+        combo = ", ".join(f"{n}={values[j][d].item()}" for j, (n, d) in enumerate(zip(names, digits)))
+        problem = "is missing" if counts[bad[0]] == 0 else f"appears {counts[bad[0]]} times"
+        raise DataError(
+            f"{file}: key {key!r}: the {len(labels)} rows are not a complete factor grid: the factors "
+            f"({', '.join(names)}) take {' x '.join(map(str, sizes))} = {total} value combinations, each expected "
+            f"exactly once, and the combination ({combo}) {problem}"
+        )
+    return sizes, tuple(values), codes
+
+
+class FileGroundTruthDataset(GroundTruthDataset):
+    """A ground-truth dataset whose images are rows of a file; see the module docstring.
+
+    Subclasses call `_init_grid` from their constructor and implement `_read_rows(rows)`:
+    float32 images in [0, 1] of the file rows `rows`, in that order.
+    """
+
+    path: Path
+    factor_values: tuple[np.ndarray, ...]
+    _row_of_index: np.ndarray | None
+
+    def _init_grid(self, path: Path, labels: np.ndarray, key: str, test_size: int, split_seed: int) -> None:
+        self.path = path
+        self.factor_sizes, self.factor_values, codes = infer_grid(labels, self.factor_names, path, key)
+        self.num_images = len(codes)
+        in_order = np.array_equal(codes, np.arange(self.num_images))
+        self._row_of_index = None if in_order else np.argsort(codes)
+        self.train_indices, self.test_indices = fixed_split(self.num_images, test_size, split_seed)
+
+    def rows(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The file rows holding the images at `indices`."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_images):
+            raise IndexError(f"image index out of range 0..{self.num_images - 1} in dataset {self.name!r}")
+        return idx if self._row_of_index is None else self._row_of_index[idx]
+
+    def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        return self._read_rows(self.rows(indices))
+
+    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {**super().describe(), "path": str(self.path), "factor_sizes": list(self.factor_sizes)}

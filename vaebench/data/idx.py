@@ -1,0 +1,160 @@
+"""MNIST and Fashion-MNIST from their IDX files in a local directory (nothing is downloaded).
+
+The directory holds the four standard files, each plain or gzipped (detected from the
+content, not the name); the dotted spelling some mirrors use (`train-images.idx3-ubyte`)
+is accepted too:
+
+    train-images-idx3-ubyte   train-labels-idx1-ubyte   (the 60,000 training images)
+    t10k-images-idx3-ubyte    t10k-labels-idx1-ubyte    (the 10,000 test images)
+
+Images are float32 in [0, 1] (byte / 255), shape (N, 1, H, W) with H x W as in the file
+(28 x 28 for both datasets). The split is the standard one: indices 0..N-1 run over the
+training file then the test file, so `train_indices` are the training file's images and
+`test_indices` the test file's. `labels(indices)` are the (n, 1) integer classes.
+
+The IDX format (LeCun et al.): a big-endian header of two zero bytes, a type code (0x08
+ubyte, 0x09 byte, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64), the number of
+dimensions, then one uint32 per dimension; the data follows, big-endian, row-major.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vaebench.data.base import ImageDataset
+from vaebench.data.files import PathLike, required_path
+from vaebench.errors import DataError
+
+IDX_TYPES: dict[int, np.dtype] = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_TYPE_LIST = ", ".join(f"0x{code:02X} {dt.name}" for code, dt in IDX_TYPES.items())
+_GZIP_MAGIC = b"\x1f\x8b"
+
+TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
+TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+STANDARD_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; expected an IDX file") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read: {err.strerror or err}") from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise DataError(f"{path}: starts like a gzip file but does not decompress: {err}") from None
+    return raw
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+    """The array stored in an IDX file (plain or gzipped), in native byte order."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[:2] != b"\0\0":
+        magic = raw[:4].hex() or "empty"
+        raise DataError(
+            f"{path}: not an IDX file: magic number 0x{magic}; an IDX file starts with two zero bytes, "
+            f"a type code ({_TYPE_LIST}) and the number of dimensions"
+        )
+    code, ndim = raw[2], raw[3]
+    if code not in IDX_TYPES:
+        raise DataError(f"{path}: IDX type code 0x{code:02X} is not one of {_TYPE_LIST}")
+    if ndim == 0:
+        raise DataError(f"{path}: IDX header declares 0 dimensions; expected at least 1")
+    start = 4 + 4 * ndim
+    if len(raw) < start:
+        raise DataError(f"{path}: truncated IDX header: {ndim} dimensions need {start} bytes, the file has {len(raw)}")
+    dims = struct.unpack(f">{ndim}I", raw[4:start])
+    dtype = IDX_TYPES[code]
+    count = int(np.prod(dims, dtype=np.int64))
+    expected, actual = count * dtype.itemsize, len(raw) - start
+    if actual != expected:
+        raise DataError(
+            f"{path}: IDX header declares {dtype.name} data of shape {dims} ({expected} bytes), "
+            f"but {actual} bytes follow the header ({'truncated' if actual < expected else 'trailing data'})"
+        )
+    array = np.frombuffer(raw, dtype=dtype, count=count, offset=start).reshape(dims)
+    return array.astype(dtype.newbyteorder("=")) if dtype.itemsize > 1 else array
+
+
+def find_idx_file(directory: Path, stem: str, dataset: str) -> Path:
+    """`stem` (or its dotted spelling), plain or .gz, inside `directory`."""
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataError(
+        f"{directory / stem}: no such file (nor {stem}.gz); dataset {dataset!r} expected a directory holding "
+        f"the four IDX files {', '.join(STANDARD_FILES)} (each plain or .gz)"
+    )
+
+
+class MNIST(ImageDataset):
+    """MNIST from its IDX files; see the module docstring."""
+
+    name = "mnist"
+
+    def __init__(self, path: PathLike | None = None):
+        what = f"a directory holding {', '.join(STANDARD_FILES)} (each plain or .gz)"
+        directory = required_path(path, self.name, what)
+        if not directory.is_dir():
+            kind = "a file, not a directory" if directory.exists() else "no such directory"
+            raise DataError(f"{directory}: {kind}; dataset {self.name!r} expected {what}")
+        self.path = directory
+        train_x, train_y = self._read_pair(directory, TRAIN_IMAGES, TRAIN_LABELS)
+        test_x, test_y = self._read_pair(directory, TEST_IMAGES, TEST_LABELS)
+        if train_x.shape[1:] != test_x.shape[1:]:
+            raise DataError(
+                f"{directory}: the training images are {train_x.shape[1]}x{train_x.shape[2]} and the test images "
+                f"{test_x.shape[1]}x{test_x.shape[2]}; expected one image size"
+            )
+        self._pixels = np.concatenate([train_x, test_x])
+        self._labels = np.concatenate([train_y, test_y]).astype(np.int64)
+        self.image_shape = (1, *train_x.shape[1:])
+        self.num_images = len(self._pixels)
+        self.train_indices = np.arange(len(train_x))
+        self.test_indices = np.arange(len(train_x), self.num_images)
+
+    def _read_pair(self, directory: Path, images_stem: str, labels_stem: str) -> tuple[np.ndarray, np.ndarray]:
+        images_file = find_idx_file(directory, images_stem, self.name)
+        labels_file = find_idx_file(directory, labels_stem, self.name)
+        images, labels = read_idx(images_file), read_idx(labels_file)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise DataError(f"{images_file}: holds {images.dtype} data of shape {images.shape}; expected ubyte images (N, H, W)")
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise DataError(f"{labels_file}: holds {labels.dtype} data of shape {labels.shape}; expected integer labels (N,)")
+        if len(images) != len(labels):
+            raise DataError(f"{images_file}: holds {len(images)} images but {labels_file.name} holds {len(labels)} labels")
+        return images, labels
+
+    def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        pixels = self._pixels[np.asarray(indices, dtype=np.int64)]
+        return (pixels.astype(np.float32) / np.float32(255))[:, None]
+
+    def labels(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        return self._labels[np.asarray(indices, dtype=np.int64)][:, None]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "path": str(self.path)}
+
+
+class FashionMNIST(MNIST):
+    """Fashion-MNIST (Xiao et al. 2017): the same four IDX files, clothing classes 0-9."""
+
+    name = "fashion_mnist"
