@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print_dry_run(suite, device=args.device)
         return 0
-    if args.device == "cuda":
+    if args.device == "cuda" and args.executor == "local":  # on Ray, the cluster's nodes need the GPUs
         import torch
 
         if not torch.cuda.is_available():

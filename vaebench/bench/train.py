@@ -9,6 +9,7 @@ Checkpoints are plain tensors and containers and load with `torch.load(weights_o
 from __future__ import annotations
 
 import os
+import socket
 import time
 import traceback
 from pathlib import Path
@@ -39,7 +40,7 @@ def model_path(run_dir: Path, run_id: str) -> Path:
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
