@@ -11,6 +11,7 @@ from vaebench.bench.seeding import derived_seed, seed_everything
 from vaebench.bench.suite import RunSpec
 from vaebench.data import ImageDataset
 from vaebench.metrics import METRICS, EvaluationContext
+from vaebench.reports.grids import model_image_grids
 
 ENCODE_BATCH = 500
 
@@ -52,5 +53,6 @@ def evaluate(
     values: dict[str, float] = {}
     for name in spec.metrics:
         values.update({k: float(v) for k, v in METRICS.get(name).compute(ctx).items()})
-    artifacts: dict[str, bytes] = {}
+    # image grids for reports (PNG bytes); own seeded generator, so no metric value changes
+    artifacts: dict[str, bytes] = model_image_grids(model, images, seed=seed)
     return values, dict(ctx.notes), artifacts

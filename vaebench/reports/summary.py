@@ -30,7 +30,11 @@ def per_run_frame(store: ResultsStore) -> pd.DataFrame:
 
 def comparison_frame(store: ResultsStore) -> pd.DataFrame:
     """Per setting: completed runs (n), diverged/failed counts, and mean and sd of each metric."""
-    frame = store.wide()
+    return comparison_from_wide(store.wide())
+
+
+def comparison_from_wide(frame: pd.DataFrame) -> pd.DataFrame:
+    """`comparison_frame` of an already loaded `ResultsStore.wide()` frame."""
     metrics = metric_columns(frame)
     done = frame[frame["status"] == "done"]
     grouped = frame.groupby(ID_COLUMNS, sort=True)

@@ -1,0 +1,276 @@
+"""The report's plots (seaborn on matplotlib's Agg canvas; PNG and SVG), read from the store's frames.
+
+Every function returns a list of `Plot`s (a name, a title and a matplotlib Figure) and draws
+nothing it has no data for. Figures are created without pyplot, so no global figure state or
+backend is touched; `save` writes each as PNG and SVG with no timestamps in the files.
+
+    metric_plots        per metric: each seed's value and the mean with its bootstrap CI, by setting
+    rate_distortion     rate (kl) against distortion (recon_bce, else neg_elbo - kl), per run, by variant
+    sweep_plots         metric against a hyperparameter a grid sweeps (beta, or whichever varies)
+    correlation_plot    Spearman correlations between metrics across completed runs
+    curve_plots         training curves (the store's `curves` table), mean and sd over seeds
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from vaebench.reports.stats import higher_is_better
+
+STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9), "svg.hashsalt": "vaebench"}
+PREFERRED_SWEEP = ("beta", "gamma", "lambda_", "alpha", "c_max")
+DPI = 110
+
+
+@dataclass
+class Plot:
+    name: str  # file stem, safe for a path
+    title: str
+    figure: Figure
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of `text` (letters, digits, '.', '_' and '-')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_.") or "x"
+
+
+def mpl_text(text: object) -> str:
+    """A label drawn literally: '$' would start matplotlib's mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _figure(ncols: int = 1, nrows: int = 1, *, width: float = 5.0, height: float = 3.6) -> tuple[Figure, np.ndarray]:
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width * ncols, height * nrows), dpi=DPI, layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _arrow(metric: str) -> str:
+    return f"{metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)"
+
+
+def _done(wide: pd.DataFrame) -> pd.DataFrame:
+    return wide[wide["status"] == "done"]
+
+
+def _suffix(key: str, many: bool) -> str:
+    return f"_{slug(key)}" if many else ""
+
+
+def metric_plots(wide: pd.DataFrame, comp: pd.DataFrame, metrics: Sequence[str]) -> list[Plot]:
+    """Per metric and dataset: the seeds as points and the mean with its 95% bootstrap CI (from `comp`)."""
+    done = _done(wide)
+    datasets = sorted(comp["dataset"].unique()) if not comp.empty else []
+    plots = []
+    for metric in metrics:
+        for dataset in datasets:
+            rows = comp[(comp["dataset"] == dataset) & comp[f"{metric}_mean"].notna()]
+            if rows.empty:
+                continue
+            settings = list(rows["setting"])
+            with matplotlib.rc_context(STYLE):
+                fig, axes = _figure(width=max(4.5, 1.1 * len(settings) + 2))
+                ax = axes[0, 0]
+                seeds = done[(done["dataset"] == dataset) & done["setting"].isin(settings)]
+                positions = {s: i for i, s in enumerate(settings)}
+                if not seeds.empty:
+                    sns.stripplot(
+                        data=seeds.assign(setting=seeds["setting"].map(mpl_text)), x="setting", y=metric,
+                        order=[mpl_text(s) for s in settings], ax=ax, color="0.55", size=4, jitter=0.12, alpha=0.8,
+                    )
+                x = np.array([positions[s] for s in settings], dtype=float)
+                mean = rows[f"{metric}_mean"].to_numpy(float)
+                low, high = rows[f"{metric}_ci_low"].to_numpy(float), rows[f"{metric}_ci_high"].to_numpy(float)
+                has_ci = np.isfinite(low) & np.isfinite(high)
+                ax.errorbar(
+                    x[has_ci], mean[has_ci], yerr=[mean[has_ci] - low[has_ci], high[has_ci] - mean[has_ci]],
+                    fmt="o", color="C0", capsize=5, markersize=7, label="mean, 95% CI", zorder=5,
+                )
+                ax.plot(x[~has_ci], mean[~has_ci], "o", color="C0", markersize=7, zorder=5)
+                ax.set_xticks(x, [mpl_text(s) for s in settings], rotation=20, ha="right")
+                ax.set_xlabel("")
+                ax.set_ylabel(mpl_text(_arrow(metric)))
+                ax.set_title(mpl_text(f"{metric} on {dataset}"))
+            name = f"metric_{slug(metric)}{_suffix(dataset, len(datasets) > 1)}"
+            plots.append(Plot(name, f"{metric} by setting ({dataset})", fig))
+    return plots
+
+
+def distortion(frame: pd.DataFrame) -> tuple[pd.Series, str] | None:
+    """Per run: recon_bce where the runs have it, else neg_elbo - kl; None without either."""
+    if "recon_bce" in frame and frame["recon_bce"].notna().any():
+        return frame["recon_bce"], "distortion: recon_bce (nats)"
+    if {"neg_elbo", "kl"} <= set(frame.columns) and frame["neg_elbo"].notna().any():
+        return frame["neg_elbo"] - frame["kl"], "distortion: neg_elbo - kl (nats)"
+    return None
+
+
+def rate_distortion(wide: pd.DataFrame) -> list[Plot]:
+    """The rate-distortion plane, one point per completed run, coloured by variant, marker by setting."""
+    done = _done(wide)
+    if "kl" not in done or done["kl"].notna().sum() == 0:
+        return []
+    d = distortion(done)
+    if d is None:
+        return []
+    values, ylabel = d
+    frame = done.assign(rate=done["kl"], distortion=values).dropna(subset=["rate", "distortion"])
+    if frame.empty:
+        return []
+    datasets = sorted(frame["dataset"].unique())
+    fig, axes = _figure(len(datasets), width=6.0, height=4.4)
+    with matplotlib.rc_context(STYLE):
+        for ax, dataset in zip(axes[0], datasets):
+            part = frame[frame["dataset"] == dataset]
+            part = part.assign(variant=part["variant"].map(mpl_text), setting=part["setting"].map(mpl_text))
+            sns.scatterplot(
+                data=part, x="rate", y="distortion", hue="variant", style="setting", s=60, ax=ax,
+                hue_order=sorted(part["variant"].unique()), style_order=sorted(part["setting"].unique()),
+            )
+            ax.set_xlabel("rate: kl (nats)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(mpl_text(f"rate-distortion on {dataset}"))
+            ax.legend(fontsize="x-small", loc="best")
+    return [Plot("rate_distortion", "Rate-distortion plane", fig)]
+
+
+def swept_parameters(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(dataset, variant, hyperparameter) where the variant's settings take several numeric values of it.
+
+    `runs`: the store's runs() frame (spec parsed). Ordered with beta and other main weights first.
+    """
+    found = []
+    for (dataset, variant), group in runs.groupby(["dataset", "variant"], sort=True):
+        hps = pd.DataFrame([dict(s["hyperparameters"]) for s in group["spec"]])
+        for col in hps.columns:
+            vals = hps[col]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+            if numeric and vals.nunique() > 1:
+                found.append((dataset, variant, col))
+    rank = {p: i for i, p in enumerate(PREFERRED_SWEEP)}
+    return sorted(found, key=lambda t: (t[0], t[1], rank.get(t[2], len(rank)), t[2]))
+
+
+def sweep_plots(runs: pd.DataFrame, wide: pd.DataFrame, metrics: Sequence[str]) -> list[Plot]:
+    """Per swept hyperparameter: each metric against it (mean over seeds, sd band; log x for wide ranges)."""
+    done = _done(wide)
+    hp = {r: dict(s["hyperparameters"]) for r, s in zip(runs["run_id"], runs["spec"])}
+    sweeps = swept_parameters(runs)
+    many_datasets = runs["dataset"].nunique() > 1
+    plots = []
+    for dataset, variant, param in sweeps:
+        part = done[(done["dataset"] == dataset) & (done["variant"] == variant)].copy()
+        if part.empty:
+            continue
+        part[param] = [float(hp[r][param]) for r in part["run_id"]]
+        others = sorted({k for r in part["run_id"] for k, v in hp[r].items() if k != param})
+        varying = [k for k in others if len({repr(hp[r].get(k)) for r in part["run_id"]}) > 1]
+        part["others"] = [
+            mpl_text(", ".join(f"{k}={hp[r].get(k)}" for k in varying)) or variant for r in part["run_id"]
+        ]
+        shown = [m for m in metrics if m in part and part[m].notna().any()]
+        if not shown:
+            continue
+        ncols = min(3, len(shown))
+        nrows = math.ceil(len(shown) / ncols)
+        fig, axes = _figure(ncols, nrows, width=4.2, height=3.2)
+        with matplotlib.rc_context(STYLE):
+            for ax, metric in zip(axes.flat, shown):
+                sns.lineplot(
+                    data=part, x=param, y=metric, hue="others" if varying else None, marker="o", errorbar="sd",
+                    estimator="mean", ax=ax, legend=bool(varying) and ax is axes.flat[0],
+                )
+                values = part[param]
+                if (values > 0).all() and values.max() / values.min() >= 8:  # a geometric grid such as 1, 4, 16
+                    ax.set_xscale("log")
+                    ticks = sorted(values.unique())
+                    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+                    ax.minorticks_off()
+                ax.set_xlabel(mpl_text(param))
+                ax.set_ylabel(mpl_text(_arrow(metric)))
+            for ax in list(axes.flat)[len(shown):]:
+                ax.set_visible(False)
+            fig.suptitle(mpl_text(f"{variant}: metrics against {param} on {dataset} (mean ± sd over seeds)"))
+        name = f"sweep_{slug(variant)}_{slug(param)}{_suffix(dataset, many_datasets)}"
+        plots.append(Plot(name, f"{variant}: metrics against {param} ({dataset})", fig))
+    return plots
+
+
+def correlation_plot(wide: pd.DataFrame, metrics: Sequence[str]) -> list[Plot]:
+    """Spearman rank correlation between metrics over completed runs (needs 3 runs and 2 varying metrics)."""
+    done = _done(wide)
+    cols = [m for m in metrics if m in done and done[m].notna().sum() >= 3 and done[m].nunique() > 1]
+    if len(done) < 3 or len(cols) < 2:
+        return []
+    corr = done[cols].corr(method="spearman", min_periods=3)
+    size = 2.5 + 0.7 * len(cols)
+    fig, axes = _figure(width=size + 1.5, height=size)
+    with matplotlib.rc_context(STYLE), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # seaborn 0.13 calls cmap.set_bad
+        sns.heatmap(
+            corr, vmin=-1, vmax=1, center=0, cmap="vlag", annot=len(cols) <= 14, fmt=".2f", square=True,
+            ax=axes[0, 0], cbar_kws={"label": "Spearman correlation"},
+        )
+        axes[0, 0].tick_params(axis="x", labelrotation=45)
+        axes[0, 0].tick_params(axis="y", labelrotation=0)
+        axes[0, 0].set_title(f"metric correlation over {len(done)} runs")
+    return [Plot("metric_correlation", "Correlation between metrics across runs", fig)]
+
+
+def curve_plots(curves: pd.DataFrame, wide: pd.DataFrame) -> list[Plot]:
+    """Training curves per dataset: one panel per logged term, one line per setting (mean ± sd over seeds)."""
+    if curves.empty:
+        return []
+    ids = wide[["run_id", "dataset", "setting"]]
+    frame = curves.merge(ids, on="run_id", how="inner").dropna(subset=["value"])
+    if frame.empty:
+        return []
+    datasets = sorted(frame["dataset"].unique())
+    plots = []
+    for dataset in datasets:
+        part = frame[frame["dataset"] == dataset]
+        part = part.assign(setting=part["setting"].map(mpl_text))
+        names = sorted(part["name"].unique(), key=lambda n: (n != "loss", n))
+        ncols = min(3, len(names))
+        nrows = math.ceil(len(names) / ncols)
+        fig, axes = _figure(ncols, nrows, width=4.2, height=3.0)
+        with matplotlib.rc_context(STYLE):
+            order = sorted(part["setting"].unique())
+            for i, (ax, name) in enumerate(zip(axes.flat, names)):
+                sns.lineplot(
+                    data=part[part["name"] == name], x="step", y="value", hue="setting", hue_order=order,
+                    errorbar="sd", estimator="mean", ax=ax, legend=i == 0,
+                )
+                ax.set_title(mpl_text(name))
+                ax.set_ylabel("")
+                if i == 0 and ax.get_legend() is not None:
+                    ax.legend(fontsize="x-small")
+            for ax in list(axes.flat)[len(names):]:
+                ax.set_visible(False)
+            fig.suptitle(mpl_text(f"training curves on {dataset} (mean ± sd over seeds)"))
+        plots.append(Plot(f"training_curves{_suffix(dataset, len(datasets) > 1)}", f"Training curves ({dataset})", fig))
+    return plots
+
+
+def save(plot: Plot, directory: Path) -> tuple[Path, Path, bytes]:
+    """Write `name`.png and `name`.svg into `directory`; return both paths and the PNG bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    png, svg = directory / f"{plot.name}.png", directory / f"{plot.name}.svg"
+    with matplotlib.rc_context(STYLE):
+        plot.figure.savefig(png, format="png", metadata={"Software": None})
+        plot.figure.savefig(svg, format="svg", metadata={"Date": None})
+    return png, svg, png.read_bytes()

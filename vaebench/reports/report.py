@@ -1,0 +1,246 @@
+"""`vaebench report DIR [--out DIR]`: every table, plot and image grid of a run directory, and one HTML file.
+
+Reads only the store. Writes into the report directory:
+
+    comparison.md / .tex / .csv / .html   mean and 95% bootstrap CI per setting and metric, best marked
+    ranks.md / .tex / .csv                mean rank of each setting over metrics
+    pairwise.md / .tex / .csv             Holm-corrected Mann-Whitney U tests between settings
+    plots/<name>.png and .svg             metric_<m>, rate_distortion, sweep_<variant>_<param>,
+                                          metric_correlation, training_curves
+    grids/<setting>-<run_id>-<grid>.png   reconstructions, prior samples, latent traversals
+    report.html                           all of the above and the run metadata, self-contained
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vaebench.bench.store import ResultsStore
+from vaebench.errors import DataError
+from vaebench.reports import html as h
+from vaebench.reports import plots as P
+from vaebench.reports import tables as T
+from vaebench.reports.grids import GRID_NAMES
+from vaebench.reports.summary import metric_columns
+
+GRID_CAPTIONS = {
+    "grid_reconstructions": "test images (top) and reconstructions (bottom)",
+    "grid_samples": "samples from the prior",
+    "grid_traversals": "latent traversals: row i sweeps latent i from -3 to 3, the others fixed",
+}
+
+
+@dataclass
+class ReportData:
+    """Everything a report needs, read from the store once."""
+
+    path: Path
+    runs: pd.DataFrame
+    wide: pd.DataFrame
+    metrics: list[str]
+    curves: pd.DataFrame
+    artifacts: dict[tuple[str, str], bytes]
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "ReportData":
+        with ResultsStore(run_dir, create=False) as store:
+            runs, wide, curves, artifacts = store.runs(), store.wide(), store.curves(), store.artifacts()
+            path = store.path
+        if runs.empty:
+            raise DataError(f"{path}: the results store holds no runs (run `vaebench run` first)")
+        return cls(path, runs, wide, metric_columns(wide), curves, artifacts)
+
+
+@dataclass
+class Tables:
+    comparison: pd.DataFrame
+    pairwise: pd.DataFrame
+    ranks: pd.DataFrame
+    comparison_view: T.Table
+    pairwise_view: T.Table
+    ranks_view: T.Table
+
+
+def build_tables(data: ReportData) -> Tables:
+    comp = T.comparison_table(data.wide)
+    pairs = T.pairwise_frame(data.wide, data.metrics)
+    ranks = T.ranks_frame(comp, data.metrics)
+    return Tables(
+        comp, pairs, ranks,
+        T.comparison_display(comp, data.metrics, title=suite_title(data.runs)),
+        T.pairwise_display(pairs, data.metrics),
+        T.ranks_display(ranks, data.metrics),
+    )
+
+
+def build_plots(data: ReportData, comp: pd.DataFrame) -> list[P.Plot]:
+    return [
+        *P.metric_plots(data.wide, comp, data.metrics),
+        *P.rate_distortion(data.wide),
+        *P.sweep_plots(data.runs, data.wide, data.metrics),
+        *P.correlation_plot(data.wide, data.metrics),
+        *P.curve_plots(data.curves, data.wide),
+    ]
+
+
+def suite_title(runs: pd.DataFrame) -> str:
+    return ", ".join(sorted(runs["suite"].unique()))
+
+
+def grid_runs(data: ReportData) -> list[dict[str, Any]]:
+    """Per dataset and setting, the completed run with the lowest seed that has image grids."""
+    have = {run_id for run_id, name in data.artifacts if name in GRID_NAMES}
+    chosen = []
+    frame = data.runs[(data.runs["status"] == "done") & data.runs["run_id"].isin(have)]
+    for _, group in frame.groupby(["suite", "dataset", "setting"], sort=True):
+        chosen.append(group.sort_values("seed").iloc[0].to_dict())
+    return chosen
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write every table, plot, grid and the HTML report of `run_dir`'s store into `out_dir`."""
+    data = ReportData.load(run_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write(name: str, text: str) -> None:
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+
+    t = build_tables(data)
+    write("comparison.md", T.render_markdown(t.comparison_view))
+    write("comparison.tex", T.render_latex(t.comparison_view, label="tab:vaebench-comparison"))
+    write("comparison.csv", T.comparison_long(t.comparison, data.metrics).to_csv(index=False))
+    write("comparison.html", standalone_table(f"Comparison: {suite_title(data.runs)}", t.comparison_view))
+    write("ranks.md", T.render_markdown(t.ranks_view))
+    write("ranks.tex", T.render_latex(t.ranks_view, label="tab:vaebench-ranks"))
+    write("ranks.csv", t.ranks.to_csv(index=False))
+    write("pairwise.md", T.render_markdown(t.pairwise_view))
+    write("pairwise.tex", T.render_latex(t.pairwise_view, label="tab:vaebench-pairwise"))
+    write("pairwise.csv", t.pairwise.to_csv(index=False))
+
+    figures: list[tuple[P.Plot, bytes]] = []
+    for plot in build_plots(data, t.comparison):
+        png, svg, png_data = P.save(plot, out / "plots")
+        written += [png, svg]
+        figures.append((plot, png_data))
+
+    grids: list[tuple[dict[str, Any], str, bytes]] = []
+    for run in grid_runs(data):
+        for name in GRID_NAMES:
+            png_data = data.artifacts.get((run["run_id"], name))
+            if png_data is None:
+                continue
+            path = out / "grids" / f"{P.slug(run['setting'])}-{run['run_id']}-{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png_data)
+            written.append(path)
+            grids.append((run, name, png_data))
+
+    write("report.html", render_report(data, t, figures, grids))
+    return written
+
+
+def standalone_table(title: str, table: T.Table) -> str:
+    return h.Page(title, sections=[h.Section("table", "Table", T.render_html(table, css_class="comparison"))]).render()
+
+
+def render_report(
+    data: ReportData, t: Tables, figures: list[tuple[P.Plot, bytes]], grids: list[tuple[dict[str, Any], str, bytes]]
+) -> str:
+    runs = data.runs
+    statuses = runs["status"].value_counts().to_dict()
+    subtitle = (
+        f"{len(runs)} runs ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}) of "
+        f"{runs['setting'].nunique()} settings on {runs['dataset'].nunique()} dataset(s), "
+        f"seeds {sorted(int(s) for s in runs['seed'].unique())}; store {data.path}"
+    )
+    page = h.Page(f"vaebench report: {suite_title(runs)}", subtitle)
+    for sid, title, view in (("comparison", "Comparison", t.comparison_view), ("ranks", "Ranks", t.ranks_view),
+                             ("pairwise", "Pairwise tests", t.pairwise_view)):
+        page.sections.append(h.Section(sid, title, T.render_html(view, css_class=sid)))
+    if figures:
+        body = "\n".join(h.figure(png, plot.title) for plot, png in figures)
+        page.sections.append(h.Section("plots", "Plots", body))
+    if grids:
+        parts = []
+        for run in {r["run_id"]: r for r, _, _ in grids}.values():
+            parts.append(f"<h3>{h.e(run['setting'])} on {h.e(run['dataset'])} (seed {h.e(str(run['seed']))})</h3>")
+            parts.extend(
+                h.figure(png, f"{run['setting']}: {GRID_CAPTIONS[name]}", css_class="grid")
+                for r, name, png in grids if r["run_id"] == run["run_id"]
+            )
+        page.sections.append(h.Section("grids", "Image grids", "\n".join(parts)))
+    page.sections.append(h.Section("runs", "Runs", runs_html(runs)))
+    page.sections.append(h.Section("environment", "Environment", environment_html(runs)))
+    return page.render()
+
+
+def run_metadata(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: identity, seed, budget, outcome and timings, from the spec and the runs table."""
+    rows = []
+    for r in runs.to_dict("records"):
+        spec = r["spec"]
+        env = r["environment"]
+        rows.append({
+            "run_id": r["run_id"], "suite": r["suite"], "dataset": r["dataset"],
+            "dataset params": spec.get("dataset_params", {}), "setting": r["setting"], "seed": r["seed"],
+            "status": r["status"], "steps": f"{r['steps_done']}/{spec.get('steps')}",
+            "batch": spec.get("batch_size"), "optimizer": f"{spec.get('optimizer')} lr={spec.get('learning_rate')}",
+            "model": f"{spec.get('architecture')} z={spec.get('latent_dim')} {spec.get('likelihood')}",
+            "wall time (s)": r["wall_time_s"], "scoring (s)": env.get("scoring_time_s"),
+            "steps/s": r["steps_per_s"], "finished": r["finished_at"],
+        })
+    return pd.DataFrame(rows)
+
+
+def runs_html(runs: pd.DataFrame) -> str:
+    meta = run_metadata(runs)
+    numeric = ("seed", "batch", "wall time (s)", "scoring (s)", "steps/s")
+    parts = [h.frame_table(meta, css_class="runs", numeric=numeric)]
+    metrics = sorted({m for s in runs["spec"] for m in s.get("metrics", [])})
+    params = sorted({json_text(s.get("metric_params", {})) for s in runs["spec"]})
+    parts.append(h.key_value_table([("metrics", ", ".join(metrics)), ("metric params", "; ".join(params))]))
+    errors = runs[runs["error"].notna() & (runs["error"] != "")]
+    if not errors.empty:
+        parts.append("<h3>Diverged and failed runs</h3>")
+        for r in errors.to_dict("records"):
+            step = f" at step {int(r['diverged_step'])}" if pd.notna(r.get("diverged_step")) else ""
+            what = f"{r['setting']} on {r['dataset']}, seed {r['seed']}: {r['status']}{step}"
+            parts.append(f"<p>{h.e(what)}</p>")
+            parts.append(h.pre(str(r["error"])))
+    return "\n".join(parts)
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def environment_html(runs: pd.DataFrame) -> str:
+    """Each environment field with its distinct values over runs (and how many runs had each)."""
+    values: dict[str, dict[str, int]] = {}
+    for env in runs["environment"]:
+        flat = {**{k: v for k, v in env.items() if k != "packages"},
+                **{f"package {p}": v for p, v in (env.get("packages") or {}).items()}}
+        for k, v in flat.items():
+            if k in ("scoring_time_s",):
+                continue
+            counts = values.setdefault(k, {})
+            counts[str(v)] = counts.get(str(v), 0) + 1
+    rows = []
+    for k in sorted(values):
+        counts = values[k]
+        if len(counts) == 1:
+            shown = next(iter(counts))
+        else:
+            shown = "; ".join(f"{v} ({n} runs)" for v, n in sorted(counts.items()))
+        rows.append((k, shown))
+    return h.key_value_table(rows, css_class="environment")
