@@ -3,7 +3,7 @@
 Importing this package registers every metric module.
 """
 
-from vaebench.metrics import reconstruction  # noqa: F401
+from vaebench.metrics import factor_scores, fid, likelihood, mutual_information, reconstruction  # noqa: F401
 from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, register_metric
 
 __all__ = ["METRICS", "EvaluationContext", "MetricInfo", "register_metric"]

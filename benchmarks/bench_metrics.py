@@ -1,0 +1,67 @@
+"""Metric speed: mi_xz on 10,000 x 10 posteriors, the Frechet distance of 64-d features of
+10,000 images, and iwae_nll throughput (K = 1000 importance samples per image).
+
+Run: .venv/bin/python -m pytest benchmarks/bench_metrics.py --benchmark-only
+Targets (issue): mi_xz under 1 s. `extra_info` holds images per second for iwae_nll.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vaebench import data
+from vaebench.metrics.fid import feature_statistics, frechet_distance
+from vaebench.metrics.likelihood import importance_weighted_nll
+from vaebench.metrics.mutual_information import latent_mutual_information
+from vaebench.variants import build_variant
+
+N, D, FEATURES = 10_000, 10, 64
+IWAE_K, IWAE_IMAGES = 1000, 4
+IWAE_MODELS = {"conv64": ("conv", 64), "conv32": ("conv", 32), "mlp32": ("mlp", 32)}
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
+
+
+def test_mi_xz_10000x10(benchmark):
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(N, D))
+    logvar = rng.normal(-2.0, 0.5, size=(N, D))
+    benchmark.group = "mi_xz"
+    benchmark.extra_info["shape"] = [N, D]
+    value = benchmark.pedantic(latent_mutual_information, args=(mu, logvar), kwargs={"seed": 0}, rounds=5,
+                               iterations=1, warmup_rounds=1)
+    assert 0 < value <= np.log(N)
+
+
+def test_frechet_distance_64d_10000_images(benchmark):
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(N, FEATURES)).astype(np.float32)
+    fake = (rng.normal(size=(N, FEATURES)) @ rng.normal(size=(FEATURES, FEATURES)) / 8 + 0.1).astype(np.float32)
+
+    def run() -> float:
+        return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+
+    benchmark.group = "frechet distance"
+    benchmark.extra_info["features"] = [N, FEATURES]
+    assert benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1) > 0
+
+
+@pytest.mark.parametrize("name", IWAE_MODELS)
+def test_iwae_nll_throughput(benchmark, name):
+    architecture, size = IWAE_MODELS[name]
+    dataset = data.get("dsprites", size=size)
+    torch.manual_seed(0)
+    model = build_variant("vae", {}, image_shape=dataset.image_shape, latent_dim=D, architecture=architecture,
+                          likelihood="bernoulli").eval()
+    images = torch.from_numpy(dataset.images(dataset.test_indices[:IWAE_IMAGES]))
+    benchmark.group = "iwae_nll"
+    benchmark.extra_info.update({"k": IWAE_K, "images": IWAE_IMAGES})
+    nll = benchmark.pedantic(importance_weighted_nll, args=(model, images), kwargs={"k": IWAE_K, "seed": 0},
+                             rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["images_per_second"] = IWAE_IMAGES / benchmark.stats.stats.mean
+    assert np.all(np.isfinite(nll))

@@ -1,0 +1,122 @@
+"""Importance-weighted estimate of the negative log-likelihood -log p(x) (nats per image).
+
+Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Autoencoders", with the encoder
+q(z | x) = N(mu(x), diag exp(logvar(x))) as the proposal and the prior p(z) = N(0, I)::
+
+    log p(x) ~= log (1/K) sum_{k=1..K} w_k,     w_k = p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z | x)
+             =  logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K
+
+The estimate is a lower bound on log p(x) in expectation, tightening monotonically in K and
+exact for any K when q(z | x) is the true posterior; `iwae_nll` reports its negative (an
+upper bound on -log p(x)). The bound itself is computed by
+:func:`vaebench.variants.iwae.importance_weighted_bound`, the one implementation shared
+with the IWAE objective; this module evaluates it in batches, at most ``CHUNK`` (image,
+sample) pairs decoded at once, so memory does not grow with K, and draws the samples from a
+seeded RNG of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from vaebench.errors import ConfigError
+from vaebench.metrics.registry import EvaluationContext, MetricInfo, register_metric
+from vaebench.variants.iwae import importance_weighted_bound
+
+DEFAULT_K = 1000  # importance samples per image (Burda et al. 2016 evaluate with K = 5000)
+CHUNK = 1024  # (image, sample) pairs decoded at once
+# Test images scored by the registered metric (a fixed random subset): K = 1000 decodes
+# 1000 images per test image, about 3 s per image for the 64 px conv VAE on 2 CPU cores
+# (benchmarks/bench_metrics.py). Set the `iwae_images` parameter to the test-set size for
+# a full-test-set number.
+DEFAULT_IMAGES = 100
+SUBSET_SEED = 0  # which test images: the same subset for every run, so runs compare
+
+
+class GenerativeModel(Protocol):
+    """What the estimate needs (every vaebench variant has it)."""
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor: ...
+
+
+def _model_device(model: Any) -> torch.device:
+    try:
+        return next(iter(model.parameters())).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def importance_weighted_nll(
+    model: GenerativeModel,
+    images: torch.Tensor | np.ndarray,
+    *,
+    k: int = DEFAULT_K,
+    chunk: int = CHUNK,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """(N,) float64: -log p(x_n) estimated with `k` importance samples per image (nats).
+
+    model: encode(x) -> (mu, logvar) and log_likelihood(x, z) -> (B,) log p(x | z).
+    images: (N, C, H, W) (or (N, ...)) tensor or array, in the model's input format.
+    chunk: at most this many (image, sample) pairs are decoded at once: batches of
+        chunk // k images with all k samples when k <= chunk, otherwise one image at a time
+        with its samples split into chunks of `chunk`.
+    seed: seeds the z ~ q(z|x) draws. They come from torch's generator on `device`, seeded
+        inside a fork of the RNG state, so the global state is left as it was.
+    device: where to run the model (default: the device of its parameters).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    x_all = torch.as_tensor(images)
+    device = torch.device(device) if device is not None else _model_device(model)
+    per_round = min(k, chunk)  # samples per decoding round
+    batch = max(1, chunk // per_round)  # images per round
+    out = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        for start in range(0, len(x_all), batch):
+            x = x_all[start : start + batch].to(device)
+            out.append(-importance_weighted_bound(model, x, k, chunk_size=per_round).double().cpu())
+    return torch.cat(out).numpy()
+
+
+def _compute(ctx: EvaluationContext) -> dict[str, float]:
+    k = int(ctx.params.get("iwae_k", DEFAULT_K))
+    n_images = int(ctx.params.get("iwae_images", DEFAULT_IMAGES))
+    if n_images < 1:
+        raise ConfigError(f"must be >= 1, got {n_images}", key="iwae_images")
+    n = len(ctx.test_images)
+    chosen = np.arange(n)
+    if n_images < n:
+        chosen = np.sort(np.random.default_rng(SUBSET_SEED).choice(n, size=n_images, replace=False))
+    nll = importance_weighted_nll(
+        ctx.model, ctx.test_images[torch.from_numpy(chosen)], k=k, chunk=int(ctx.params.get("iwae_chunk", CHUNK)),
+        seed=ctx.seed, device=ctx.device,
+    )
+    ctx.notes["iwae_nll"] = f"k={k}, images={len(chosen)}/{n}"
+    return {"iwae_nll": float(nll.mean())}
+
+
+register_metric(
+    MetricInfo(
+        name="iwae_nll",
+        higher_is_better=False,
+        description="importance-weighted estimate of -log p(x), K samples per image (nats, Burda et al. 2016)",
+        compute=_compute,
+        abs_tol=1e-2,
+        rel_tol=1e-4,
+        defaults={"k": DEFAULT_K, "chunk": CHUNK, "images": DEFAULT_IMAGES},
+    )
+)
