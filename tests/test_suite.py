@@ -28,6 +28,8 @@ def test_run_id_is_a_content_hash(write_suite):
 
 
 def test_defaults_are_filled_in(write_suite):
+    tc = load_suite(write_suite(variants='[[variants]]\nname = "beta_tcvae"\n', filename="tc.toml")).specs[0]
+    assert dict(tc.hyperparameters)["dataset_size"] == 737_280 - 200  # the training split of tiny suites
     spec = load_suite(write_suite(variants='[[variants]]\nname = "beta_vae"\n')).specs[0]
     assert dict(spec.hyperparameters) == {"beta": 4.0}
     assert spec.to_dict()["metrics"][0] == "recon_mse"

@@ -14,6 +14,7 @@ everywhere (resume, deduplication, caches). The suite's name is not part of it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -180,10 +181,20 @@ def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict
     for values in itertools.product(*(params[k] for k in grid_keys)):
         hp = {**params, **dict(zip(grid_keys, values))}
         try:
-            out.append((name, cls.Hyperparameters.from_dict(hp).to_dict()))
+            cls.Hyperparameters.from_dict(hp)
         except ConfigError as err:
             raise err.located(file, prefix) from None
+        out.append((name, hp))
     return out
+
+
+def _hyperparameters_for(name: str, given: dict[str, Any], dataset: data.ImageDataset) -> dict[str, Any]:
+    """All hyperparameters of a run, defaults filled in; a `dataset_size` the suite leaves
+    unset is the size of the dataset's training split (beta-TCVAE's estimators need it)."""
+    hparams = VARIANTS.get(name).Hyperparameters
+    if "dataset_size" in {f.name for f in dataclasses.fields(hparams)} and "dataset_size" not in given:
+        given = {**given, "dataset_size": len(dataset.train_indices)}
+    return hparams.from_dict(given).to_dict()
 
 
 def _parse_variants(raw: dict, file: str) -> list[tuple[str, dict[str, Any]]]:
@@ -254,7 +265,8 @@ def load_suite(path: str | Path) -> Suite:
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = _metrics_for(requested, dataset, file)
-        for (v_name, hp), seed in itertools.product(variants, seeds):
+        for (v_name, given), seed in itertools.product(variants, seeds):
+            hp = _hyperparameters_for(v_name, given, dataset)
             specs.append(
                 RunSpec(
                     variant=v_name, hyperparameters=_freeze(hp), dataset=ds_name, dataset_params=_freeze(ds_params),

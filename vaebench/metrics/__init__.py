@@ -3,7 +3,14 @@
 Importing this package registers every metric module.
 """
 
-from vaebench.metrics import factor_scores, fid, likelihood, mutual_information, reconstruction  # noqa: F401
+from vaebench.metrics import (  # noqa: F401  (each module registers its metrics)
+    disentanglement,
+    factor_scores,
+    fid,
+    likelihood,
+    mutual_information,
+    reconstruction,
+)
 from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, register_metric
 
 __all__ = ["METRICS", "EvaluationContext", "MetricInfo", "register_metric"]
