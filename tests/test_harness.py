@@ -20,21 +20,28 @@ from vaebench.bench.runner import run_suite
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.cli import main
-from vaebench.variants import register_variant
+from vaebench.variants import VARIANTS
 from vaebench.variants.vae import VAE
 
 from conftest import REPO
 
 
-@register_variant("test_diverging_vae")
 class DivergingVAE(VAE):
     """A VAE whose loss turns NaN at step 15 (for the divergence test only)."""
+
+    name = "test_diverging_vae"
 
     def loss(self, x, step):
         losses = super().loss(x, step)
         if step >= 15:
             losses.total = losses.total * float("nan")
         return losses
+
+
+@pytest.fixture
+def diverging_variant(monkeypatch):
+    """Registered for one test only, so no other test sees it."""
+    monkeypatch.setitem(VARIANTS._items, DivergingVAE.name, DivergingVAE)
 
 
 def _metrics(run_dir: Path) -> pd.DataFrame:
@@ -60,7 +67,7 @@ def test_same_suite_and_seed_give_bit_identical_numbers(write_suite, tmp_path):
     assert not _metrics(tmp_path / "c")["value"].equals(a["value"])
 
 
-def test_diverging_run_is_recorded_and_the_sweep_goes_on(write_suite, tmp_path, capsys):
+def test_diverging_run_is_recorded_and_the_sweep_goes_on(diverging_variant, write_suite, tmp_path, capsys):
     variants = '[[variants]]\nname = "test_diverging_vae"\n\n[[variants]]\nname = "vae"\n'
     path = write_suite(steps=30, variants=variants)
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0

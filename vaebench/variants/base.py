@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -156,15 +156,3 @@ class GaussianEncoderVariant(Variant):
             "kl_dims": kl_to_standard_normal(mu, logvar),
         }
 
-
-def parameters_of(*modules: nn.Module) -> list[nn.Parameter]:
-    out: list[nn.Parameter] = []
-    for module in modules:
-        out.extend(module.parameters())
-    return out
-
-
-def iter_terms(losses: Losses) -> Iterable[tuple[str, float]]:
-    yield "loss", float(losses.total.detach())
-    for name, value in losses.terms.items():
-        yield name, float(value.detach())
