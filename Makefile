@@ -8,7 +8,6 @@ PY := $(VENV)/bin/python
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 
 install: $(VENV)/bin/activate
 	$(PIP) install -q -c constraints.txt -e .

@@ -13,6 +13,8 @@ backend is touched; `save` writes each as PNG and SVG with no timestamps in the 
 
 from __future__ import annotations
 
+import textwrap
+
 import math
 import re
 import warnings
@@ -30,6 +32,7 @@ from matplotlib.figure import Figure
 from vaebench.reports.stats import higher_is_better
 
 STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9), "svg.hashsalt": "vaebench"}
+LEGEND_WRAP = 45  # characters per line of a long setting in a legend
 PREFERRED_SWEEP = ("beta", "gamma", "lambda_", "alpha", "c_max")
 DPI = 110
 
@@ -132,11 +135,17 @@ def rate_distortion(wide: pd.DataFrame) -> list[Plot]:
     if frame.empty:
         return []
     datasets = sorted(frame["dataset"].unique())
-    fig, axes = _figure(len(datasets), width=6.0, height=4.4)
+    legend_lines = frame["variant"].nunique() + sum(
+        textwrap.fill(t, LEGEND_WRAP).count("\n") + 1 for t in frame["setting"].unique()
+    )
+    fig, axes = _figure(len(datasets), width=10.0, height=max(4.4, 0.2 * legend_lines + 1.0))
     with matplotlib.rc_context(STYLE):
         for ax, dataset in zip(axes[0], datasets):
             part = frame[frame["dataset"] == dataset]
-            part = part.assign(variant=part["variant"].map(mpl_text), setting=part["setting"].map(mpl_text))
+            part = part.assign(
+                variant=part["variant"].map(mpl_text),
+                setting=part["setting"].map(lambda t: mpl_text(textwrap.fill(t, LEGEND_WRAP))),
+            )
             sns.scatterplot(
                 data=part, x="rate", y="distortion", hue="variant", style="setting", s=60, ax=ax,
                 hue_order=sorted(part["variant"].unique()), style_order=sorted(part["setting"].unique()),
@@ -144,7 +153,8 @@ def rate_distortion(wide: pd.DataFrame) -> list[Plot]:
             ax.set_xlabel("rate: kl (nats)")
             ax.set_ylabel(ylabel)
             ax.set_title(mpl_text(f"rate-distortion on {dataset}"))
-            ax.legend(fontsize="x-small", loc="best")
+            # outside the axes: with many settings an inside legend covers the points
+            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return [Plot("rate_distortion", "Rate-distortion plane", fig)]
 
 
