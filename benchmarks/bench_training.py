@@ -9,6 +9,8 @@ intervals (every 50 and 250 steps); the README reports the ratio of their means.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -36,21 +38,13 @@ def _two_threads():
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_harness_loop(benchmark, tmp_path, name):
-    spec = _spec(*ARCHITECTURES[name])
-    dataset = data.get("dsprites", size=spec.dataset_params[0][1])
-    trainer = Trainer(spec, dataset, torch.device("cpu"))
-
-    def run():
-        trainer.step = 0
-        trainer.train(tmp_path / "ckpt.pt", None)
-
     benchmark.group = f"training {name}"
     benchmark.extra_info["steps"] = STEPS
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(_harness_loop(name, tmp_path / "ckpt.pt"), rounds=3, iterations=1, warmup_rounds=1)
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
-def test_bare_pytorch_loop(benchmark, name):
+def _bare_loop(name: str):
+    """A plain PyTorch loop over a pre-rendered pool: the same network, batch and optimizer."""
     spec = _spec(*ARCHITECTURES[name])
     dataset = data.get("dsprites", size=spec.dataset_params[0][1])
     torch.manual_seed(0)
@@ -66,6 +60,44 @@ def test_bare_pytorch_loop(benchmark, name):
             model.loss(x, 0).total.backward()
             optimizer.step()
 
+    return run
+
+
+def _harness_loop(name: str, checkpoint):
+    spec = _spec(*ARCHITECTURES[name])
+    trainer = Trainer(spec, data.get("dsprites", size=spec.dataset_params[0][1]), torch.device("cpu"))
+
+    def run():
+        trainer.step = 0
+        trainer.train(checkpoint, None)
+
+    return run
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_bare_pytorch_loop(benchmark, name):
     benchmark.group = f"training {name}"
     benchmark.extra_info["steps"] = STEPS
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(_bare_loop(name), rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_harness_to_bare_ratio_interleaved(benchmark, tmp_path, name):
+    """Harness and bare loop alternated round by round, so drift of the machine's speed hits
+    both alike; extra_info holds each round's ratio and their median."""
+    harness, bare = _harness_loop(name, tmp_path / "ckpt.pt"), _bare_loop(name)
+    harness(), bare()  # warm-up
+    ratios: list[float] = []
+
+    def pair():
+        started = time.perf_counter()
+        harness()
+        middle = time.perf_counter()
+        bare()
+        ratios.append((middle - started) / (time.perf_counter() - middle))
+
+    benchmark.group = f"ratio {name}"
+    benchmark.pedantic(pair, rounds=7, iterations=1)
+    benchmark.extra_info["ratios"] = [round(r, 4) for r in ratios]
+    benchmark.extra_info["median_ratio"] = float(np.median(ratios))
+    print(f"\n{name}: harness / bare per round {np.round(ratios, 3).tolist()}, median {np.median(ratios):.3f}")
