@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vaebench.bench.seeding import derived_seed, seed_everything
@@ -12,19 +11,7 @@ from vaebench.bench.suite import RunSpec
 from vaebench.data import ImageDataset
 from vaebench.metrics import METRICS, EvaluationContext
 from vaebench.reports.grids import model_image_grids
-
-ENCODE_BATCH = 500
-
-
-@torch.no_grad()
-def encode_dataset(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, logvar) of every image, float64 (N, D), in batches."""
-    mus, logvars = [], []
-    for start in range(0, len(images), ENCODE_BATCH):
-        mu, logvar = model.encode(images[start : start + ENCODE_BATCH].to(device))
-        mus.append(mu.double().cpu())
-        logvars.append(logvar.double().cpu())
-    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+from vaebench.variants.base import encode_in_batches
 
 
 def evaluate(
@@ -36,7 +23,7 @@ def evaluate(
     model.eval()
     test_indices = dataset.test_indices
     images = torch.from_numpy(dataset.images(test_indices))
-    mu, logvar = encode_dataset(model, images, device)
+    mu, logvar = (t.numpy() for t in encode_in_batches(model, images, device))
     ctx = EvaluationContext(
         model=model,
         dataset=dataset,

@@ -37,6 +37,7 @@ import torch
 
 from vaebench.errors import ConfigError
 from vaebench.metrics.registry import EvaluationContext, MetricInfo, register_metric
+from vaebench.variants.base import ENCODE_BATCH, encode_in_batches
 
 # disentanglement_lib defaults (beta_vae_sklearn / factor_vae_metric gin configs)
 BATCH_SIZE = 64  # pairs (beta-VAE) or images (FactorVAE) per training point
@@ -47,7 +48,6 @@ PRUNE_THRESHOLD = 0.05  # FactorVAE: dims whose global std is below this are col
 LOGREG_MAX_ITER = 1_000  # sklearn's lbfgs default of 100 often stops before convergence here
 
 IMAGES_PER_BLOCK = 8_192  # images rendered and encoded at once
-ENCODE_BATCH = 500  # images per forward pass in `model_encoder`
 
 Encoder = Callable[[np.ndarray], np.ndarray]
 
@@ -168,11 +168,8 @@ def model_encoder(model: torch.nn.Module, device: torch.device | str = "cpu",
                   batch_size: int = ENCODE_BATCH) -> Encoder:
     """numpy images -> (n, D) float64 posterior means of `model`, in batches, without gradients."""
 
-    @torch.no_grad()
     def encode(images: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(images)
-        out = [model.encode(x[s : s + batch_size].to(device))[0].double().cpu() for s in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy()
+        return encode_in_batches(model, images, device, batch_size)[0].numpy()
 
     return encode
 

@@ -156,3 +156,20 @@ class GaussianEncoderVariant(Variant):
             "kl_dims": kl_to_standard_normal(mu, logvar),
         }
 
+
+ENCODE_BATCH = 500
+
+
+@torch.no_grad()
+def encode_in_batches(
+    model: nn.Module, images: Any, device: torch.device | str = "cpu", batch_size: int = ENCODE_BATCH
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The posterior (mu, logvar) of every image (a tensor or numpy array), float64 on the CPU, in batches."""
+    x = torch.as_tensor(images)
+    mus, logvars = [], []
+    for start in range(0, len(x), batch_size):
+        mu, logvar = model.encode(x[start : start + batch_size].to(device))
+        mus.append(mu.double().cpu())
+        logvars.append(logvar.double().cpu())
+    return torch.cat(mus), torch.cat(logvars)
+
