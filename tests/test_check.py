@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from test_reports_fixtures import make_store, spec_for
-from vaebench.bench.result import RunResult
+from vaebench.bench.spec import RunResult, RunSpec
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.errors import BaselineMismatchError
@@ -126,8 +126,8 @@ def test_a_value_that_became_nan_is_a_regression(run, baseline, capsys):
     values = {r.name: r.value for r in metrics[metrics["run_id"] == row["run_id"]].itertuples()}
     values["neg_elbo"] = float("nan")
     with ResultsStore(run) as store:
-        result = RunResult(run_id=row["run_id"], spec=row["spec"], status="done", metrics=values)
-        store.write_result(result, row["suite"])
+        result = RunResult(spec=RunSpec.from_dict(row["spec"]), status="done", metrics=values)
+        store.write_result(result, suite=row["suite"], setting=row["setting"])
     code, out, _ = check(run, baseline, capsys)
     assert code == 1 and "neg_elbo" in out and "nan" in out and "worse" in out
 
@@ -136,8 +136,8 @@ def test_a_run_that_now_diverges_is_a_regression(run, baseline, capsys):
     with ResultsStore(run, create=False) as store:
         row = store.runs().iloc[0]
     with ResultsStore(run) as store:
-        store.write_result(RunResult(run_id=row["run_id"], spec=row["spec"], status="diverged", diverged_step=3,
-                                     error="loss is nan"), row["suite"])
+        store.write_result(RunResult(spec=RunSpec.from_dict(row["spec"]), status="diverged", diverged_step=3,
+                                     error="loss is nan"), suite=row["suite"], setting=row["setting"])
     code, out, _ = check(run, baseline, capsys)
     assert code == 1 and "status" in out and "diverged" in out
 
@@ -175,8 +175,7 @@ def test_malformed_or_missing_baseline_files(run, tmp_path, capsys):
 def test_a_new_run_in_the_results_is_a_mismatch(run, baseline, capsys):
     spec = spec_for("vae", {}, 7)
     with ResultsStore(run) as store:
-        store.write_result(RunResult(run_id=spec.run_id, spec=spec.to_dict(), status="done", metrics={"kl": 1.0}),
-                           "synthetic")
+        store.write_result(RunResult(spec=spec, status="done", metrics={"kl": 1.0}), suite="synthetic", setting="vae")
     code, _, err = check(run, baseline, capsys)
     assert code == 2 and spec.run_id in err and "vae seed 7" in err
 

@@ -198,11 +198,12 @@ def test_a_suite_file_can_name_mnist(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_trains_and_scores_on_mnist_files(tmp_path):
+    from vaebench.bench.spec import RunTask
     from vaebench.bench.train import execute_run
 
     write_mnist(tmp_path / "mnist")
     spec = load_suite(_suite(tmp_path, f"path = '{tmp_path / 'mnist'}'")).specs[0]
-    result = execute_run(spec.to_dict(), str(tmp_path / "run"))
+    result = execute_run(RunTask(spec, spec.variant, str(tmp_path / "run")))
     assert result.status == "done", result.error
     assert result.steps_done == 2 and np.isfinite(result.metrics["recon_mse"]) and result.metrics["kl"] >= 0
 

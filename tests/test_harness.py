@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from vaebench.bench.executors import InProcessExecutor, ProcessPoolRunExecutor
-from vaebench.bench.result import RunResult
+from vaebench.bench.spec import RunResult
 from vaebench.bench.runner import run_suite
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
@@ -108,12 +108,12 @@ def test_models_and_checkpoints_load_with_weights_only(write_suite, tmp_path):
 
 def test_writing_a_run_twice_keeps_one_row_set(tmp_path):
     spec = load_suite(REPO / "suites" / "smoke.toml").specs[0]
-    result = RunResult(run_id=spec.run_id, spec=spec.to_dict(), status="done", metrics={"kl": 1.0},
+    result = RunResult(spec=spec, status="done", metrics={"kl": 1.0},
                        curves=[(1, "model/loss", 2.0)])
     with ResultsStore(tmp_path) as store:
-        store.write_result(result, "smoke")
+        store.write_result(result, suite="smoke", setting="vae")
         result.metrics = {"kl": 3.0}
-        store.write_result(result, "smoke")
+        store.write_result(result, suite="smoke", setting="vae")
         assert len(store.runs()) == 1 and store.metrics()["value"].tolist() == [3.0]
         assert len(store.curves()) == 1
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from vaebench.bench.executors import InProcessExecutor, RunTask, make_executor
-from vaebench.bench.result import RunResult
-from vaebench.bench.runner import SweepProgress, run_suite
+from vaebench.bench.executors import InProcessExecutor
+from vaebench.bench.runner import SweepProgress, make_executor, run_suite
+from vaebench.bench.spec import RunResult, RunTask
 from vaebench.bench.store import ResultsStore
-from vaebench.bench.suite import RunSpec, load_suite
+from vaebench.bench.suite import load_suite
 from vaebench.bench.train import checkpoint_path, execute_run
 from vaebench.cli import main
 from vaebench.errors import ConfigError, MissingDependencyError
@@ -201,10 +201,10 @@ def _log_attempt(run_dir: str, run_id: str) -> int:
     return len(_attempts(run_dir, run_id))
 
 
-def _stall_seed0_once_after_checkpoint(spec, run_dir, device, threads, progress):
+def _stall_seed0_once_after_checkpoint(task: RunTask, progress):
     """execute_run; the seed-0 run's first attempt, once it has a checkpoint, writes its PID and waits to be killed."""
-    run_id = RunSpec.from_dict(spec).run_id
-    victim = spec["seed"] == 0 and _log_attempt(run_dir, run_id) == 1
+    run_dir = task.run_dir
+    victim = task.spec.seed == 0 and _log_attempt(run_dir, task.run_id) == 1
 
     def hook(rid, step):
         if progress is not None:
@@ -215,16 +215,15 @@ def _stall_seed0_once_after_checkpoint(spec, run_dir, device, threads, progress)
             os.replace(tmp, Path(run_dir) / "victim.pid")
             time.sleep(120)  # the test kills this process long before
 
-    return execute_run(spec, run_dir, device, threads, hook)
+    return execute_run(task, hook)
 
 
-def _crash_seed0_always(spec, run_dir, device, threads, progress):
+def _crash_seed0_always(task: RunTask, progress):
     """The seed-0 run's worker dies (SIGKILL) on every attempt; other runs are normal."""
-    run_id = RunSpec.from_dict(spec).run_id
-    _log_attempt(run_dir, run_id)
-    if spec["seed"] == 0:
+    _log_attempt(task.run_dir, task.run_id)
+    if task.spec.seed == 0:
         os.kill(os.getpid(), signal.SIGKILL)
-    return execute_run(spec, run_dir, device, threads, progress)
+    return execute_run(task, progress)
 
 
 @pytest.mark.slow
@@ -297,12 +296,12 @@ def test_a_run_that_keeps_crashing_is_failed_after_max_retries(ray_cluster, writ
 
 
 def test_a_run_no_node_can_hold_fails_fast(ray_cluster, tmp_path, capsys):
-    spec = load_suite(SMOKE).specs[0].to_dict()
+    spec = load_suite(SMOKE).specs[0]
     executor = make_executor("ray")
     with pytest.raises(ConfigError, match=r"--jobs.*largest node of the Ray cluster has 2"):
-        list(executor.run([RunTask(spec, str(tmp_path), "cpu", RAY_CPUS + 1)]))
+        list(executor.run([RunTask(spec, "vae", str(tmp_path), "cpu", RAY_CPUS + 1)]))
     with pytest.raises(ConfigError, match=r"--device.*no node of the Ray cluster has a GPU"):
-        list(executor.run([RunTask(spec, str(tmp_path), "cuda", 1)]))
+        list(executor.run([RunTask(spec, "vae", str(tmp_path), "cuda", 1)]))
     # on Ray the GPUs are the cluster's: the CLI asks the cluster, not the driver machine
     args = ["run", str(SMOKE), "--executor", "ray", "--device", "cuda", "--jobs", str(os.cpu_count()), "--quiet",
             "--out", str(tmp_path / "o")]

@@ -17,7 +17,7 @@ from test_reports_fixtures import EVIL, EVIL_SUITE, SETTINGS, make_store, spec_f
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.reports import stats, tables
-from vaebench.reports.grids import GRID_NAMES, make_grid, model_image_grids, png_bytes
+from vaebench.bench.grids import GRID_NAMES, make_grid, model_image_grids, png_bytes
 from vaebench.reports.html import CSP, LOAD_CHECK_SCRIPT, script_hash
 from vaebench.reports.plots import swept_parameters
 from vaebench.reports.report import write_report

@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from vaebench.bench.result import RunResult
 from vaebench.bench.store import ResultsStore
-from vaebench.bench.suite import RunSpec
-from vaebench.reports.grids import png_bytes
+from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.grids import png_bytes
 
 EVIL = "<script>alert(1)</script>"
 EVIL_SUITE = EVIL + " 50% & $x_1$ #{}~^\\"
@@ -26,6 +25,12 @@ SETTINGS: list[tuple[str, dict[str, Any], float]] = [
     ("beta_vae", {"beta": 4.0}, 2.0),
     ("beta_vae", {"beta": 16.0}, 3.0),
 ]
+
+
+def setting_label(spec: RunSpec) -> str:
+    """The label a suite gives a spec whose hyperparameters the suite wrote: every one of them."""
+    hp = ", ".join(f"{k}={v}" for k, v in spec.hyperparameters)
+    return f"{spec.variant}({hp})" if hp else spec.variant
 
 
 def spec_for(variant: str, hp: dict[str, Any], seed: int, *, dataset: str = "dsprites",
@@ -74,7 +79,7 @@ def make_store(
             for seed in seeds:
                 spec = spec_for(variant, hp, seed, dataset_params=dataset_params)
                 result = RunResult(
-                    run_id=spec.run_id, spec=spec.to_dict(), status="done", metrics=fake_metrics(offset, seed),
+                    spec=spec, status="done", metrics=fake_metrics(offset, seed),
                     steps_done=spec.steps, wall_time_s=1.5 + seed, steps_per_s=66.0,
                     environment={"packages": {"torch": "2.13.0", "numpy": "2.4"}, "python": "3.11.7",
                                  "git_commit": "abc123", "device": "cpu: x86_64", "scoring_time_s": 0.2},
@@ -84,12 +89,11 @@ def make_store(
                     result.curves = [(s, n, v / s**0.5) for s in (25, 50, 75, 100) for n, v in terms]
                 if grids and seed == seeds[0]:
                     result.artifacts = fake_grids(seed + i)
-                store.write_result(result, EVIL_SUITE if evil else suite)
+                store.write_result(result, suite=EVIL_SUITE if evil else suite, setting=setting_label(spec))
         if failed:
             spec = spec_for("beta_vae", {"beta": 32.0}, seeds[0])
             store.write_result(
-                RunResult(run_id=spec.run_id, spec=spec.to_dict(), status="failed",
-                          error=f"RuntimeError: {EVIL} exploded"),
-                EVIL_SUITE if evil else suite,
+                RunResult(spec=spec, status="failed", error=f"RuntimeError: {EVIL} exploded"),
+                suite=EVIL_SUITE if evil else suite, setting=setting_label(spec),
             )
     return path

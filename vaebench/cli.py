@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_dir_command(sub, "results", "print the comparison table of a run directory")
     p.add_argument("--format", default="table", help="table | csv | json | markdown")
     p.add_argument("--per-run", action="store_true", help="one row per run instead of per setting")
+    p.add_argument("--metrics", help="comma-separated metric or value names to show (default: what fits 120 columns)")
+    p.add_argument("--all", action="store_true", dest="all_values", help="show every value, per-latent ones included")
+    p = _add_dir_command(sub, "show", "print one run's full spec, status and environment (JSON)")
+    p.add_argument("run_id", help="a run id, or a unique prefix of one")
     p = _add_dir_command(sub, "report", "write tables, plots and an HTML report")
     p.add_argument("--out", help="report directory (default DIR/report)")
     p = _add_dir_command(sub, "baseline", "write the metric scores as a regression baseline")
@@ -62,9 +66,9 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vaebench.bench.executors import EXECUTORS, make_executor, threads_per_job
+    from vaebench.bench.executors import threads_per_job
     from vaebench.bench.progress import make_progress
-    from vaebench.bench.runner import run_suite
+    from vaebench.bench.runner import EXECUTORS, make_executor, run_suite
     from vaebench.bench.suite import load_suite
 
     _choice(args.executor, EXECUTORS, "--executor")
@@ -105,8 +109,28 @@ def cmd_results(args: argparse.Namespace) -> int:
     from vaebench.reports.summary import FORMATS, format_results
 
     _choice(args.format, FORMATS, "--format")
+    if args.metrics is not None and args.all_values:
+        raise ConfigError("give either --metrics or --all", key="--metrics")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
     with ResultsStore(args.dir, create=False) as store:
-        print(format_results(store, args.format, per_run=args.per_run))
+        print(format_results(store, args.format, per_run=args.per_run, metrics=metrics, all_values=args.all_values))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    from vaebench.bench.store import ResultsStore
+
+    with ResultsStore(args.dir, create=False) as store:
+        runs = store.runs()
+    matches = runs[runs["run_id"].str.startswith(args.run_id)]
+    if len(matches) != 1:
+        found = "no run" if matches.empty else f"{len(matches)} runs"
+        raise ConfigError(f"{found} with this id in {args.dir}", key="run_id")
+    row = matches.iloc[0]
+    shown = {k: row[k] for k in ("run_id", "suite", "setting", "status", "steps_done", "error", "spec", "environment")}
+    print(json.dumps(shown, indent=2, default=str))
     return 0
 
 
@@ -158,7 +182,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "results": cmd_results, "report": cmd_report,
+    "run": cmd_run, "results": cmd_results, "show": cmd_show, "report": cmd_report,
     "baseline": cmd_baseline, "check": cmd_check, "list": cmd_list,
 }
 

@@ -11,7 +11,8 @@ import torch
 from vaebench import data
 from vaebench.bench.optim import build_optimizers, optimisation_step
 from vaebench.bench.seeding import seed_everything
-from vaebench.bench.suite import RunSpec, Suite
+from vaebench.bench.spec import RunSpec
+from vaebench.bench.suite import Suite
 from vaebench.bench.train import build_model
 
 CALIBRATION_STEPS = 10
@@ -62,7 +63,7 @@ def print_dry_run(suite: Suite, device: str = "cpu") -> None:
     rows, total = estimate(suite, device)
     print(f"suite {suite.name!r}: {len(rows)} runs")
     for spec, seconds in rows:
-        print(f"  {spec.run_id}  {spec.dataset:16s} {spec.setting:40s} seed={spec.seed:<3d} "
+        print(f"  {spec.run_id}  {spec.dataset:16s} {suite.setting(spec):40s} seed={spec.seed:<3d} "
               f"{spec.steps:>8,d} steps  ~{_duration(seconds)}")
     steps = sum(s.steps for s, _ in rows)
     variants = Counter(s.variant for s, _ in rows)

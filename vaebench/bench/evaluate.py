@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from vaebench.bench.seeding import derived_seed, seed_everything
-from vaebench.bench.suite import RunSpec
+from vaebench.bench.spec import RunSpec
 from vaebench.data import ImageDataset
 from vaebench.metrics import METRICS, EvaluationContext
-from vaebench.reports.grids import model_image_grids
+from vaebench.bench.grids import model_image_grids
 from vaebench.variants.base import encode_in_batches
 
 
@@ -39,7 +39,11 @@ def evaluate(
     )
     values: dict[str, float] = {}
     for name in spec.metrics:
-        values.update({k: float(v) for k, v in METRICS.get(name).compute(ctx).items()})
+        info = METRICS.get(name)
+        for value_name, value in info.compute(ctx).items():
+            if info.value(value_name) is None:
+                raise RuntimeError(f"metric {name!r} returned {value_name!r}, which it does not declare")
+            values[value_name] = float(value)
     # image grids for reports (PNG bytes); own seeded generator, so no metric value changes
     artifacts: dict[str, bytes] = model_image_grids(model, images, seed=seed)
     return values, dict(ctx.notes), artifacts

@@ -1,7 +1,8 @@
-"""Where runs execute, behind one interface: in process, a local process pool, or Ray.
+"""Where runs execute locally, behind the `Executor` interface: in process, or a process pool.
 
 An executor takes run tasks and yields RunResults as they finish; it never writes the
 store (the driver alone does). Progress reports (run_id, step) go to `on_progress`.
+The Ray executor (`ray_executor.py`) implements the same interface.
 """
 
 from __future__ import annotations
@@ -10,23 +11,10 @@ import multiprocessing
 import os
 import queue
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from vaebench.bench.result import RunResult
+from vaebench.bench.spec import ProgressFn, RunResult, RunTask
 from vaebench.bench.train import execute_run
-from vaebench.errors import ConfigError
-
-ProgressFn = Callable[[str, int], None]
-EXECUTORS = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class RunTask:
-    spec: dict[str, Any]
-    run_dir: str
-    device: str
-    threads: int | None
 
 
 class Executor:
@@ -39,7 +27,7 @@ class InProcessExecutor(Executor):
 
     def run(self, tasks: list[RunTask], on_progress: ProgressFn | None = None) -> Iterator[RunResult]:
         for task in tasks:
-            yield execute_run(task.spec, task.run_dir, task.device, task.threads, on_progress)
+            yield execute_run(task, on_progress)
 
 
 class _QueueProgress:
@@ -64,7 +52,7 @@ class ProcessPoolRunExecutor(Executor):
             progress_q = manager.Queue()
             forward = _QueueProgress(progress_q)
             pending = {
-                pool.submit(execute_run, t.spec, t.run_dir, t.device, t.threads, forward) for t in tasks
+                pool.submit(execute_run, t, forward) for t in tasks
             }
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -86,13 +74,3 @@ def _drain(q: Any, on_progress: ProgressFn | None) -> None:
 
 def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
-
-
-def make_executor(name: str, *, jobs: int = 1, address: str | None = None, max_retries: int = 2) -> Executor:
-    if name == "local":
-        return InProcessExecutor() if jobs == 1 else ProcessPoolRunExecutor(jobs)
-    if name == "ray":
-        from vaebench.bench.ray_executor import RayExecutor
-
-        return RayExecutor(address=address, max_retries=max_retries, jobs=jobs)
-    raise ConfigError(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}", key="--executor")

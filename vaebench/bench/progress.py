@@ -7,9 +7,10 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vaebench.bench.executors import RunTask
-from vaebench.bench.result import RunResult
+from rich.markup import escape
+
 from vaebench.bench.runner import SweepProgress
+from vaebench.bench.spec import RunResult, RunTask
 
 
 class RichProgress(SweepProgress):
@@ -25,7 +26,7 @@ class RichProgress(SweepProgress):
         self.done = 0
 
     def start(self, total_runs: int, pending: list[RunTask]) -> None:
-        self.budget = {_run_id(t): t.spec["steps"] for t in pending}
+        self.budget = {t.run_id: t.spec.steps for t in pending}
         self.total_runs = total_runs
         self.done = total_runs - len(pending)
         self.progress.start()
@@ -37,7 +38,7 @@ class RichProgress(SweepProgress):
     def step(self, run_id: str, step: int) -> None:
         self.steps[run_id] = step
         self.progress.update(
-            self.task, completed=sum(self.steps.values()), info=self._info(f"[{run_id[:8]} step {step}]")
+            self.task, completed=sum(self.steps.values()), info=self._info(escape(f"[{run_id[:8]} step {step}]"))
         )
 
     def finished(self, result: RunResult) -> None:
@@ -60,16 +61,10 @@ class LogProgress(SweepProgress):
         self.done += 1
         spec = result.spec
         print(
-            f"[{self.done}/{self.total}] {result.run_id} {spec['variant']} seed={spec['seed']}: {result.status}"
+            f"[{self.done}/{self.total}] {result.run_id} {spec.variant} seed={spec.seed}: {result.status}"
             f" ({result.wall_time_s:.1f} s)",
             file=sys.stderr,
         )
-
-
-def _run_id(task: RunTask) -> str:
-    from vaebench.bench.suite import RunSpec
-
-    return RunSpec.from_dict(task.spec).run_id
 
 
 def make_progress(quiet: bool) -> SweepProgress:

@@ -25,9 +25,8 @@ import socket
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
-from vaebench.bench.executors import Executor, ProgressFn, RunTask
-from vaebench.bench.result import RunResult
-from vaebench.bench.suite import RunSpec
+from vaebench.bench.executors import Executor
+from vaebench.bench.spec import ProgressFn, RunResult, RunTask
 from vaebench.bench.train import execute_run
 from vaebench.errors import ConfigError, MissingDependencyError
 
@@ -38,7 +37,7 @@ POLL_S = 0.25
 MAX_ERROR_CHARS = 4000
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
-RunFn = Callable[..., RunResult]
+RunFn = Callable[[RunTask, ProgressFn | None], RunResult]
 
 
 def import_ray() -> Any:
@@ -104,14 +103,12 @@ class _ProgressBuffer:
         return items
 
 
-def _run_on_worker(
-    run_fn: RunFn, spec: dict[str, Any], run_dir: str, device: str, threads: int | None, progress_actor: Any
-) -> RunResult:
+def _run_on_worker(run_fn: RunFn, task: RunTask, progress_actor: Any) -> RunResult:
     """The body of a run's Ray task."""
     import ray
 
     progress = _ActorProgress(progress_actor) if progress_actor is not None else None
-    result = run_fn(spec, run_dir, device, threads, progress)
+    result = run_fn(task, progress)
     result.environment["ray_node_ip"] = ray.util.get_node_ip_address()
     return result
 
@@ -121,10 +118,7 @@ def _failed_result(task: RunTask, error: BaseException, attempts: int) -> RunRes
     text = ANSI_ESCAPE.sub("", text)  # Ray colours the task name in its messages
     if len(text) > MAX_ERROR_CHARS:
         text = text[: MAX_ERROR_CHARS - 15] + "\n[... truncated]"
-    return RunResult(
-        run_id=RunSpec.from_dict(task.spec).run_id, spec=task.spec, status="failed", error=text,
-        environment={"ray_attempts": attempts},
-    )
+    return RunResult(spec=task.spec, status="failed", error=text, environment={"ray_attempts": attempts})
 
 
 class RayExecutor(Executor):
@@ -208,10 +202,9 @@ class RayExecutor(Executor):
             remote = ray.remote(_run_on_worker)
 
             def submit(task: RunTask, attempt: int) -> None:
-                run_id = RunSpec.from_dict(task.spec).run_id
                 ref = remote.options(
-                    **self.resources(task), max_retries=0, retry_exceptions=False, name=f"vaebench-run-{run_id}"
-                ).remote(self.run_fn, task.spec, task.run_dir, task.device, task.threads, actor)
+                    **self.resources(task), max_retries=0, retry_exceptions=False, name=f"vaebench-run-{task.run_id}"
+                ).remote(self.run_fn, task, actor)
                 inflight[ref] = (task, attempt)
 
             for task in tasks:
@@ -224,7 +217,7 @@ class RayExecutor(Executor):
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as err:
-                        run_id = RunSpec.from_dict(task.spec).run_id
+                        run_id = task.run_id
                         if attempt <= self.max_retries:
                             log.warning(
                                 "run %s: Ray task failed (%s); retry %d of %d, resuming from its checkpoint",

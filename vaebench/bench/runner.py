@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vaebench.bench.executors import Executor, ProgressFn, RunTask
-from vaebench.bench.result import RunResult
+from vaebench.bench.executors import Executor, InProcessExecutor, ProcessPoolRunExecutor
+from vaebench.bench.spec import RunResult, RunTask
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import Suite
 from vaebench.bench.train import checkpoint_path
+from vaebench.errors import ConfigError
+
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -50,14 +53,15 @@ def run_suite(
     with ResultsStore(out) as store:
         completed = store.completed_run_ids()
         tasks = [
-            RunTask(spec.to_dict(), str(out), device, threads) for spec in suite.specs if spec.run_id not in completed
+            RunTask(spec, suite.setting(spec), str(out), device, threads)
+            for spec in suite.specs if spec.run_id not in completed
         ]
+        settings = {task.run_id: task.setting for task in tasks}
         summary = SweepSummary(total=len(suite.specs), skipped=len(suite.specs) - len(tasks))
         progress.start(len(suite.specs), tasks)
-        on_step: ProgressFn = progress.step
         try:
-            for result in executor.run(tasks, on_step):
-                store.write_result(result, suite.name)
+            for result in executor.run(tasks, progress.step):
+                store.write_result(result, suite=suite.name, setting=settings[result.run_id])
                 if result.status != "failed":
                     checkpoint_path(out, result.run_id).unlink(missing_ok=True)
                 summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
@@ -65,3 +69,14 @@ def run_suite(
         finally:
             progress.close()
     return summary
+
+
+def make_executor(name: str, *, jobs: int = 1, address: str | None = None, max_retries: int = 2) -> Executor:
+    """The executor `name` (one of EXECUTORS); Ray is imported only when chosen."""
+    if name == "local":
+        return InProcessExecutor() if jobs == 1 else ProcessPoolRunExecutor(jobs)
+    if name == "ray":
+        from vaebench.bench.ray_executor import RayExecutor
+
+        return RayExecutor(address=address, max_retries=max_retries, jobs=jobs)
+    raise ConfigError(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}", key="--executor")

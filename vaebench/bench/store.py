@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vaebench.bench.result import RunResult
+from vaebench.bench.spec import RunResult
 from vaebench.errors import DataError
 
 STORE_NAME = "results.sqlite"
@@ -101,18 +101,17 @@ class ResultsStore:
         rows = self._conn.execute("SELECT run_id FROM runs WHERE status IN ('done', 'diverged')")
         return {r[0] for r in rows}
 
-    def write_result(self, result: RunResult, suite: str) -> None:
+    def write_result(self, result: RunResult, *, suite: str, setting: str) -> None:
+        """Replace the run's rows with `result`'s, in one transaction; `setting` is the run's label."""
         spec = result.spec
-        hp = ", ".join(f"{k}={v}" for k, v in sorted(spec["hyperparameters"].items()))
-        setting = f"{spec['variant']}({hp})" if hp else spec["variant"]
         with self._conn:  # one transaction
             for table in ("metrics", "curves", "artifacts", "runs"):
                 self._conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (result.run_id,))
             self._conn.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    result.run_id, suite, spec["variant"], setting, spec["dataset"], spec["seed"],
-                    json.dumps(spec, sort_keys=True), result.status, result.diverged_step, result.error,
+                    result.run_id, suite, spec.variant, setting, spec.dataset, spec.seed,
+                    spec.canonical_json(), result.status, result.diverged_step, result.error,
                     result.steps_done, result.wall_time_s, result.steps_per_s,
                     time.strftime("%Y-%m-%dT%H:%M:%S%z"), json.dumps(result.environment, sort_keys=True),
                 ),

@@ -2,107 +2,74 @@
 
     name = "quick"                       # optional, default: the file's stem
     seeds = [0, 1]
+    max_runs = 10000                     # optional: refuse a grid that expands to more runs
     [budget]    steps, batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every, log_every
-    [model]     architecture (mlp|conv|burgess), latent_dim, likelihood (bernoulli|gaussian)
+    [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian)
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
     [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
     [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
 
-A RunSpec's run_id is the SHA-256 of its canonical JSON: the same spec is the same run
-everywhere (resume, deduplication, caches). The suite's name is not part of it.
+Every table is checked against declared `Param`s (vaebench.params): an unknown key, a wrong
+type or an out-of-range value is a ConfigError naming the file and the key. Specs are
+canonical (see `RunSpec`): a dataset or metric parameter written out at its default is
+dropped, so it gives the same run as leaving it out.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
+import math
+import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
+from vaebench.bench.spec import RunSpec, freeze
 from vaebench.errors import ConfigError
 from vaebench.metrics import METRICS
+from vaebench.metrics.registry import check_metric_params
+from vaebench.params import Param, check_params
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
 from vaebench.variants.networks import ARCHITECTURES, make_encoder
 
-TOP_LEVEL_KEYS = ("name", "description", "seeds", "budget", "model", "datasets", "variants", "evaluation")
-BUDGET_DEFAULTS: dict[str, Any] = {
-    "steps": 1000,
-    "batch_size": 64,
-    "optimizer": "adam",
-    "learning_rate": 1e-3,
-    "checkpoint_every": 500,
-    "log_every": 50,
-}
-MODEL_DEFAULTS: dict[str, Any] = {"architecture": "conv", "latent_dim": 10, "likelihood": "bernoulli"}
+TOP_LEVEL_KEYS = ("name", "description", "seeds", "max_runs", "budget", "model", "datasets", "variants", "evaluation")
+MAX_RUNS = 10_000  # a suite expanding to more runs is refused unless it raises `max_runs`
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
-
-def _freeze(d: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(d.items()))
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines one training run and its scores."""
-
-    variant: str
-    hyperparameters: tuple[tuple[str, Any], ...]
-    dataset: str
-    dataset_params: tuple[tuple[str, Any], ...]
-    architecture: str
-    latent_dim: int
-    likelihood: str
-    steps: int
-    batch_size: int
-    optimizer: str
-    learning_rate: float
-    checkpoint_every: int
-    log_every: int
-    seed: int
-    metrics: tuple[str, ...]
-    metric_params: tuple[tuple[str, Any], ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("hyperparameters", "dataset_params", "metric_params"):
-            out[key] = dict(getattr(self, key))
-        out["metrics"] = list(self.metrics)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
-        d = dict(d)
-        for key in ("hyperparameters", "dataset_params", "metric_params"):
-            d[key] = _freeze(d.get(key, {}))
-        d["metrics"] = tuple(d["metrics"])
-        return cls(**d)
-
-    def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def run_id(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
-
-    @property
-    def setting(self) -> str:
-        """The variant and its hyperparameters as a label, e.g. 'beta_vae(beta=4.0)'."""
-        hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters)
-        return f"{self.variant}({hp})" if hp else self.variant
+BUDGET_PARAMS = (
+    Param("steps", 1000, minimum=1, maximum=10**9, doc="gradient steps per run"),
+    Param("batch_size", 64, minimum=1, maximum=65_536, doc="images per step"),
+    Param("optimizer", "adam", choices=OPTIMIZERS),
+    Param("learning_rate", 1e-3, greater_than=0.0, less_than=10.0),
+    Param("checkpoint_every", 500, minimum=1, doc="steps between checkpoints"),
+    Param("log_every", 50, minimum=1, doc="steps between logged loss terms"),
+)
+MODEL_PARAMS = (
+    Param("architecture", "conv", choices=ARCHITECTURES, doc="shared encoder/decoder networks"),
+    Param("latent_dim", 10, minimum=1, maximum=4096),
+    Param("likelihood", "bernoulli", choices=tuple(LIKELIHOODS.names())),
+)
+SEED_PARAM = Param("seeds[]", 0, minimum=0, maximum=2**31 - 1)
 
 
 @dataclass(frozen=True)
 class Suite:
+    """A loaded suite: its runs, and the label of each run's setting."""
+
     name: str
     path: str
     description: str
     specs: tuple[RunSpec, ...]
+    labels: dict[RunSpec, str] = dataclasses.field(default_factory=dict, compare=False)
+
+    def setting(self, spec: RunSpec) -> str:
+        """The variant and the hyperparameters a reader needs, e.g. 'beta_vae(beta=4.0)'."""
+        return self.labels.get(spec, spec.variant)
 
 
 def _table(raw: dict, key: str, file: str) -> dict:
@@ -112,64 +79,44 @@ def _table(raw: dict, key: str, file: str) -> dict:
     return value
 
 
-def _check_keys(table: dict, allowed: dict | tuple, file: str, prefix: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(f"unknown key; allowed: {', '.join(allowed)}", file=file, key=f"{prefix}{key}")
-
-
-def _positive_int(value: Any, file: str, key: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"must be an integer >= {minimum}, got {value!r}", file=file, key=key)
-    return value
-
-
-def _parse_budget(raw: dict, file: str) -> dict[str, Any]:
-    table = _table(raw, "budget", file)
-    _check_keys(table, BUDGET_DEFAULTS, file, "budget.")
-    budget = {**BUDGET_DEFAULTS, **table}
-    for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
-        _positive_int(budget[key], file, f"budget.{key}")
-    if budget["optimizer"] not in OPTIMIZERS:
-        raise ConfigError(f"must be one of {', '.join(OPTIMIZERS)}, got {budget['optimizer']!r}", file=file, key="budget.optimizer")
-    lr = budget["learning_rate"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 10:
-        raise ConfigError(f"must be a number in (0, 10), got {lr!r}", file=file, key="budget.learning_rate")
-    budget["learning_rate"] = float(lr)
-    return budget
-
-
-def _parse_model(raw: dict, file: str) -> dict[str, Any]:
-    table = _table(raw, "model", file)
-    _check_keys(table, MODEL_DEFAULTS, file, "model.")
-    model = {**MODEL_DEFAULTS, **table}
-    if model["architecture"] not in ARCHITECTURES:
-        raise ConfigError(f"must be one of {', '.join(ARCHITECTURES)}, got {model['architecture']!r}", file=file, key="model.architecture")
-    _positive_int(model["latent_dim"], file, "model.latent_dim")
-    LIKELIHOODS.get(model["likelihood"], file=file, key="model.likelihood")
-    return model
-
-
-def _parse_datasets(raw: dict, file: str) -> list[tuple[str, dict[str, Any]]]:
-    entries = raw.get("datasets")
+def _array_of_tables(raw: dict, key: str, file: str) -> list[dict]:
+    entries = raw.get(key)
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise ConfigError("must be a non-empty array of tables ([[datasets]] with a name)", file=file, key="datasets")
+        raise ConfigError(f"must be a non-empty array of tables ([[{key}]] with a name)", file=file, key=key)
+    return entries
+
+
+def _non_default(given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`given` less the entries equal to their default: the canonical form of parameters."""
+    return {k: v for k, v in given.items() if not (k in defaults and _same(v, defaults[k]))}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) in (int, float) and type(b) in (int, float) and a == b or (type(a) is type(b) and a == b)
+
+
+def _parse_datasets(raw: dict, file: str) -> list[tuple[str, dict[str, Any], data.ImageDataset]]:
     out = []
-    for i, entry in enumerate(entries):
+    for i, entry in enumerate(_array_of_tables(raw, "datasets", file)):
         params = dict(entry)
         name = params.pop("name", None)
         data.DATASETS.get(name, file=file, key=f"datasets[{i}].name")
         try:
-            data.get(name, **params)
+            dataset = data.get(name, **params)
         except ConfigError as err:
             raise err.located(file, f"datasets[{i}].") from None
-        except TypeError as err:
+        except (TypeError, ValueError, OverflowError) as err:
             raise ConfigError(f"bad parameter value: {err}", file=file, key=f"datasets[{i}]") from None
-        out.append((name, params))
+        out.append((name, _non_default(params, data.dataset_defaults(name)), dataset))
     return out
 
 
+def _grid_size(entry: dict) -> int:
+    return math.prod(len(v) for v in entry.values() if isinstance(v, list))
+
+
 def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """[(variant name, the hyperparameters the suite wrote)], one per grid point, each checked."""
     params = dict(entry)
     name = params.pop("name", None)
     cls = VARIANTS.get(name, file=file, key=f"{prefix}name")
@@ -190,36 +137,31 @@ def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict
 
 def _hyperparameters_for(name: str, given: dict[str, Any], dataset: data.ImageDataset) -> dict[str, Any]:
     """All hyperparameters of a run, defaults filled in; a `dataset_size` the suite leaves
-    unset is the size of the dataset's training split (beta-TCVAE's estimators need it)."""
+    unset is the size of the dataset's training split (estimators of the aggregate posterior need it)."""
     hparams = VARIANTS.get(name).Hyperparameters
     if "dataset_size" in {f.name for f in dataclasses.fields(hparams)} and "dataset_size" not in given:
         given = {**given, "dataset_size": len(dataset.train_indices)}
     return hparams.from_dict(given).to_dict()
 
 
-def _parse_variants(raw: dict, file: str) -> list[tuple[str, dict[str, Any]]]:
-    entries = raw.get("variants")
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise ConfigError("must be a non-empty array of tables ([[variants]] with a name)", file=file, key="variants")
-    out = []
-    for i, entry in enumerate(entries):
-        out.extend(_expand_variant(entry, file, f"variants[{i}]."))
-    return out
-
-
-def _parse_metrics(raw: dict, file: str) -> tuple[list[str] | None, dict[str, Any]]:
+def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str, Any]]:
+    """(the metrics the suite names, or None for all that apply; the non-default metric parameters)."""
     table = _table(raw, "evaluation", file)
-    _check_keys(table, ("metrics", "params"), file, "evaluation.")
+    for key in table:
+        if key not in ("metrics", "params"):
+            raise ConfigError("unknown key; allowed: metrics, params", file=file, key=f"evaluation.{key}")
     metrics = table.get("metrics")
     if metrics is not None:
         if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
             raise ConfigError("must be an array of metric names", file=file, key="evaluation.metrics")
         for m in metrics:
             METRICS.get(m, file=file, key="evaluation.metrics")
-    params = table.get("params", {})
-    if not isinstance(params, dict):
+    given = table.get("params", {})
+    if not isinstance(given, dict):
         raise ConfigError("must be a table", file=file, key="evaluation.params")
-    return metrics, params
+    checked = check_metric_params(given, file=file)
+    defaults = {p.key: p.default for _, info in METRICS.items() for p in info.params}
+    return metrics, _non_default({k: checked[k] for k in given}, defaults)
 
 
 def _metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: str) -> tuple[str, ...]:
@@ -234,44 +176,87 @@ def _metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: 
     return tuple(requested)
 
 
+def _parse_seeds(raw: dict, file: str) -> list[int]:
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"must be a non-empty array of integers >= 0, got {seeds!r}", file=file, key="seeds")
+    seeds = [SEED_PARAM.check(s, file=file) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"lists a seed twice: {seeds!r}", file=file, key="seeds")
+    return seeds
+
+
+def _parse_name(raw: dict, path: str | Path, file: str) -> str:
+    name = raw.get("name", Path(path).stem)
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name.strip(".") == "":
+        raise ConfigError(
+            "must be 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit", file=file, key="name"
+        )
+    return name
+
+
+def setting_labels(specs: list[RunSpec], written: dict[RunSpec, set[str]]) -> dict[RunSpec, str]:
+    """Each spec's label: its variant and the hyperparameters the suite wrote that either differ
+    from the variant's defaults or take more than one value among that variant's runs."""
+    values: dict[tuple[str, str], set[str]] = {}
+    for spec in specs:
+        for key, value in spec.hyperparameters:
+            values.setdefault((spec.variant, key), set()).add(repr(value))
+    labels = {}
+    for spec in specs:
+        defaults = {p.key: p.default for p in VARIANTS.get(spec.variant).Hyperparameters.params()}
+        shown = [
+            f"{key}={value}" for key, value in spec.hyperparameters
+            if key in written.get(spec, set())
+            and (not _same(value, defaults.get(key)) or len(values[(spec.variant, key)]) > 1)
+        ]
+        labels[spec] = f"{spec.variant}({', '.join(shown)})" if shown else spec.variant
+    return labels
+
+
 def load_suite(path: str | Path) -> Suite:
     """Parse and validate a suite file; every error names the file and the key."""
     file = str(path)
     try:
         raw = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ConfigError("no such file", file=file) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"not valid TOML: {err}", file=file) from None
-    _check_keys(raw, TOP_LEVEL_KEYS, file, "")
-    name = raw.get("name", Path(path).stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError("must be a non-empty string without '/'", file=file, key="name")
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ConfigError(f"must be a non-empty array of integers >= 0, got {seeds!r}", file=file, key="seeds")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"lists a seed twice: {seeds!r}", file=file, key="seeds")
-    budget = _parse_budget(raw, file)
-    model = _parse_model(raw, file)
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}", file=file, key=key)
+    name = _parse_name(raw, path, file)
+    seeds = _parse_seeds(raw, file)
+    max_runs = Param("max_runs", MAX_RUNS, minimum=1).check(raw.get("max_runs", MAX_RUNS), file=file)
+    budget = check_params(_table(raw, "budget", file), BUDGET_PARAMS, file=file, prefix="budget.")
+    model = check_params(_table(raw, "model", file), MODEL_PARAMS, file=file, prefix="model.")
+    variant_entries = _array_of_tables(raw, "variants", file)
+    n_runs = len(seeds) * len(_array_of_tables(raw, "datasets", file)) * sum(_grid_size(e) for e in variant_entries)
+    if n_runs > max_runs:
+        raise ConfigError(f"the grid expands to {n_runs:,d} runs, more than max_runs = {max_runs:,d} "
+                          "(raise max_runs to allow it)", file=file, key="variants")
     datasets = _parse_datasets(raw, file)
-    variants = _parse_variants(raw, file)
-    requested, metric_params = _parse_metrics(raw, file)
-    specs = []
-    for ds_name, ds_params in datasets:
-        dataset = data.get(ds_name, **ds_params)
+    variants = [v for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
+    requested, metric_params = _parse_evaluation(raw, file)
+    specs: list[RunSpec] = []
+    written: dict[RunSpec, set[str]] = {}
+    for ds_name, ds_params, dataset in datasets:
         try:
             make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"])
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = _metrics_for(requested, dataset, file)
         for (v_name, given), seed in itertools.product(variants, seeds):
-            hp = _hyperparameters_for(v_name, given, dataset)
-            specs.append(
-                RunSpec(
-                    variant=v_name, hyperparameters=_freeze(hp), dataset=ds_name, dataset_params=_freeze(ds_params),
-                    seed=seed, metrics=metrics, metric_params=_freeze(metric_params), **model, **budget,
-                )
+            spec = RunSpec(
+                variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
+                dataset=ds_name, dataset_params=freeze(ds_params), seed=seed, metrics=metrics,
+                metric_params=freeze(metric_params), **model, **budget,
             )
-    unique = tuple(dict.fromkeys(specs))
-    return Suite(name=name, path=file, description=str(raw.get("description", "")), specs=unique)
+            specs.append(spec)
+            written.setdefault(spec, set()).update(given)
+    unique = list(dict.fromkeys(specs))
+    return Suite(
+        name=name, path=file, description=str(raw.get("description", "")), specs=tuple(unique),
+        labels=setting_labels(unique, written),
+    )

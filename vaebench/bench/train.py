@@ -8,12 +8,10 @@ Checkpoints are plain tensors and containers and load with `torch.load(weights_o
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -21,13 +19,10 @@ from vaebench import data
 from vaebench.bench.environment import describe_environment
 from vaebench.bench.evaluate import evaluate
 from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
-from vaebench.bench.result import RunResult
 from vaebench.bench.seeding import seed_everything
-from vaebench.bench.suite import RunSpec
+from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
+from vaebench.files import atomic_torch_save
 from vaebench.variants import build_variant
-
-ProgressFn = Callable[[str, int], None]
-
 
 def checkpoint_path(run_dir: Path, run_id: str) -> Path:
     return Path(run_dir) / "checkpoints" / f"{run_id}.pt"
@@ -35,14 +30,6 @@ def checkpoint_path(run_dir: Path, run_id: str) -> Path:
 
 def model_path(run_dir: Path, run_id: str) -> Path:
     return Path(run_dir) / "models" / f"{run_id}.pt"
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def build_model(spec: RunSpec, dataset: data.ImageDataset) -> torch.nn.Module:
@@ -107,26 +94,20 @@ class Trainer:
                     progress(spec.run_id, self.step)
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
                 self.train_time_s += time.perf_counter() - started
-                atomic_save(self.state(), checkpoint)
+                atomic_torch_save(self.state(), checkpoint)
                 started = time.perf_counter()
         self.train_time_s += time.perf_counter() - started
 
 
-def execute_run(
-    spec_dict: dict[str, Any],
-    run_dir: str,
-    device: str = "cpu",
-    threads: int | None = None,
-    progress: ProgressFn | None = None,
-) -> RunResult:
+def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     """Train and score one run; never raises for a run's own failure (it becomes the status)."""
-    spec = RunSpec.from_dict(spec_dict)
-    if threads:
-        torch.set_num_threads(threads)
-    dev = torch.device(device)
-    run_dir_path = Path(run_dir)
+    spec = task.spec
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    dev = torch.device(task.device)
+    run_dir_path = Path(task.run_dir)
     ckpt = checkpoint_path(run_dir_path, spec.run_id)
-    result = RunResult(run_id=spec.run_id, spec=spec.to_dict(), status="done", environment=describe_environment(dev))
+    result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
     resumed_at = 0
     try:
         dataset = data.get(spec.dataset, **dict(spec.dataset_params))
@@ -143,7 +124,7 @@ def execute_run(
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
         scoring_started = time.perf_counter()
         if result.status == "done":
-            atomic_save(trainer.model.state_dict(), model_path(run_dir_path, spec.run_id))
+            atomic_torch_save(trainer.model.state_dict(), model_path(run_dir_path, spec.run_id))
             result.metrics, result.notes, result.artifacts = evaluate(
                 trainer.model, dataset, spec, device=dev, cache_dir=run_dir_path / "cache"
             )

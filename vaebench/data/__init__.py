@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import inspect
 from functools import lru_cache, partial
-from typing import Any, Callable
+from typing import Any
 
+# each module registers its datasets with @register_dataset
+from vaebench.data import digits, dsprites, idx, npz_dsprites, shapes3d  # noqa: F401
 from vaebench.data.base import GroundTruthDataset, ImageDataset
-from vaebench.data.digits import Digits
-from vaebench.data.dsprites import DSprites
-from vaebench.data.idx import MNIST, FashionMNIST
-from vaebench.data.npz_dsprites import DSpritesFile
-from vaebench.data.shapes3d import Shapes3D
+from vaebench.data.registry import DATASETS, register_dataset
 from vaebench.errors import ConfigError
-from vaebench.registry import Registry
-
-DATASETS: Registry[Callable[..., ImageDataset]] = Registry("dataset")
-DATASETS.add("dsprites", partial(DSprites, mode="binary"))
-DATASETS.add("color_dsprites", partial(DSprites, mode="color"))
-DATASETS.add("noisy_dsprites", partial(DSprites, mode="noisy"))
-DATASETS.add("digits", Digits)
-DATASETS.add("mnist", MNIST)
-DATASETS.add("fashion_mnist", FashionMNIST)
-DATASETS.add("dsprites_file", DSpritesFile)
-DATASETS.add("shapes3d", Shapes3D)
 
 
-def dataset_parameters(name: str) -> list[str]:
+def _parameters(name: str) -> list[inspect.Parameter]:
     """The keyword parameters a dataset accepts: its factory's, less those its registration fixes."""
     factory = DATASETS.get(name)
     fixed = factory.keywords if isinstance(factory, partial) else {}
-    return [p for p in inspect.signature(factory).parameters if p not in fixed]
+    return [p for p in inspect.signature(factory).parameters.values() if p.name not in fixed]
+
+
+def dataset_parameters(name: str) -> list[str]:
+    """The names of the parameters a suite may set for dataset `name`."""
+    return [p.name for p in _parameters(name)]
+
+
+def dataset_defaults(name: str) -> dict[str, Any]:
+    """The parameters of dataset `name` that have a default, with it."""
+    return {p.name: p.default for p in _parameters(name) if p.default is not inspect.Parameter.empty}
 
 
 def check_dataset_params(name: str, params: dict[str, Any]) -> None:
@@ -52,4 +49,4 @@ def _build(name: str, params: tuple) -> ImageDataset:
     return DATASETS.get(name)(**dict(params))
 
 
-__all__ = ["DATASETS", "GroundTruthDataset", "ImageDataset", "get", "check_dataset_params"]
+__all__ = ["DATASETS", "GroundTruthDataset", "ImageDataset", "get", "check_dataset_params", "register_dataset"]

@@ -24,6 +24,7 @@ import numpy as np
 
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.errors import ConfigError
+from vaebench.data.registry import register_dataset
 
 SHAPES = ("square", "ellipse", "heart")
 SCALES = np.linspace(0.5, 1.0, 6)
@@ -101,6 +102,9 @@ def _inside_heart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (x**2 + y**2 - 1.0) ** 3 - x**2 * y**3 <= 0.0
 
 
+@register_dataset("dsprites", mode="binary")
+@register_dataset("color_dsprites", mode="color")
+@register_dataset("noisy_dsprites", mode="noisy")
 class DSprites(GroundTruthDataset):
     """Procedural dSprites; see the module docstring for the factor grid and rendering."""
 

@@ -30,6 +30,7 @@ import numpy as np
 from vaebench.data.base import ImageDataset
 from vaebench.data.files import PathLike, required_path
 from vaebench.errors import DataError
+from vaebench.data.registry import register_dataset
 
 IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
@@ -105,6 +106,7 @@ def find_idx_file(directory: Path, stem: str, dataset: str) -> Path:
     )
 
 
+@register_dataset("mnist")
 class MNIST(ImageDataset):
     """MNIST from its IDX files; see the module docstring."""
 
@@ -154,6 +156,7 @@ class MNIST(ImageDataset):
         return {**super().describe(), "path": str(self.path)}
 
 
+@register_dataset("fashion_mnist")
 class FashionMNIST(MNIST):
     """Fashion-MNIST (Xiao et al. 2017): the same four IDX files, clothing classes 0-9."""
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from vaebench.data.files import FileGroundTruthDataset, PathLike, find_file
 from vaebench.errors import DataError
+from vaebench.data.registry import register_dataset
 
 STANDARD_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 _EXPECTED = f"the dSprites archive {STANDARD_NAME} (keys imgs and latents_classes)"
@@ -62,6 +63,7 @@ def _read(archive, path: Path, key: str) -> np.ndarray:
         raise DataError(f"{path}: key {key!r}: cannot be read ({err})") from None
 
 
+@register_dataset("dsprites_file")
 class DSpritesFile(FileGroundTruthDataset):
     """dSprites read from the published .npz; see the module docstring."""
 

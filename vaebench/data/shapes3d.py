@@ -30,6 +30,7 @@ import numpy as np
 
 from vaebench.data.files import FileGroundTruthDataset, PathLike, find_file
 from vaebench.errors import DataError, MissingDependencyError
+from vaebench.data.registry import register_dataset
 
 STANDARD_NAME = "3dshapes.h5"
 _EXPECTED = f"the 3dshapes HDF5 file {STANDARD_NAME} (datasets images and labels)"
@@ -47,6 +48,7 @@ def import_h5py() -> Any:
     return h5py
 
 
+@register_dataset("shapes3d")
 class Shapes3D(FileGroundTruthDataset):
     """3dshapes read from the published .h5; see the module docstring."""
 

@@ -78,7 +78,8 @@ from typing import Any
 import numpy as np
 
 from vaebench.errors import ConfigError
-from vaebench.metrics.registry import EvaluationContext, MetricInfo, register_metric
+from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
+from vaebench.params import Param
 
 __all__ = [
     "N_BINS",
@@ -947,39 +948,42 @@ def _dci_completeness(importance: np.ndarray) -> float:
 # real change in disentanglement.
 
 
-def _option(ctx: EvaluationContext, key: str, default: Any, check) -> Any:
-    """ctx.params[key] (or the default), checked; a bad value is the suite file's error."""
-    value = (getattr(ctx, "params", None) or {}).get(key, default)
-    try:
-        return check(value)
-    except ValueError as error:
-        raise ConfigError(str(error), key=f"evaluation.params.{key}") from None
+def _learner_param(key: str, allowed: tuple[str, ...], default: str) -> Param:
+    return Param(key, default, choices=allowed, doc="learner")
 
 
-def _learner_check(allowed: tuple[str, ...], name: str):
-    def check(value: Any) -> str:
-        _check_learner(value, allowed, name)
-        return value
-
-    return check
-
-
+@register_metric(
+    "mig", family="disentanglement",
+    description="mutual information gap (Chen et al. 2018) of the binned posterior means",
+    values=[MetricValue("mig", higher_is_better=True)], needs_factors=True,
+    params=[Param("mig_n_bins", N_BINS, minimum=2, doc="equal-width bins per code dimension")],
+    abs_tol=0.05, rel_tol=0.0,
+)
 def _compute_mig(ctx: EvaluationContext) -> dict[str, float]:
-    n_bins = _option(ctx, "mig_n_bins", N_BINS, _check_n_bins)
-    return {"mig": mutual_information_gap(ctx.codes, ctx.factors, n_bins=n_bins)}
+    return {"mig": mutual_information_gap(ctx.codes, ctx.factors, n_bins=ctx.params["mig_n_bins"])}
 
 
+@register_metric(
+    "sap", family="disentanglement",
+    description="separated attribute predictability (Kumar et al. 2018), linear SVMs",
+    values=[MetricValue("sap", higher_is_better=True)], needs_factors=True,
+    params=[_learner_param("sap_learner", SAP_LEARNERS, SAP_LEARNER)],
+    abs_tol=0.03, rel_tol=0.0,
+)
 def _compute_sap(ctx: EvaluationContext) -> dict[str, float]:
-    learner = _option(ctx, "sap_learner", SAP_LEARNER, _learner_check(SAP_LEARNERS, "SAP"))
-    score = separated_attribute_predictability(
-        ctx.codes, ctx.factors, seed=ctx.seed, learner=learner
-    )
+    score = separated_attribute_predictability(ctx.codes, ctx.factors, seed=ctx.seed, learner=ctx.params["sap_learner"])
     return {"sap": score}
 
 
+@register_metric(
+    "dci", family="disentanglement",
+    description="DCI disentanglement, completeness, informativeness (Eastwood & Williams 2018) from gradient boosted trees",
+    values=[MetricValue(n, higher_is_better=True) for n in ("dci_d", "dci_c", "dci_i")], needs_factors=True,
+    params=[_learner_param("dci_learner", DCI_LEARNERS, DCI_LEARNER)],
+    abs_tol=0.05, rel_tol=0.0,
+)
 def _compute_dci(ctx: EvaluationContext) -> dict[str, float]:
-    learner = _option(ctx, "dci_learner", DCI_LEARNER, _learner_check(DCI_LEARNERS, "DCI"))
-    scores = dci(ctx.codes, ctx.factors, seed=ctx.seed, learner=learner)
+    scores = dci(ctx.codes, ctx.factors, seed=ctx.seed, learner=ctx.params["dci_learner"])
     return {
         "dci_d": scores["disentanglement"],
         "dci_c": scores["completeness"],
@@ -987,64 +991,12 @@ def _compute_dci(ctx: EvaluationContext) -> dict[str, float]:
     }
 
 
+@register_metric(
+    "modularity", family="disentanglement",
+    description="modularity (Ridgeway & Mozer 2018) of the binned posterior means",
+    values=[MetricValue("modularity", higher_is_better=True)], needs_factors=True,
+    params=[Param("modularity_n_bins", N_BINS, minimum=2, doc="equal-width bins per code dimension")],
+    abs_tol=0.05, rel_tol=0.0,
+)
 def _compute_modularity(ctx: EvaluationContext) -> dict[str, float]:
-    n_bins = _option(ctx, "modularity_n_bins", N_BINS, _check_n_bins)
-    return {"modularity": modularity(ctx.codes, ctx.factors, n_bins=n_bins)}
-
-
-register_metric(
-    MetricInfo(
-        name="mig",
-        higher_is_better=True,
-        description="mutual information gap (Chen et al. 2018) of the binned posterior means",
-        needs_factors=True,
-        compute=_compute_mig,
-        abs_tol=0.05,
-        rel_tol=0.0,
-        defaults={"n_bins": N_BINS},
-    )
-)
-register_metric(
-    MetricInfo(
-        name="sap",
-        higher_is_better=True,
-        description="separated attribute predictability (Kumar et al. 2018), linear SVMs",
-        needs_factors=True,
-        compute=_compute_sap,
-        abs_tol=0.03,
-        rel_tol=0.0,
-        defaults={"learner": SAP_LEARNER, "C": SAP_SVM_C, "train_fraction": TRAIN_FRACTION},
-    )
-)
-register_metric(
-    MetricInfo(
-        name="dci",
-        higher_is_better=True,
-        description="DCI disentanglement, completeness, informativeness (Eastwood & Williams "
-        "2018) from gradient boosted trees",
-        needs_factors=True,
-        compute=_compute_dci,
-        abs_tol=0.05,
-        rel_tol=0.0,
-        defaults={
-            "learner": DCI_LEARNER,
-            "train_fraction": TRAIN_FRACTION,
-            "n_stages": DCI_N_STAGES,
-            "learning_rate": DCI_LEARNING_RATE,
-            "max_depth": DCI_MAX_DEPTH,
-            "max_bins": DCI_MAX_BINS,
-        },
-    )
-)
-register_metric(
-    MetricInfo(
-        name="modularity",
-        higher_is_better=True,
-        description="modularity (Ridgeway & Mozer 2018) of the binned posterior means",
-        needs_factors=True,
-        compute=_compute_modularity,
-        abs_tol=0.05,
-        rel_tol=0.0,
-        defaults={"n_bins": N_BINS},
-    )
-)
+    return {"modularity": modularity(ctx.codes, ctx.factors, n_bins=ctx.params["modularity_n_bins"])}

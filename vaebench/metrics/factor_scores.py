@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from vaebench.errors import ConfigError
-from vaebench.metrics.registry import EvaluationContext, MetricInfo, register_metric
+from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
+from vaebench.params import Param
 from vaebench.variants.base import ENCODE_BATCH, encode_in_batches
 
 # disentanglement_lib defaults (beta_vae_sklearn / factor_vae_metric gin configs)
@@ -174,56 +175,47 @@ def model_encoder(model: torch.nn.Module, device: torch.device | str = "cpu",
     return encode
 
 
+def _sample_count(key: str, default: int, doc: str) -> Param:
+    return Param(key, default, minimum=1, doc=doc)
+
+
+@register_metric(
+    "beta_vae", family="disentanglement",
+    description="beta-VAE score (Higgins et al. 2017): accuracy of a linear classifier of the fixed factor",
+    values=[MetricValue("beta_vae", higher_is_better=True)], needs_factors=True,
+    params=[
+        _sample_count("beta_vae_batch_size", BATCH_SIZE, "pairs per training point"),
+        _sample_count("beta_vae_num_train", NUM_TRAIN, "training points"),
+        _sample_count("beta_vae_num_eval", NUM_EVAL, "evaluation points"),
+    ],
+    abs_tol=1e-2, rel_tol=0.0,
+)
 def _beta_vae(ctx: EvaluationContext) -> dict[str, float]:
     p = ctx.params
     score = beta_vae_score(
-        model_encoder(ctx.model, ctx.device), ctx.dataset, seed=ctx.seed,
-        batch_size=int(p.get("beta_vae_batch_size", BATCH_SIZE)),
-        num_train=int(p.get("beta_vae_num_train", NUM_TRAIN)),
-        num_eval=int(p.get("beta_vae_num_eval", NUM_EVAL)),
+        model_encoder(ctx.model, ctx.device), ctx.dataset, seed=ctx.seed, batch_size=p["beta_vae_batch_size"],
+        num_train=p["beta_vae_num_train"], num_eval=p["beta_vae_num_eval"],
     )
     return {"beta_vae": score}
 
 
+@register_metric(
+    "factor_vae", family="disentanglement",
+    description="FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on the least-varying code",
+    values=[MetricValue("factor_vae", higher_is_better=True)], needs_factors=True,
+    params=[
+        _sample_count("factor_vae_batch_size", BATCH_SIZE, "images per vote"),
+        _sample_count("factor_vae_num_train", NUM_TRAIN, "training votes"),
+        _sample_count("factor_vae_num_eval", NUM_EVAL, "evaluation votes"),
+        _sample_count("factor_vae_num_variance_estimate", NUM_VARIANCE_ESTIMATE, "images for the global variances"),
+    ],
+    abs_tol=1e-2, rel_tol=0.0,
+)
 def _factor_vae(ctx: EvaluationContext) -> dict[str, float]:
     p = ctx.params
     score = factor_vae_score(
-        model_encoder(ctx.model, ctx.device), ctx.dataset, seed=ctx.seed,
-        batch_size=int(p.get("factor_vae_batch_size", BATCH_SIZE)),
-        num_train=int(p.get("factor_vae_num_train", NUM_TRAIN)),
-        num_eval=int(p.get("factor_vae_num_eval", NUM_EVAL)),
-        num_variance_estimate=int(p.get("factor_vae_num_variance_estimate", NUM_VARIANCE_ESTIMATE)),
+        model_encoder(ctx.model, ctx.device), ctx.dataset, seed=ctx.seed, batch_size=p["factor_vae_batch_size"],
+        num_train=p["factor_vae_num_train"], num_eval=p["factor_vae_num_eval"],
+        num_variance_estimate=p["factor_vae_num_variance_estimate"],
     )
     return {"factor_vae": score}
-
-
-register_metric(
-    MetricInfo(
-        name="beta_vae",
-        higher_is_better=True,
-        description="beta-VAE score (Higgins et al. 2017): accuracy of a linear classifier of the fixed factor",
-        compute=_beta_vae,
-        needs_factors=True,
-        abs_tol=1e-2,
-        rel_tol=0.0,
-        defaults={"batch_size": BATCH_SIZE, "num_train": NUM_TRAIN, "num_eval": NUM_EVAL},
-    )
-)
-register_metric(
-    MetricInfo(
-        name="factor_vae",
-        higher_is_better=True,
-        description="FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on the least-varying code",
-        compute=_factor_vae,
-        needs_factors=True,
-        abs_tol=1e-2,
-        rel_tol=0.0,
-        defaults={
-            "batch_size": BATCH_SIZE,
-            "num_train": NUM_TRAIN,
-            "num_eval": NUM_EVAL,
-            "num_variance_estimate": NUM_VARIANCE_ESTIMATE,
-            "prune_threshold": PRUNE_THRESHOLD,
-        },
-    )
-)

@@ -9,10 +9,12 @@ Kernel distance (Binkowski et al. 2018, "Demystifying MMD GANs"): the unbiased M
 cubic polynomial kernel k(a, b) = (a.b / F + 1)^3 on F-d features, averaged over
 ``KID_SUBSETS`` random subsets of ``KID_SUBSET_SIZE`` images of each set.
 
-Both go through torchmetrics (``FrechetInceptionDistance`` / ``KernelInceptionDistance``)
-with a custom feature module (``feature=<nn.Module>``), which torchmetrics accepts without
-torch-fidelity; the Frechet formula is torchmetrics' ``_compute_fid``, which
-:func:`frechet_distance` also calls, so there is one implementation. The feature network
+Both are computed here, in float64, by :func:`frechet_distance` and :func:`kernel_distance`
+(tests check them against a closed form and against torchmetrics' public
+``FrechetInceptionDistance`` / ``KernelInceptionDistance`` on the same features), so the real
+images' statistics can be cached and reused without reaching into a library's private state.
+KID draws its subsets as torchmetrics does (``randperm`` of the real, then of the fake
+features, per subset), from a private generator seeded with the evaluation seed. The feature network
 (see :mod:`vaebench.metrics.feature_network`) is by default a classifier trained on the
 dataset itself; ``feature_network = "inception"`` with ``inception_weights = PATH`` uses a
 user's InceptionV3 TorchScript file for the standard 2048-d FID.
@@ -34,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from vaebench.errors import ConfigError
 from vaebench.metrics.feature_network import (
-    FEATURE_DIM,
     FEATURE_NETWORKS,
     SEED as FEATURE_SEED,
     TRAIN_STEPS as FEATURE_STEPS,
@@ -55,7 +53,8 @@ from vaebench.metrics.feature_network import (
     torchscript_feature_network,
     trained_feature_network,
 )
-from vaebench.metrics.registry import EvaluationContext, MetricInfo, register_metric
+from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
+from vaebench.params import Param, check_params
 
 FEATURE_NETWORK = "trained"  # or "inception" (with inception_weights = PATH)
 FID_IMAGES = 10_000  # real test images (a fixed random subset of a larger split) and as many samples
@@ -71,11 +70,49 @@ ArrayLike = np.ndarray | torch.Tensor
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
     """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)), in float64.
 
-    The trace of the matrix square root is the sum of the square roots of the eigenvalues
-    of sigma1 sigma2 (torchmetrics' ``_compute_fid``, the formula FrechetInceptionDistance uses).
+    Tr((sigma1 sigma2)^(1/2)) is the sum of the square roots of the eigenvalues of
+    sigma1 sigma2 (real and >= 0 for covariance matrices; round-off imaginary parts and
+    tiny negative values are dropped).
     """
-    args = [torch.as_tensor(a, dtype=torch.float64) for a in (mu1, sigma1, mu2, sigma2)]
-    return float(_compute_fid(*args))
+    m1, s1, m2, s2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, sigma1, mu2, sigma2))
+    eigenvalues = torch.linalg.eigvals(s1 @ s2)
+    trace_sqrt = eigenvalues.sqrt().real.sum()
+    return float((m1 - m2).square().sum() + s1.trace() + s2.trace() - 2 * trace_sqrt)
+
+
+def polynomial_mmd(a: torch.Tensor, b: torch.Tensor, degree: int = KID_DEGREE) -> float:
+    """Unbiased MMD^2 with the kernel k(x, y) = (x.y / F + 1)^degree between (m, F) and (m, F) features:
+
+        1/(m(m-1)) sum_{i != j} [k(a_i, a_j) + k(b_i, b_j)] - 2/m^2 sum_{i, j} k(a_i, b_j)
+    """
+    features = a.shape[1]
+    k_aa = (a @ a.T / features + 1) ** degree
+    k_bb = (b @ b.T / features + 1) ** degree
+    k_ab = (a @ b.T / features + 1) ** degree
+    m = a.shape[0]
+    within = (k_aa.sum() - k_aa.diagonal().sum() + k_bb.sum() - k_bb.diagonal().sum()) / (m * (m - 1))
+    return float(within - 2 * k_ab.sum() / (m * m))
+
+
+def kernel_distance(real_features: ArrayLike, fake_features: ArrayLike, *, subsets: int = KID_SUBSETS,
+                    subset_size: int = KID_SUBSET_SIZE, degree: int = KID_DEGREE, seed: int = 0) -> float:
+    """KID: the mean of :func:`polynomial_mmd` over `subsets` random subsets of `subset_size` rows of each set.
+
+    subset_size is capped at the smaller set; subsets are drawn by torch.randperm from a
+    generator seeded with `seed` (the real subset first, then the fake, per subset).
+    """
+    real = torch.as_tensor(real_features, dtype=torch.float64)
+    fake = torch.as_tensor(fake_features, dtype=torch.float64)
+    size = min(subset_size, len(real), len(fake))
+    if size < 2:
+        raise ValueError(f"KID needs at least 2 images in each set, got {len(real)} and {len(fake)}")
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(subsets):
+        real_subset = real[torch.randperm(len(real), generator=generator)[:size]]
+        fake_subset = fake[torch.randperm(len(fake), generator=generator)[:size]]
+        values.append(polynomial_mmd(real_subset, fake_subset, degree))
+    return float(np.mean(values))
 
 
 def feature_statistics(features: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -136,82 +173,38 @@ def real_statistics(network: FeatureNetwork, images: ArrayLike, *, key: str, cac
     return stats
 
 
-class _OncePerBatch(nn.Module):
-    """The feature module shared by a FID and a KID metric: the second call on the same batch reuses the first's output."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.inner = module
-        self.num_features = int(module.num_features)
-        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._last is None or self._last[0] is not x:
-            self._last = (x, self.inner(x))
-        return self._last[1]
-
-    def forget(self) -> None:
-        self._last = None
-
-
 class DistanceAccumulator:
-    """FID and KID of fake images, fed in batches, against fixed real statistics, through torchmetrics.
+    """FID and KID of fake images, fed in batches, against fixed real statistics.
 
-    The real statistics are loaded into the metrics' state (torchmetrics keeps them across
-    resets with reset_real_features=False), so real images are never re-encoded.
+    The fake images' features are extracted once per batch and kept (KID needs them; FID
+    needs their mean and covariance), so one decoding pass serves both distances.
     """
 
-    def __init__(self, network: FeatureNetwork, real: RealStatistics, *, kid: bool = True,
-                 kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
-                 device: torch.device | str = "cpu"):
-        device = torch.device(device)
-        shared = self._shared = _OncePerBatch(network.module).to(device)
-        n = len(real.features)
-        if n < 2:
-            raise ValueError(f"need at least 2 real images, got {n}")
-        self.fid = FrechetInceptionDistance(feature=shared, reset_real_features=False, normalize=True).to(device)
-        mean, cov = real.mean.to(device), real.cov.to(device)
-        self.fid.real_features_sum = n * mean
-        self.fid.real_features_cov_sum = (n - 1) * cov + n * torch.outer(mean, mean)
-        self.fid.real_features_num_samples = torch.tensor(n, device=device)
-        self.kid: KernelInceptionDistance | None = None
-        if kid:
-            with warnings.catch_warnings():  # "will save all extracted features in buffer": intended
-                warnings.simplefilter("ignore", UserWarning)
-                self.kid = KernelInceptionDistance(feature=shared, subsets=kid_subsets, subset_size=kid_subset_size,
-                                                   degree=KID_DEGREE, reset_real_features=False,
-                                                   normalize=True).to(device)
-            self.kid.real_features.append(real.features.to(device))
-        self.num_real = n
-        self.num_fake = 0
+    def __init__(self, network: FeatureNetwork, real: RealStatistics, *, kid_subsets: int = KID_SUBSETS,
+                 kid_subset_size: int = KID_SUBSET_SIZE, device: torch.device | str = "cpu"):
+        if len(real.features) < 2:
+            raise ValueError(f"need at least 2 real images, got {len(real.features)}")
+        self.module = network.module.to(device)
+        self.real = real
+        self.kid_subsets = kid_subsets
+        self.kid_subset_size = kid_subset_size
+        self._fake: list[torch.Tensor] = []
 
     @torch.no_grad()
     def update(self, fake_images: torch.Tensor) -> None:
-        self.fid.update(fake_images, real=False)
-        if self.kid is not None:
-            self.kid.update(fake_images, real=False)
-        self.num_fake += len(fake_images)
+        self._fake.append(self.module(fake_images).double().cpu())
 
-    def release_batch(self) -> None:
-        """Drop the reference to the last batch (kept so FID and KID extract its features once)."""
-        self._shared.forget()
+    @property
+    def fake_features(self) -> torch.Tensor:
+        return torch.cat(self._fake)
 
     def fid_value(self) -> float:
-        return float(self.fid.compute())
+        mean, cov = feature_statistics(self.fake_features)
+        return frechet_distance(self.real.mean, self.real.cov, mean, cov)
 
     def kid_value(self, seed: int) -> float:
-        """Mean MMD^2 over the subsets; subsets drawn by torch's CPU generator seeded with `seed` in a fork.
-
-        torchmetrics draws the subsets with torch.randperm on the global generator; the fork
-        restores the global state afterwards, so the value depends on `seed` only.
-        """
-        if self.kid is None:
-            raise RuntimeError("built with kid=False")
-        self.kid.subset_size = min(self.kid.subset_size, self.num_real, self.num_fake)
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            mean, _ = self.kid.compute()
-        return float(mean)
+        return kernel_distance(self.real.features, self.fake_features, subsets=self.kid_subsets,
+                               subset_size=self.kid_subset_size, seed=seed)
 
 
 def _as_batches(images: ArrayLike, batch_size: int):
@@ -224,7 +217,7 @@ def frechet_inception_distance(real_images: ArrayLike, fake_images: ArrayLike, n
                                batch_size: int = BATCH_SIZE, device: torch.device | str = "cpu") -> float:
     """FID between two image sets (N, C, H, W) in [0, 1] in the feature network (no caching)."""
     real = RealStatistics.from_features(extract_features(network, real_images, batch_size=batch_size, device=device))
-    acc = DistanceAccumulator(network, real, kid=False, device=device)
+    acc = DistanceAccumulator(network, real, device=device)
     for batch in _as_batches(fake_images, batch_size):
         acc.update(batch.to(device))
     return acc.fid_value()
@@ -241,20 +234,37 @@ def kernel_inception_distance(real_images: ArrayLike, fake_images: ArrayLike, ne
     return acc.kid_value(seed)
 
 
+# [evaluation.params] keys shared by fid and kid: which feature network, and how many images
+FEATURE_PARAMS = (
+    Param("feature_network", "auto", choices=("auto", *FEATURE_NETWORKS),
+          doc="'trained' (a classifier trained on the dataset), 'inception' (needs inception_weights); "
+          "auto: inception when inception_weights is set"),
+    Param("inception_weights", None, type=str, doc="path of an InceptionV3 TorchScript file"),
+    Param("feature_network_steps", FEATURE_STEPS, minimum=1, doc="training steps of the trained feature network"),
+    Param("feature_network_seed", FEATURE_SEED, minimum=0, doc="seed of the trained feature network"),
+    Param("fid_images", FID_IMAGES, minimum=2, doc="real test images (a fixed subset) and as many generated"),
+)
+KID_PARAMS = (
+    Param("kid_subsets", KID_SUBSETS, minimum=1, doc="random subsets averaged"),
+    Param("kid_subset_size", KID_SUBSET_SIZE, minimum=2, doc="images per subset (capped at the set sizes)"),
+)
+
+
 def feature_network_from_params(params: dict[str, Any], dataset: Any, cache_dir: Path | str) -> FeatureNetwork:
-    """The feature network a run's metric parameters name (see the module doc for the keys)."""
-    weights = params.get("inception_weights")
-    kind = params.get("feature_network", "inception" if weights else FEATURE_NETWORK)
-    if kind not in FEATURE_NETWORKS:
-        raise ConfigError(f"must be one of {', '.join(FEATURE_NETWORKS)}, got {kind!r}", key="feature_network")
+    """The feature network that `params` (any of the FEATURE_PARAMS keys; others are ignored) name."""
+    keys = {p.key for p in FEATURE_PARAMS}
+    params = check_params({k: v for k, v in params.items() if k in keys}, FEATURE_PARAMS, prefix="evaluation.params.")
+    weights = params["inception_weights"]
+    kind = params["feature_network"]
+    if kind == "auto":
+        kind = "inception" if weights else "trained"
     if kind == "inception":
         if not weights:
-            raise ConfigError("feature_network 'inception' needs the path of a TorchScript file", key="inception_weights")
+            raise ConfigError("feature_network 'inception' needs the path of a TorchScript file",
+                              key="evaluation.params.inception_weights")
         return torchscript_feature_network(weights, tuple(dataset.image_shape))
     return trained_feature_network(
-        dataset, cache_dir,
-        steps=int(params.get("feature_network_steps", FEATURE_STEPS)),
-        seed=int(params.get("feature_network_seed", FEATURE_SEED)),
+        dataset, cache_dir, steps=params["feature_network_steps"], seed=params["feature_network_seed"]
     )
 
 
@@ -273,17 +283,14 @@ def _distance_pass(ctx: EvaluationContext) -> dict[str, Any]:
     p = ctx.params
     network = feature_network_from_params(p, ctx.dataset, ctx.cache_dir)
     n_test = len(ctx.test_images)
-    n = min(int(p.get("fid_images", FID_IMAGES)), n_test)
-    if n < 2:
-        raise ConfigError(f"must be >= 2, got {p.get('fid_images')!r}", key="fid_images")
+    n = min(p["fid_images"], n_test)
     chosen = np.arange(n_test)
     if n < n_test:
         chosen = np.sort(np.random.default_rng(SUBSET_SEED).choice(n_test, size=n, replace=False))
     real_images = ctx.test_images[torch.from_numpy(chosen)]
     real = real_statistics(network, real_images, key=_image_set_key(ctx.dataset, ctx.test_indices[chosen]),
                            cache_dir=ctx.cache_dir, device=ctx.device)
-    kid_args = {"kid_subsets": int(p.get("kid_subsets", KID_SUBSETS)),
-                "kid_subset_size": int(p.get("kid_subset_size", KID_SUBSET_SIZE))}
+    kid_args = {"kid_subsets": p["kid_subsets"], "kid_subset_size": p["kid_subset_size"]}
     generated = DistanceAccumulator(network, real, device=ctx.device, **kid_args)
     reconstructed = DistanceAccumulator(network, real, device=ctx.device, **kid_args)
     model = ctx.model
@@ -294,8 +301,6 @@ def _distance_pass(ctx: EvaluationContext) -> dict[str, Any]:
         z = torch.randn((len(x), latent_dim), generator=generator).to(ctx.device)
         generated.update(model.likelihood.mean(model.decode(z)).clamp(0, 1))
         reconstructed.update(model.likelihood.mean(model.decode(model.encode(x)[0])).clamp(0, 1))
-    generated.release_batch()
-    reconstructed.release_batch()
     ctx.cache["fid_kid"] = {"network": network, "generated": generated, "reconstructed": reconstructed}
     return ctx.cache["fid_kid"]
 
@@ -305,42 +310,27 @@ def _note(ctx: EvaluationContext, network: FeatureNetwork, *names: str) -> None:
         ctx.notes[name] = f"feature={network.tag}"
 
 
+@register_metric(
+    "fid", family="sample_quality",
+    description="Frechet distance of test images to generated (fid) and reconstructed (fid_recon) images, "
+    "in a named feature network",
+    values=[MetricValue("fid", higher_is_better=False), MetricValue("fid_recon", higher_is_better=False)],
+    params=FEATURE_PARAMS, abs_tol=1e-3, rel_tol=1e-3,
+)
 def _fid(ctx: EvaluationContext) -> dict[str, float]:
     state = _distance_pass(ctx)
     _note(ctx, state["network"], "fid", "fid_recon")
     return {"fid": state["generated"].fid_value(), "fid_recon": state["reconstructed"].fid_value()}
 
 
+@register_metric(
+    "kid", family="sample_quality",
+    description="kernel (polynomial MMD^2) distance of test images to generated (kid) and reconstructed "
+    "(kid_recon) images, in a named feature network",
+    values=[MetricValue("kid", higher_is_better=False), MetricValue("kid_recon", higher_is_better=False)],
+    params=FEATURE_PARAMS + KID_PARAMS, abs_tol=1e-4, rel_tol=1e-3,
+)
 def _kid(ctx: EvaluationContext) -> dict[str, float]:
     state = _distance_pass(ctx)
     _note(ctx, state["network"], "kid", "kid_recon")
     return {"kid": state["generated"].kid_value(ctx.seed), "kid_recon": state["reconstructed"].kid_value(ctx.seed)}
-
-
-_SHARED_DEFAULTS = {"feature_network": FEATURE_NETWORK, "images": FID_IMAGES, "feature_dim": FEATURE_DIM,
-                    "feature_steps": FEATURE_STEPS, "feature_seed": FEATURE_SEED}
-
-register_metric(
-    MetricInfo(
-        name="fid",
-        higher_is_better=False,
-        description="Frechet distance of test images to generated (fid) and reconstructed (fid_recon) images, "
-        "in a named feature network",
-        compute=_fid,
-        abs_tol=1e-3,
-        rel_tol=1e-3,
-        defaults=dict(_SHARED_DEFAULTS),
-    )
-)
-register_metric(
-    MetricInfo(
-        name="kid",
-        higher_is_better=False,
-        description="kernel (polynomial MMD^2) distance of test images to generated (kid) and reconstructed "
-        "(kid_recon) images, in a named feature network",
-        compute=_kid,
-        abs_tol=1e-4,
-        rel_tol=1e-3,
-        defaults={**_SHARED_DEFAULTS, "subsets": KID_SUBSETS, "subset_size": KID_SUBSET_SIZE, "degree": KID_DEGREE},
-    )
-)

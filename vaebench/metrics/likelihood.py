@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from vaebench.errors import ConfigError
-from vaebench.metrics.registry import EvaluationContext, MetricInfo, register_metric
+from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
+from vaebench.params import Param
 from vaebench.variants.iwae import importance_weighted_bound
 
 DEFAULT_K = 1000  # importance samples per image (Burda et al. 2016 evaluate with K = 5000)
@@ -92,31 +92,26 @@ def importance_weighted_nll(
     return torch.cat(out).numpy()
 
 
+@register_metric(
+    "iwae_nll", family="likelihood",
+    description="importance-weighted estimate of -log p(x), K samples per image (nats, Burda et al. 2016)",
+    values=[MetricValue("iwae_nll", higher_is_better=False)],
+    params=[
+        Param("iwae_k", DEFAULT_K, minimum=1, doc="importance samples per image"),
+        Param("iwae_images", DEFAULT_IMAGES, minimum=1, doc="test images scored (a fixed random subset)"),
+        Param("iwae_chunk", CHUNK, minimum=1, doc="(image, sample) pairs decoded at once"),
+    ],
+    abs_tol=1e-2, rel_tol=1e-4,
+)
 def _compute(ctx: EvaluationContext) -> dict[str, float]:
-    k = int(ctx.params.get("iwae_k", DEFAULT_K))
-    n_images = int(ctx.params.get("iwae_images", DEFAULT_IMAGES))
-    if n_images < 1:
-        raise ConfigError(f"must be >= 1, got {n_images}", key="iwae_images")
+    k, n_images = ctx.params["iwae_k"], ctx.params["iwae_images"]
     n = len(ctx.test_images)
     chosen = np.arange(n)
     if n_images < n:
         chosen = np.sort(np.random.default_rng(SUBSET_SEED).choice(n, size=n_images, replace=False))
     nll = importance_weighted_nll(
-        ctx.model, ctx.test_images[torch.from_numpy(chosen)], k=k, chunk=int(ctx.params.get("iwae_chunk", CHUNK)),
+        ctx.model, ctx.test_images[torch.from_numpy(chosen)], k=k, chunk=ctx.params["iwae_chunk"],
         seed=ctx.seed, device=ctx.device,
     )
     ctx.notes["iwae_nll"] = f"k={k}, images={len(chosen)}/{n}"
     return {"iwae_nll": float(nll.mean())}
-
-
-register_metric(
-    MetricInfo(
-        name="iwae_nll",
-        higher_is_better=False,
-        description="importance-weighted estimate of -log p(x), K samples per image (nats, Burda et al. 2016)",
-        compute=_compute,
-        abs_tol=1e-2,
-        rel_tol=1e-4,
-        defaults={"k": DEFAULT_K, "chunk": CHUNK, "images": DEFAULT_IMAGES},
-    )
-)

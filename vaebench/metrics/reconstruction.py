@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vaebench.metrics.registry import EvaluationContext, MetricInfo, register_metric
+from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.variants.gaussian import kl_to_standard_normal, reparameterize
 
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -71,35 +71,44 @@ def reconstruction_pass(ctx: EvaluationContext) -> dict[str, np.ndarray]:
     return ctx.cache["reconstruction"]
 
 
-def _kl_values(ctx: EvaluationContext) -> dict[str, float]:
-    per_dim = kl_per_dimension(ctx.mu, ctx.logvar).mean(axis=0)
-    return {"kl": float(per_dim.sum()), **{f"kl_dim_{d}": float(v) for d, v in enumerate(per_dim)}}
+@register_metric(
+    "recon_mse", family="reconstruction", description="mean squared error per image, summed over pixels",
+    values=[MetricValue("recon_mse", higher_is_better=False)], abs_tol=0.5, rel_tol=0.05,
+)
+def _recon_mse(ctx: EvaluationContext) -> dict[str, float]:
+    return {"recon_mse": float(reconstruction_pass(ctx)["mse"].mean())}
 
 
+@register_metric(
+    "recon_bce", family="reconstruction", description="Bernoulli negative log-likelihood per image (nats)",
+    values=[MetricValue("recon_bce", higher_is_better=False, role="distortion")], abs_tol=1.0, rel_tol=0.05,
+)
+def _recon_bce(ctx: EvaluationContext) -> dict[str, float]:
+    return {"recon_bce": float(reconstruction_pass(ctx)["bce"].mean())}
+
+
+@register_metric(
+    "neg_elbo", family="likelihood", description="negative ELBO per image (nats), one posterior sample",
+    values=[MetricValue("neg_elbo", higher_is_better=False)], abs_tol=1.0, rel_tol=0.05,
+)
 def _neg_elbo(ctx: EvaluationContext) -> dict[str, float]:
     kl = kl_per_dimension(ctx.mu, ctx.logvar).sum(axis=1)
     return {"neg_elbo": float((reconstruction_pass(ctx)["nll"] + kl).mean())}
 
 
-register_metric(MetricInfo(
-    name="recon_mse", higher_is_better=False, description="mean squared error per image, summed over pixels",
-    compute=lambda ctx: {"recon_mse": float(reconstruction_pass(ctx)["mse"].mean())}, abs_tol=0.5, rel_tol=0.05,
-))
-register_metric(MetricInfo(
-    name="recon_bce", higher_is_better=False, description="Bernoulli negative log-likelihood per image (nats)",
-    compute=lambda ctx: {"recon_bce": float(reconstruction_pass(ctx)["bce"].mean())}, abs_tol=1.0, rel_tol=0.05,
-    defaults={"eps": BCE_EPS},
-))
-register_metric(MetricInfo(
-    name="neg_elbo", higher_is_better=False, description="negative ELBO per image (nats), one posterior sample",
-    compute=_neg_elbo, abs_tol=1.0, rel_tol=0.05,
-))
-register_metric(MetricInfo(
-    name="kl", higher_is_better=False, description="KL(q(z|x) || p(z)) per image, total and per latent (kl_dim_i)",
-    compute=_kl_values, abs_tol=0.5, rel_tol=0.1,
-))
-register_metric(MetricInfo(
-    name="active_units", higher_is_better=True, description="latents with Var_x E[z|x] > 0.01 (Burgess et al. 2018)",
-    compute=lambda ctx: {"active_units": float(active_units(ctx.mu))}, abs_tol=1.0, rel_tol=0.0,
-    defaults={"threshold": ACTIVE_UNIT_THRESHOLD},
-))
+@register_metric(
+    "kl", family="information", description="KL(q(z|x) || p(z)) per image, total and per latent (kl_dim_i)",
+    values=[MetricValue("kl", higher_is_better=False, role="rate"), MetricValue("kl_dim_{i}", higher_is_better=False)],
+    abs_tol=0.5, rel_tol=0.1,
+)
+def _kl_values(ctx: EvaluationContext) -> dict[str, float]:
+    per_dim = kl_per_dimension(ctx.mu, ctx.logvar).mean(axis=0)
+    return {"kl": float(per_dim.sum()), **{f"kl_dim_{d}": float(v) for d, v in enumerate(per_dim)}}
+
+
+@register_metric(
+    "active_units", family="information", description="latents with Var_x E[z|x] > 0.01 (Burgess et al. 2018)",
+    values=[MetricValue("active_units", higher_is_better=True)], abs_tol=1.0, rel_tol=0.0,
+)
+def _active_units(ctx: EvaluationContext) -> dict[str, float]:
+    return {"active_units": float(active_units(ctx.mu))}

@@ -1,20 +1,44 @@
-"""The metric registry: name, direction, defaults and how the harness computes each metric.
+"""The metric registry: each metric declares the values it produces, their directions, its
+family and its parameters; the harness, tables, plots, baselines and claims read only that.
 
 Metric functions themselves are pure (arrays in, floats out) and live in their own modules;
-each module registers a `MetricInfo` whose `compute` adapts an `EvaluationContext` to the
-pure function. The harness only ever calls `compute`.
+each module registers its metrics with the decorator `register_metric` on the function that
+adapts an `EvaluationContext` to the pure function. The harness only ever calls `compute`.
+
+    @register_metric(
+        "mig", family="disentanglement", values=[MetricValue("mig", higher_is_better=True)],
+        description="mutual information gap", needs_factors=True,
+        params=[Param("mig_n_bins", 20, minimum=2)],
+    )
+    def _compute_mig(ctx: EvaluationContext) -> dict[str, float]:
+        return {"mig": mutual_information_gap(ctx.codes, ctx.factors, n_bins=ctx.params["mig_n_bins"])}
+
+`ctx.params` holds every declared parameter of every metric, checked at suite load with the
+defaults filled in, so a metric never validates or defaults a parameter itself.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from vaebench.params import Param, check_params
 from vaebench.registry import Registry
+
+FAMILIES = (
+    "reconstruction",
+    "likelihood",
+    "information",
+    "aggregate_posterior",
+    "disentanglement",
+    "sample_quality",
+)
 
 
 @dataclass
@@ -23,6 +47,8 @@ class EvaluationContext:
 
     mu, logvar: (N, D) float64 numpy arrays, the encoder's posterior on the test images.
     factors: (N, K) integer factor indices of the test images, or None without ground truth.
+    params: the suite's [evaluation.params]; checked on construction and completed with every
+        declared default, so a metric reads `params[key]` and never validates it.
     """
 
     model: torch.nn.Module
@@ -36,10 +62,13 @@ class EvaluationContext:
     device: torch.device
     cache_dir: Path
     params: dict[str, Any] = field(default_factory=dict)
-    # metric name -> a free-text note stored beside the value (e.g. FID's feature network + hash)
+    # value name -> a free-text note stored beside the value (e.g. FID's feature network + hash)
     notes: dict[str, str] = field(default_factory=dict)
     # intermediate results shared between metrics (e.g. one decoding pass of the test set)
     cache: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.params = check_metric_params(self.params)
 
     @property
     def codes(self) -> np.ndarray:
@@ -47,45 +76,149 @@ class EvaluationContext:
         return self.mu
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    """A registry entry.
+ROLES = ("rate", "distortion")
 
-    name: the stable metric name of DESIGN.md.
-    higher_is_better: the direction.
-    needs_factors: only defined on datasets with ground-truth factors.
-    compute: context -> {value name: value}; a metric may yield several values (kl -> kl_dim_i).
-    abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
-    defaults: the keyword defaults of the pure function, for documentation and reports.
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One value a metric produces: a name, or a per-latent pattern such as 'kl_dim_{i}'.
+
+    role: what reports may use the value as: "rate" (nats of KL per image, the x axis of the
+    rate-distortion plane) or "distortion" (reconstruction nats per image, its y axis).
     """
 
     name: str
     higher_is_better: bool
-    description: str
-    compute: Callable[[EvaluationContext], dict[str, float]]
-    needs_factors: bool = False
-    abs_tol: float = 1e-6
-    rel_tol: float = 1e-6
-    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    role: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role is not None and self.role not in ROLES:
+            raise ValueError(f"value {self.name!r}: role must be one of {', '.join(ROLES)}, got {self.role!r}")
+
+    @property
+    def per_latent(self) -> bool:
+        return "{i}" in self.name
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        return re.compile(re.escape(self.name).replace(r"\{i\}", r"\d+") + r"\Z")
+
+    def matches(self, value_name: str) -> bool:
+        return self._pattern.match(value_name) is not None
 
     @property
     def direction(self) -> str:
         return "higher" if self.higher_is_better else "lower"
 
 
+@dataclass(frozen=True)
+class MetricInfo:
+    """A registry entry.
+
+    name: the stable metric name of DESIGN.md (what a suite's `metrics` lists).
+    family: one of FAMILIES; tables group columns by it.
+    values: every value `compute` may return, with its direction.
+    compute: context -> {value name: value}.
+    needs_factors: only defined on datasets with ground-truth factors.
+    params: the keys this metric reads from [evaluation.params], with types and ranges.
+    abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
+    """
+
+    name: str
+    family: str
+    description: str
+    values: tuple[MetricValue, ...]
+    compute: Callable[[EvaluationContext], dict[str, float]]
+    needs_factors: bool = False
+    params: tuple[Param, ...] = ()
+    abs_tol: float = 1e-6
+    rel_tol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"metric {self.name!r}: family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if not self.values:
+            raise ValueError(f"metric {self.name!r} declares no values")
+
+    def value(self, value_name: str) -> MetricValue | None:
+        """The declaration of one of this metric's values, or None."""
+        return next((v for v in self.values if v.matches(value_name)), None)
+
+    @property
+    def higher_is_better(self) -> bool:
+        """The direction of the headline (first) value, as torchmetrics' `higher_is_better`."""
+        return self.values[0].higher_is_better
+
+    @property
+    def direction(self) -> str:
+        return self.values[0].direction
+
+
 METRICS: Registry[MetricInfo] = Registry("metric")
 
 
-def register_metric(info: MetricInfo) -> MetricInfo:
-    METRICS.add(info.name, info)
-    return info
+def register_metric(
+    name: str,
+    *,
+    family: str,
+    description: str,
+    values: Sequence[MetricValue],
+    needs_factors: bool = False,
+    params: Iterable[Param] = (),
+    abs_tol: float = 1e-6,
+    rel_tol: float = 1e-6,
+) -> Callable[[Callable[[EvaluationContext], dict[str, float]]], Callable[[EvaluationContext], dict[str, float]]]:
+    """Decorator: register the function as the `compute` of metric `name` (see the module docstring)."""
+
+    def decorator(compute: Callable[[EvaluationContext], dict[str, float]]) -> Callable[[EvaluationContext], dict[str, float]]:
+        METRICS.add(
+            name,
+            MetricInfo(
+                name=name, family=family, description=description, values=tuple(values), compute=compute,
+                needs_factors=needs_factors, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
+            ),
+        )
+        return compute
+
+    return decorator
 
 
-def metric_info_for_value(value_name: str) -> MetricInfo | None:
-    """The entry a stored value belongs to: 'kl_dim_3' -> kl, 'fid_recon' -> fid ... ."""
-    if value_name in METRICS:
-        return METRICS.get(value_name)
-    for name, info in METRICS.items():
-        if value_name.startswith(name + "_"):
-            return info
+@dataclass(frozen=True)
+class ValueDeclaration:
+    """A stored value's metric and its own declaration (direction, per-latent)."""
+
+    metric: MetricInfo
+    value: MetricValue
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.value.higher_is_better
+
+
+def declaration_of(value_name: str) -> ValueDeclaration | None:
+    """The registry's declaration of a stored value name, or None for an undeclared name."""
+    for _, info in METRICS.items():
+        value = info.value(value_name)
+        if value is not None:
+            return ValueDeclaration(info, value)
     return None
+
+
+def value_with_role(role: str, names: Iterable[str]) -> str | None:
+    """The first of `names` declared with `role` ("rate" or "distortion"), or None."""
+    for name in names:
+        declared = declaration_of(name)
+        if declared is not None and declared.value.role == role:
+            return name
+    return None
+
+
+def all_metric_params() -> list[Param]:
+    """Every parameter any registered metric declares (the keys [evaluation.params] allows)."""
+    return [p for _, info in METRICS.items() for p in info.params]
+
+
+def check_metric_params(given: Mapping[str, Any], *, file: str | None = None) -> dict[str, Any]:
+    """[evaluation.params], checked against every metric's declaration, defaults filled in."""
+    return check_params(given, all_metric_params(), file=file, prefix="evaluation.params.")

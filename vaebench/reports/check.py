@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import BaselineMismatchError, DataError
-from vaebench.metrics.registry import metric_info_for_value
+from vaebench.metrics.registry import declaration_of
 
 FORMAT_KEY = "vaebench_baseline"
 FORMAT_VERSION = 1
@@ -93,19 +93,19 @@ class CheckOutcome:
 
 
 def default_tolerance(value_name: str) -> Tolerance:
-    info = metric_info_for_value(value_name)
-    if info is None:
+    declared = declaration_of(value_name)
+    if declared is None:
         return Tolerance(0.0, 0.0)
-    return Tolerance(float(info.abs_tol), float(info.rel_tol))
+    return Tolerance(float(declared.metric.abs_tol), float(declared.metric.rel_tol))
 
 
 def tolerance_for(value_name: str, overrides: Mapping[str, Mapping[str, float]]) -> Tolerance:
     """The file's entry for the value name, else for its registry metric, else the registry default."""
     base = default_tolerance(value_name)
-    info = metric_info_for_value(value_name)
+    declared = declaration_of(value_name)
     entry = overrides.get(value_name)
-    if entry is None and info is not None:
-        entry = overrides.get(info.name)
+    if entry is None and declared is not None:
+        entry = overrides.get(declared.metric.name)
     if entry is None:
         return base
     return Tolerance(float(entry.get("abs", base.abs)), float(entry.get("rel", base.rel)))
@@ -152,7 +152,7 @@ def baseline_dict(run_dir: str | Path, *, suite: str | None = None,
             "setting": r.setting, "dataset": r.dataset, "seed": int(r.seed), "status": r.status, "metrics": run_metrics,
         }
     overrides = dict(tolerances or {})
-    metric_names = sorted({(metric_info_for_value(n).name if metric_info_for_value(n) else n) for n in names})
+    metric_names = sorted({(declaration_of(n).metric.name if declaration_of(n) else n) for n in names})
     tol = {}
     for name in metric_names:
         t = tolerance_for(name, overrides)
@@ -254,10 +254,10 @@ def _short(ids: list[str], labels: Mapping[str, str]) -> str:
 def _verdict(metric: str, old: float | None, new: float | None) -> str:
     if old is None or new is None:
         return "worse" if new is None else "better"
-    info = metric_info_for_value(metric)
-    if info is None or new == old:
+    declared = declaration_of(metric)
+    if declared is None or new == old:
         return "changed"
-    return "better" if (new > old) == info.higher_is_better else "worse"
+    return "better" if (new > old) == declared.higher_is_better else "worse"
 
 
 def check_against_baseline(run_dir: str | Path, baseline_file: str | Path | Mapping[str, Any]) -> CheckOutcome:

@@ -5,7 +5,7 @@ nothing it has no data for. Figures are created without pyplot, so no global fig
 backend is touched; `save` writes each as PNG and SVG with no timestamps in the files.
 
     metric_plots        per metric: each seed's value and the mean with its bootstrap CI, by setting
-    rate_distortion     rate (kl) against distortion (recon_bce, else neg_elbo - kl), per run, by variant
+    rate_distortion     rate against distortion (the values declared with those roles: kl, recon_bce), per run
     sweep_plots         metric against a hyperparameter a grid sweeps (beta, or whichever varies)
     correlation_plot    Spearman correlations between metrics across completed runs
     curve_plots         training curves (the store's `curves` table), mean and sd over seeds
@@ -29,6 +29,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vaebench.metrics.registry import value_with_role
 from vaebench.reports.stats import higher_is_better
 
 STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9), "svg.hashsalt": "vaebench"}
@@ -113,25 +114,17 @@ def metric_plots(wide: pd.DataFrame, comp: pd.DataFrame, metrics: Sequence[str])
     return plots
 
 
-def distortion(frame: pd.DataFrame) -> tuple[pd.Series, str] | None:
-    """Per run: recon_bce where the runs have it, else neg_elbo - kl; None without either."""
-    if "recon_bce" in frame and frame["recon_bce"].notna().any():
-        return frame["recon_bce"], "distortion: recon_bce (nats)"
-    if {"neg_elbo", "kl"} <= set(frame.columns) and frame["neg_elbo"].notna().any():
-        return frame["neg_elbo"] - frame["kl"], "distortion: neg_elbo - kl (nats)"
-    return None
-
-
 def rate_distortion(wide: pd.DataFrame) -> list[Plot]:
-    """The rate-distortion plane, one point per completed run, coloured by variant, marker by setting."""
+    """The rate-distortion plane, one point per completed run, coloured by variant, marker by setting.
+
+    Rate and distortion are the values the registry declares with those roles (kl, recon_bce).
+    """
     done = _done(wide)
-    if "kl" not in done or done["kl"].notna().sum() == 0:
+    rate, distortion = value_with_role("rate", done.columns), value_with_role("distortion", done.columns)
+    if rate is None or distortion is None:
         return []
-    d = distortion(done)
-    if d is None:
-        return []
-    values, ylabel = d
-    frame = done.assign(rate=done["kl"], distortion=values).dropna(subset=["rate", "distortion"])
+    ylabel = f"distortion: {distortion} (nats)"
+    frame = done.assign(rate=done[rate], distortion=done[distortion]).dropna(subset=["rate", "distortion"])
     if frame.empty:
         return []
     datasets = sorted(frame["dataset"].unique())
@@ -150,7 +143,7 @@ def rate_distortion(wide: pd.DataFrame) -> list[Plot]:
                 data=part, x="rate", y="distortion", hue="variant", style="setting", s=60, ax=ax,
                 hue_order=sorted(part["variant"].unique()), style_order=sorted(part["setting"].unique()),
             )
-            ax.set_xlabel("rate: kl (nats)")
+            ax.set_xlabel(f"rate: {rate} (nats)")
             ax.set_ylabel(ylabel)
             ax.set_title(mpl_text(f"rate-distortion on {dataset}"))
             # outside the axes: with many settings an inside legend covers the points

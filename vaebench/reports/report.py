@@ -24,8 +24,8 @@ from vaebench.errors import DataError
 from vaebench.reports import html as h
 from vaebench.reports import plots as P
 from vaebench.reports import tables as T
-from vaebench.reports.grids import GRID_NAMES
-from vaebench.reports.summary import metric_columns
+from vaebench.bench.grids import GRID_NAMES
+from vaebench.reports.summary import distinguish_settings, value_columns, wide_frame
 
 GRID_CAPTIONS = {
     "grid_reconstructions": "test images (top) and reconstructions (bottom)",
@@ -48,11 +48,12 @@ class ReportData:
     @classmethod
     def load(cls, run_dir: str | Path) -> "ReportData":
         with ResultsStore(run_dir, create=False) as store:
-            runs, wide, curves, artifacts = store.runs(), store.wide(), store.curves(), store.artifacts()
+            runs, wide, curves, artifacts = store.runs(), wide_frame(store), store.curves(), store.artifacts()
             path = store.path
         if runs.empty:
             raise DataError(f"{path}: the results store holds no runs (run `vaebench run` first)")
-        return cls(path, runs, wide, metric_columns(wide), curves, artifacts)
+        runs["setting"] = distinguish_settings(runs)
+        return cls(path, runs, wide, value_columns(wide), curves, artifacts)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from vaebench.metrics.registry import metric_info_for_value
+from vaebench.metrics.registry import declaration_of
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 9999
@@ -29,9 +29,10 @@ ALPHA = 0.05
 GROUP_COLUMNS = ["dataset", "setting"]
 
 
-def higher_is_better(metric: str) -> bool:
-    info = metric_info_for_value(metric)
-    return bool(info is not None and info.higher_is_better)
+def higher_is_better(value_name: str) -> bool:
+    """The declared direction of a stored value (undeclared names count as lower-is-better)."""
+    declared = declaration_of(value_name)
+    return bool(declared is not None and declared.higher_is_better)
 
 
 def natural_key(text: object) -> tuple:

@@ -1,41 +1,108 @@
-"""The comparison table of `vaebench results`: one row per setting, mean ± sd over seeds."""
+"""The comparison table of `vaebench results`: one row per setting, mean ± sd over seeds.
+
+A row pools runs whose specs differ in the seed alone. Runs of one label whose specs differ
+otherwise (another budget, dataset parameter or network) are separate rows, their label
+extended by what differs, e.g. ``vae [steps=2000]``. Which value columns exist, their
+direction and their family come from the metric registry's declarations only.
+
+The terminal table fits `width` columns (default 120): the metrics the suite names come
+first, grouped by family; columns that do not fit are listed under the table. `metrics`
+chooses the columns (metric names or value names), `all_values` shows every value.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any, Sequence
 
 import pandas as pd
 
 from vaebench.bench.store import ResultsStore
+from vaebench.errors import ConfigError
+from vaebench.files import content_hash
 from vaebench.metrics import METRICS
-from vaebench.metrics.registry import metric_info_for_value
+from vaebench.metrics.registry import FAMILIES, declaration_of
+from vaebench.reports.stats import natural_key
 
 FORMATS = ("table", "csv", "json", "markdown")
 ID_COLUMNS = ["suite", "dataset", "variant", "setting"]
+TERMINAL_WIDTH = 120
 
 
-def metric_columns(frame: pd.DataFrame, *, per_latent: bool = False) -> list[str]:
-    """Metric value columns in registry order; per-latent values (kl_dim_i) only on request."""
-    names = [c for c in frame.columns if metric_info_for_value(c) is not None]
-    if not per_latent:
-        names = [c for c in names if not c.startswith("kl_dim_")]
-    order = {n: i for i, n in enumerate(METRICS.names())}
-    return sorted(names, key=lambda c: (order.get(metric_info_for_value(c).name, 99), c))
+def value_columns(frame: pd.DataFrame, *, per_latent: bool = False) -> list[str]:
+    """The frame's metric value columns in registry order (family, metric, value); per-latent values on request."""
+    names = []
+    for column in frame.columns:
+        declared = declaration_of(column)
+        if declared is not None and (per_latent or not declared.value.per_latent):
+            names.append(column)
+    metric_order = {n: i for i, n in enumerate(METRICS.names())}
+
+    def key(column: str) -> tuple:
+        declared = declaration_of(column)
+        return (FAMILIES.index(declared.metric.family), metric_order[declared.metric.name], natural_key(column))
+
+    return sorted(names, key=key)
+
+
+def _flatten(spec: dict[str, Any]) -> dict[str, Any]:
+    flat = {}
+    for key, value in spec.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        elif isinstance(value, list):
+            flat[key] = ",".join(map(str, value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _short_key(field: str) -> str:
+    return field.split(".", 1)[1] if field.startswith(("dataset_params.", "hyperparameters.")) else field
+
+
+def distinguish_settings(runs: pd.DataFrame) -> pd.Series:
+    """Each run's setting label, extended where one label covers runs that differ in more than the seed."""
+    specs = runs["spec"].map(lambda s: {k: v for k, v in s.items() if k != "seed"})
+    setting_id = specs.map(content_hash)
+    labels = runs["setting"].copy()
+    for _, group in runs.groupby(["suite", "dataset", "setting"], sort=False):
+        ids = setting_id[group.index].unique()
+        if len(ids) < 2:
+            continue
+        flat = {i: _flatten(specs[group.index[setting_id[group.index] == i][0]]) for i in ids}
+        fields = sorted({f for spec in flat.values() for f in spec})
+        differing = [f for f in fields if len({json.dumps(spec.get(f), sort_keys=True) for spec in flat.values()}) > 1]
+        for index in group.index:
+            spec = flat[setting_id[index]]
+            extra = ", ".join(f"{_short_key(f)}={spec.get(f)}" for f in differing)
+            labels[index] = f"{runs.at[index, 'setting']} [{extra}]"
+    return labels
+
+
+def wide_frame(store: ResultsStore) -> pd.DataFrame:
+    """`store.wide()` with settings distinguished (see `distinguish_settings`): the frame every table groups."""
+    wide = store.wide()
+    if wide.empty:
+        return wide
+    runs = store.runs().set_index("run_id").loc[wide["run_id"]].reset_index()
+    wide["setting"] = distinguish_settings(runs).to_numpy()
+    return wide
 
 
 def per_run_frame(store: ResultsStore) -> pd.DataFrame:
-    frame = store.wide()
-    return frame[["run_id", *ID_COLUMNS, "seed", "status", "wall_time_s", "steps_per_s", *metric_columns(frame)]]
+    frame = wide_frame(store)
+    return frame[["run_id", *ID_COLUMNS, "seed", "status", "wall_time_s", "steps_per_s", *value_columns(frame)]]
 
 
 def comparison_frame(store: ResultsStore) -> pd.DataFrame:
     """Per setting: completed runs (n), diverged/failed counts, and mean and sd of each metric."""
-    return comparison_from_wide(store.wide())
+    return comparison_from_wide(wide_frame(store))
 
 
-def comparison_from_wide(frame: pd.DataFrame) -> pd.DataFrame:
-    """`comparison_frame` of an already loaded `ResultsStore.wide()` frame."""
-    metrics = metric_columns(frame)
+def comparison_from_wide(frame: pd.DataFrame, *, per_latent: bool = False) -> pd.DataFrame:
+    """`comparison_frame` of an already loaded `wide_frame`."""
+    metrics = value_columns(frame, per_latent=per_latent)
     done = frame[frame["status"] == "done"]
     grouped = frame.groupby(ID_COLUMNS, sort=True)
     out = grouped["status"].agg(
@@ -55,29 +122,104 @@ def _cell(mean: float, sd: float) -> str:
     return f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}"
 
 
-def display_frame(comparison: pd.DataFrame) -> pd.DataFrame:
-    """The comparison with 'mean ± sd' text cells and the direction in each metric's header."""
-    shown = comparison[["dataset", "setting", "n", "diverged", "failed"]].copy()
-    for col in comparison.columns:
-        if col.endswith("_mean"):
-            name = col[: -len("_mean")]
-            arrow = "↑" if metric_info_for_value(name).higher_is_better else "↓"
-            shown[f"{name} {arrow}"] = [
-                _cell(m, s) for m, s in zip(comparison[col], comparison[f"{name}_std"])
-            ]
+def _header(value: str) -> str:
+    return f"{value} {'↑' if declaration_of(value).higher_is_better else '↓'}"
+
+
+def suite_metric_order(store: ResultsStore) -> list[str]:
+    """The metric names the store's suites list, in their order (first suite first)."""
+    order: list[str] = []
+    for spec in store.runs()["spec"]:
+        order.extend(m for m in spec.get("metrics", []) if m not in order)
+    return order
+
+
+def choose_columns(available: Sequence[str], requested: Sequence[str] | None, suite_order: Sequence[str]) -> list[str]:
+    """The value columns to show: those `requested` names (metric or value names, in that order), else
+    the available non-per-latent values ordered by family, then by the suite's metric order."""
+    if requested:
+        chosen = []
+        for name in requested:
+            matches = [v for v in available if v == name or declaration_of(v).metric.name == name]
+            if not matches:
+                raise ConfigError(f"no values of {name!r} in these results; available: {', '.join(available)}",
+                                  key="--metrics")
+            chosen.extend(m for m in matches if m not in chosen)
+        return chosen
+    rank = {m: i for i, m in enumerate(suite_order)}
+    shown = [v for v in available if not declaration_of(v).value.per_latent]
+
+    def key(value: str) -> tuple:
+        declared = declaration_of(value)
+        return (FAMILIES.index(declared.metric.family), rank.get(declared.metric.name, len(rank)), natural_key(value))
+
+    return sorted(shown, key=key)
+
+
+def display_frame(comparison: pd.DataFrame, values: Sequence[str]) -> pd.DataFrame:
+    """The comparison with 'mean ± sd' text cells and the direction in each value's header."""
+    columns = ["dataset", "setting", "n"]
+    if comparison["suite"].nunique() > 1:
+        columns.insert(0, "suite")
+    columns += [c for c in ("diverged", "failed") if comparison[c].sum() > 0]
+    shown = comparison[columns].copy()
+    for value in values:
+        mean = comparison.get(f"{value}_mean", pd.Series(float("nan"), index=comparison.index))
+        sd = comparison.get(f"{value}_std", pd.Series(float("nan"), index=comparison.index))
+        shown[_header(value)] = [_cell(m, s) for m, s in zip(mean, sd)]
     return shown
 
 
-def format_results(store: ResultsStore, fmt: str, *, per_run: bool = False) -> str:
-    frame = per_run_frame(store) if per_run else comparison_frame(store)
+def fit_width(shown: pd.DataFrame, fixed: int, width: int) -> tuple[pd.DataFrame, list[str]]:
+    """The first `fixed` columns and as many value columns as fit `width` characters; the rest's names."""
+    keep = list(shown.columns[:fixed])
+    left_out = []
+    for column in shown.columns[fixed:]:
+        if left_out or len(shown[keep + [column]].to_string(index=False).splitlines()[0]) > width:
+            left_out.append(column.rsplit(" ", 1)[0])
+        else:
+            keep.append(column)
+    return shown[keep], left_out
+
+
+def format_results(
+    store: ResultsStore,
+    fmt: str,
+    *,
+    per_run: bool = False,
+    metrics: Sequence[str] | None = None,
+    all_values: bool = False,
+    width: int = TERMINAL_WIDTH,
+) -> str:
+    """`vaebench results`: the comparison (or per-run) table as text, CSV, JSON or Markdown."""
+    if per_run:
+        frame = per_run_frame(store)
+        if fmt == "csv":
+            return frame.to_csv(index=False)
+        if fmt == "json":
+            return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
+        return _markdown(frame) if fmt == "markdown" else frame.to_string(index=False)
+    wide = wide_frame(store)
+    comparison = comparison_from_wide(wide, per_latent=True)
     if fmt == "csv":
-        return frame.to_csv(index=False)
+        return comparison.to_csv(index=False)
     if fmt == "json":
-        return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
-    shown = frame if per_run else display_frame(frame)
+        return json.dumps(json.loads(comparison.to_json(orient="records")), indent=2)
+    if comparison.empty:
+        return "(no runs)"
+    available = value_columns(wide, per_latent=True)
+    values = available if all_values else choose_columns(available, metrics, suite_metric_order(store))
+    shown = display_frame(comparison, values)
     if fmt == "markdown":
         return _markdown(shown)
-    return shown.to_string(index=False)
+    if all_values or metrics:
+        return shown.to_string(index=False)
+    fixed = len(shown.columns) - len(values)
+    fitted, left_out = fit_width(shown, fixed, width)
+    text = fitted.to_string(index=False)
+    if left_out:
+        text += f"\n({len(left_out)} more: {', '.join(left_out)}; show them with --metrics NAME,... or --all)"
+    return text
 
 
 def _markdown(frame: pd.DataFrame) -> str:

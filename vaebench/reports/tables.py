@@ -20,7 +20,7 @@ from vaebench.reports.stats import (
     ALPHA, BOOTSTRAP_RESAMPLES, CONFIDENCE, higher_is_better, mean_ci, min_attainable_p, natural_key, pairwise_tests,
     rank_table,
 )
-from vaebench.reports.summary import ID_COLUMNS, comparison_from_wide, metric_columns
+from vaebench.reports.summary import ID_COLUMNS, comparison_from_wide, value_columns
 
 NUMBER_FORMAT = "{:.4g}"
 
@@ -74,7 +74,7 @@ def comparison_table(wide: pd.DataFrame) -> pd.DataFrame:
     """
     comp = comparison_from_wide(wide)
     comp = comp.sort_values(ID_COLUMNS, key=lambda col: col.map(natural_key), ignore_index=True)
-    metrics = metric_columns(wide)
+    metrics = value_columns(wide)
     done = wide[wide["status"] == "done"]
     keys = [tuple(r) for r in comp[ID_COLUMNS].itertuples(index=False)]
     groups = {k: g for k, g in done.groupby(ID_COLUMNS, sort=True)} if not done.empty else {}

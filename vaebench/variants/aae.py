@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.base import Hyperparameters, Losses, Phase, Variant
 from vaebench.variants.discriminator import Discriminator, discriminator_loss, fooling_loss
 from vaebench.variants.gaussian import ENCODERS, sample_code
@@ -31,14 +32,9 @@ from vaebench.variants.registry import register_variant
 
 @dataclass(frozen=True)
 class AAEHyperparameters(Hyperparameters):
-    encoder: str = "deterministic"
-    discriminator_width: int = 1000
-    discriminator_depth: int = 2
-
-    def validate(self) -> None:
-        self.require_one_of("encoder", ENCODERS)
-        self.require(self.discriminator_width >= 1, "discriminator_width", ">= 1", self.discriminator_width)
-        self.require(self.discriminator_depth >= 0, "discriminator_depth", ">= 0", self.discriminator_depth)
+    encoder: str = hyperparameter("deterministic", choices=ENCODERS)
+    discriminator_width: int = hyperparameter(1000, minimum=1)
+    discriminator_depth: int = hyperparameter(2, minimum=0)
 
 
 @register_variant("aae")

@@ -16,19 +16,16 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.registry import register_variant
 
 
 @dataclass(frozen=True)
 class AnnealedVAEHyperparameters(Hyperparameters):
-    gamma: float = 1000.0
-    c_max: float = 25.0
-    c_stop_steps: int = 100000
-
-    def validate(self) -> None:
-        self.require_nonnegative("gamma", "c_max")
-        self.require(self.c_stop_steps >= 1, "c_stop_steps", ">= 1", self.c_stop_steps)
+    gamma: float = hyperparameter(1000.0, minimum=0.0)
+    c_max: float = hyperparameter(25.0, minimum=0.0)
+    c_stop_steps: int = hyperparameter(100000, minimum=1)
 
 
 @register_variant("annealed_vae")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from vaebench.errors import ConfigError
+from vaebench.params import Param, check_params, dataclass_params
 from vaebench.variants.gaussian import kl_to_standard_normal, reparameterize
 from vaebench.variants.likelihoods import LIKELIHOODS
 from vaebench.variants.networks import make_decoder, make_encoder
@@ -43,14 +44,17 @@ class Phase:
 class Hyperparameters:
     """Base for a variant's hyperparameters: a frozen dataclass that validates itself.
 
-    Subclasses implement `validate()` with `self.require(...)`.
+    Each field is declared with `vaebench.params.hyperparameter(default, minimum=..., choices=...)`
+    (a plain default declares its type only); `from_dict` checks names, types and ranges through
+    `vaebench.params.check_params`, the one checker suites and metrics use too. Constraints
+    between fields go in `validate()` with `self.require(...)`.
     """
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ConfigError naming the key for an out-of-range value."""
+        """Raise ConfigError naming the key for values that are invalid together."""
 
     @staticmethod
     def require(condition: bool, key: str, allowed: str, value: Any) -> None:
@@ -63,27 +67,23 @@ class Hyperparameters:
             self.require(value >= 0, key, ">= 0", value)
 
     def require_one_of(self, key: str, choices: Iterable[str]) -> None:
-        """The value of `key` is one of `choices` (a name such as a kernel or estimator)."""
         value = getattr(self, key)
         choices = tuple(choices)
         self.require(value in choices, key, "one of " + ", ".join(repr(c) for c in choices), value)
 
     @classmethod
+    def params(cls) -> list[Param]:
+        return dataclass_params(cls)
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Hyperparameters":
-        """Build from a suite file's table, checking names and types."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key, value in values.items():
-            if key not in fields:
-                allowed = ", ".join(fields) or "none"
-                raise ConfigError(f"unknown hyperparameter; allowed: {allowed}", key=key)
-            expected = type(fields[key].default)
-            ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                ok = True
-            if not ok:
-                raise ConfigError(f"must be of type {expected.__name__}, got {value!r}", key=key)
-        coerced = {k: float(v) if type(fields[k].default) is float else v for k, v in values.items()}
-        return cls(**coerced)
+        """Build from a suite file's table, checking names, types and ranges."""
+        try:
+            return cls(**check_params(values, cls.params()))
+        except ConfigError as err:
+            if err.detail.startswith("unknown key"):
+                raise ConfigError(err.detail.replace("unknown key", "unknown hyperparameter"), key=err.key) from None
+            raise
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -30,22 +30,18 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.variants.aggregate import ESTIMATORS, kl_decomposition
+from vaebench.params import hyperparameter
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.registry import register_variant
 
 
 @dataclass(frozen=True)
 class BetaTCVAEHyperparameters(Hyperparameters):
-    alpha: float = 1.0
-    beta: float = 6.0
-    gamma: float = 1.0
-    estimator: str = "mws"
-    dataset_size: int = 737280
-
-    def validate(self) -> None:
-        self.require_nonnegative("alpha", "beta", "gamma")
-        self.require_one_of("estimator", ESTIMATORS)
-        self.require(self.dataset_size >= 1, "dataset_size", ">= 1", self.dataset_size)
+    alpha: float = hyperparameter(1.0, minimum=0.0)
+    beta: float = hyperparameter(6.0, minimum=0.0)
+    gamma: float = hyperparameter(1.0, minimum=0.0)
+    estimator: str = hyperparameter("mws", choices=ESTIMATORS)
+    dataset_size: int = hyperparameter(737280, minimum=1)
 
 
 @register_variant("beta_tcvae")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.registry import register_variant
 
@@ -54,9 +55,9 @@ def dip_penalty(cov: torch.Tensor, lambda_od: float, lambda_d: float) -> torch.T
 
 @dataclass(frozen=True)
 class DIPVAEHyperparameters(Hyperparameters):
-    type: str = "i"
-    lambda_od: float = 10.0
-    lambda_d_factor: float = math.nan
+    type: str = hyperparameter("i", choices=DIP_TYPES)
+    lambda_od: float = hyperparameter(10.0, minimum=0.0)
+    lambda_d_factor: float = hyperparameter(math.nan, minimum=0.0)
 
     def __post_init__(self) -> None:
         if math.isnan(self.lambda_d_factor) and self.type in DEFAULT_LAMBDA_D_FACTOR:
@@ -66,10 +67,6 @@ class DIPVAEHyperparameters(Hyperparameters):
     @property
     def lambda_d(self) -> float:
         return self.lambda_d_factor * self.lambda_od
-
-    def validate(self) -> None:
-        self.require_one_of("type", DIP_TYPES)
-        self.require_nonnegative("lambda_od", "lambda_d_factor")
 
 
 @register_variant("dip_vae")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses, Phase
 from vaebench.variants.discriminator import Discriminator, discriminator_loss
 from vaebench.variants.gaussian import reparameterize
@@ -36,22 +37,12 @@ def permute_dims(z: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class FactorVAEHyperparameters(Hyperparameters):
-    gamma: float = 35.0
-    discriminator_width: int = 1000
-    discriminator_depth: int = 6
-    discriminator_learning_rate: float = 1e-4
-    discriminator_beta1: float = 0.5
-    discriminator_beta2: float = 0.9
-
-    def validate(self) -> None:
-        self.require_nonnegative("gamma")
-        self.require(self.discriminator_width >= 1, "discriminator_width", ">= 1", self.discriminator_width)
-        self.require(self.discriminator_depth >= 0, "discriminator_depth", ">= 0", self.discriminator_depth)
-        lr = self.discriminator_learning_rate
-        self.require(lr > 0, "discriminator_learning_rate", "> 0", lr)
-        for key in ("discriminator_beta1", "discriminator_beta2"):
-            value = getattr(self, key)
-            self.require(0 <= value < 1, key, "in [0, 1)", value)
+    gamma: float = hyperparameter(35.0, minimum=0.0)
+    discriminator_width: int = hyperparameter(1000, minimum=1)
+    discriminator_depth: int = hyperparameter(6, minimum=0)
+    discriminator_learning_rate: float = hyperparameter(1e-4, greater_than=0.0)
+    discriminator_beta1: float = hyperparameter(0.5, minimum=0.0, less_than=1.0)
+    discriminator_beta2: float = hyperparameter(0.9, minimum=0.0, less_than=1.0)
 
 
 @register_variant("factor_vae")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.gaussian import log_normal, log_standard_normal, reparameterize
 from vaebench.variants.registry import register_variant
@@ -52,10 +53,7 @@ def importance_weighted_bound(model, x: torch.Tensor, k: int, chunk_size: int | 
 
 @dataclass(frozen=True)
 class IWAEHyperparameters(Hyperparameters):
-    k: int = 5
-
-    def validate(self) -> None:
-        self.require(self.k >= 1, "k", ">= 1", self.k)
+    k: int = hyperparameter(5, minimum=1)
 
 
 @register_variant("iwae")

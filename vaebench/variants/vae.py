@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.registry import register_variant
 
@@ -39,10 +40,7 @@ class VAE(GaussianEncoderVariant):
 
 @dataclass(frozen=True)
 class BetaVAEHyperparameters(Hyperparameters):
-    beta: float = 4.0
-
-    def validate(self) -> None:
-        self.require_nonnegative("beta")
+    beta: float = hyperparameter(4.0, minimum=0.0)
 
 
 @register_variant("beta_vae")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.base import Hyperparameters, Losses, Variant
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.mmd import KERNELS, mmd_to_prior
@@ -38,16 +39,10 @@ COSTS = ("nll", "squared_error")
 
 @dataclass(frozen=True)
 class WAEHyperparameters(Hyperparameters):
-    lambda_: float = 10.0
-    kernel: str = "imq"
-    encoder: str = "deterministic"
-    cost: str = "nll"
-
-    def validate(self) -> None:
-        self.require_nonnegative("lambda_")
-        self.require_one_of("kernel", KERNELS)
-        self.require_one_of("encoder", ENCODERS)
-        self.require_one_of("cost", COSTS)
+    lambda_: float = hyperparameter(10.0, minimum=0.0)
+    kernel: str = hyperparameter("imq", choices=KERNELS)
+    encoder: str = hyperparameter("deterministic", choices=ENCODERS)
+    cost: str = hyperparameter("nll", choices=COSTS)
 
 
 @register_variant("wae")

@@ -1,7 +1,8 @@
 """Image grids of a trained model, made at evaluation time and kept in the store as PNG artifacts.
 
 Reports read only the store, and the model exists only while a run is scored, so
-`vaebench.bench.evaluate` calls `model_image_grids` and the store keeps the PNG bytes:
+`vaebench.bench.evaluate` calls `model_image_grids` and the store keeps the PNG bytes
+(reports read them by the names in GRID_NAMES):
 
     grid_reconstructions   row 1: the first n test images; row 2: their reconstructions
                            (the likelihood's mean decoded from the posterior mean)

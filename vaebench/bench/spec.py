@@ -1,0 +1,120 @@
+"""The values every layer of the harness passes, typed: RunSpec, RunTask, RunResult.
+
+    suite file --load_suite--> Suite(RunSpec...) --driver--> RunTask --executor--> train/evaluate
+        --> RunResult --driver--> store
+
+They are frozen or plain dataclasses of builtins, so they pickle across the process pool and
+Ray unchanged; a spec becomes JSON only at the store (`RunSpec.to_dict`) and comes back with
+`RunSpec.from_dict`. A RunSpec's `run_id` is the content hash of its canonical JSON: the same
+spec is the same run everywhere (resume, deduplication, caches); the suite's name and the
+setting label are not part of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from vaebench.files import canonical_json, content_hash
+
+STATUSES = ("done", "diverged", "failed")
+
+# what an executor reports while a run trains: (run_id, step)
+ProgressFn = Callable[[str, int], None]
+
+Frozen = tuple[tuple[str, Any], ...]
+
+
+def freeze(d: dict[str, Any]) -> Frozen:
+    """A dict as a sorted tuple of items: hashable, and equal for equal dicts."""
+    return tuple(sorted(d.items()))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one training run and its scores.
+
+    Parameters are canonical: hyperparameters are complete (defaults filled in), dataset and
+    metric parameters list only what differs from the defaults, so a parameter written out at
+    its default and one left out give the same spec and the same run_id.
+    """
+
+    variant: str
+    hyperparameters: Frozen
+    dataset: str
+    dataset_params: Frozen
+    architecture: str
+    latent_dim: int
+    likelihood: str
+    steps: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    checkpoint_every: int
+    log_every: int
+    seed: int
+    metrics: tuple[str, ...]
+    metric_params: Frozen = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("hyperparameters", "dataset_params", "metric_params"):
+            out[key] = dict(getattr(self, key))
+        out["metrics"] = list(self.metrics)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        d = dict(d)
+        for key in ("hyperparameters", "dataset_params", "metric_params"):
+            d[key] = freeze(d.get(key, {}))
+        d["metrics"] = tuple(d["metrics"])
+        return cls(**d)
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @property
+    def run_id(self) -> str:
+        return content_hash(self.to_dict())
+
+    def without_seed(self) -> str:
+        """The identity of the spec's setting: equal for specs that differ in the seed alone."""
+        return content_hash({**self.to_dict(), "seed": None})
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run for an executor: the spec, its label, and where and how to run it."""
+
+    spec: RunSpec
+    setting: str
+    run_dir: str
+    device: str = "cpu"
+    threads: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+
+@dataclass
+class RunResult:
+    """What a run hands back to the driver."""
+
+    spec: RunSpec
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    curves: list[tuple[int, str, float]] = field(default_factory=list)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    steps_done: int = 0
+    wall_time_s: float = 0.0
+    steps_per_s: float = 0.0
+    diverged_step: int | None = None
+    error: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id

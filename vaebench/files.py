@@ -1,0 +1,67 @@
+"""Files written whole or not at all, and content hashes: the one place for both.
+
+`atomic_write` writes to a temporary file beside the target and renames it over the
+target, so a kill or a full disk never leaves a half-written file under the real name;
+`content_hash` is the identity of a JSON-able value (a run spec, a cache key), and
+`file_sha256` the identity of a file's bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import torch
+
+TMP_SUFFIX = ".tmp"
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: equal values give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def content_hash(value: Any, length: int = 16) -> str:
+    """The first `length` hex digits of the SHA-256 of `value`'s canonical JSON."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden sibling of `path` unique to this host and process, ending in TMP_SUFFIX."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of `path` for writing; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save through `atomic_write`."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)

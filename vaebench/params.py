@@ -1,0 +1,117 @@
+"""Declared parameters: one way to state a parameter's type, default and range, and check it.
+
+Suite tables ([budget], [model], [evaluation.params]), a variant's hyperparameters and a
+metric's options are all declared as `Param`s and checked by `check_params`, so every bad
+value gives the same one-line `ConfigError` naming the file, the key and what is allowed,
+in the style of scikit-learn's declarative parameter constraints.
+
+    >>> check_params({"steps": 10}, [Param("steps", 1000, minimum=1)])
+    {'steps': 10}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from vaebench.errors import ConfigError
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: `key`, `default`, and what a given value must be.
+
+    type: int, float, str or bool (default: the type of `default`); an int is accepted
+        for a float and converted, a bool is never accepted for a number.
+    minimum, maximum: inclusive bounds for numbers; `greater_than`, `less_than` exclusive ones.
+    choices: the allowed values (names such as a kernel or learner).
+    doc: one line for `vaebench list` and the docs.
+    """
+
+    key: str
+    default: Any
+    type: type | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    greater_than: float | None = None
+    less_than: float | None = None
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+    @property
+    def value_type(self) -> type:
+        return self.type if self.type is not None else type(self.default)
+
+    def allowed(self) -> str:
+        """What a value must be, in words: 'an integer >= 1', "one of 'imq', 'rbf'"."""
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        bounds = []
+        if self.greater_than is not None:
+            bounds.append(f"> {self.greater_than:g}")
+        if self.minimum is not None:
+            bounds.append(f">= {self.minimum:g}")
+        if self.maximum is not None:
+            bounds.append(f"<= {self.maximum:g}")
+        if self.less_than is not None:
+            bounds.append(f"< {self.less_than:g}")
+        return " ".join([_TYPE_NAMES.get(self.value_type, self.value_type.__name__), " and ".join(bounds)]).strip()
+
+    def check(self, value: Any, *, file: str | None = None, prefix: str = "") -> Any:
+        """The value, converted (int -> float where a float is declared); ConfigError if not allowed.
+
+        None is allowed where the default is None (an optional parameter left unset)."""
+        if value is None and self.default is None:
+            return None
+        expected = self.value_type
+        ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if ok and expected is float and not math.isfinite(value):
+            ok = False
+        if ok and self.choices is not None:
+            ok = value in self.choices
+        if ok and expected in (int, float):
+            ok = (
+                (self.minimum is None or value >= self.minimum)
+                and (self.maximum is None or value <= self.maximum)
+                and (self.greater_than is None or value > self.greater_than)
+                and (self.less_than is None or value < self.less_than)
+            )
+        if not ok:
+            raise ConfigError(f"must be {self.allowed()}, got {value!r}", file=file, key=f"{prefix}{self.key}")
+        return value
+
+
+def check_params(
+    given: Mapping[str, Any], declared: Iterable[Param], *, file: str | None = None, prefix: str = ""
+) -> dict[str, Any]:
+    """Every declared parameter, given or default, checked; an undeclared key is an error."""
+    params = {p.key: p for p in declared}
+    for key in given:
+        if key not in params:
+            allowed = ", ".join(params) or "none"
+            raise ConfigError(f"unknown key; allowed: {allowed}", file=file, key=f"{prefix}{key}")
+    return {
+        key: (p.check(given[key], file=file, prefix=prefix) if key in given else p.default) for key, p in params.items()
+    }
+
+
+def hyperparameter(default: Any, **constraints: Any) -> Any:
+    """A dataclass field declared as a `Param` (used by variants' Hyperparameters classes):
+
+        beta: float = hyperparameter(4.0, minimum=0.0, doc="weight of the KL term")
+    """
+    return dataclasses.field(default=default, metadata={"constraints": constraints})
+
+
+def dataclass_params(cls: type) -> list[Param]:
+    """The `Param`s of a dataclass whose fields are declared with `hyperparameter` (or plain defaults)."""
+    return [
+        Param(f.name, f.default, **dict(f.metadata.get("constraints", {})))
+        for f in dataclasses.fields(cls)
+    ]
