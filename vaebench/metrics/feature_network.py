@@ -26,9 +26,7 @@ Every network has a `name` and a `hash`; FID/KID values are stored with ``featur
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaebench.cache import load_entry, store_entry
 from vaebench.errors import ConfigError, DataError
+from vaebench.files import canonical_json, content_hash, file_sha256
 
 FEATURE_DIM = 64  # width of the feature layer
 CONV_CHANNELS = (16, 32, 32, 64)  # 4x4 stride-2 convolutions while the side is even and > 4
@@ -155,11 +155,6 @@ def trained_network_spec(dataset: Any, *, steps: int = TRAIN_STEPS, batch_size: 
     }
 
 
-def spec_hash(spec: dict[str, Any]) -> str:
-    """First 16 hex digits of the SHA-256 of the spec's canonical JSON."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
 def _build(dataset: Any, spec: dict[str, Any]) -> ConvFeatureNet:
     with torch.device("meta"):  # no draw from the global RNG: parameters are initialised below
         net = ConvFeatureNet(tuple(dataset.image_shape), tuple(spec["num_classes"]),
@@ -220,28 +215,21 @@ def trained_feature_network(dataset: Any, cache_dir: Path | str, **settings: Any
     settings: steps, batch_size, learning_rate, seed, num_features (defaults: the module constants).
     """
     spec = trained_network_spec(dataset, **settings)
-    digest = spec_hash(spec)
+    digest = content_hash(spec)
     name = f"{dataset.name}-convnet{spec['architecture']['num_features']}"
     path = Path(cache_dir) / "feature_networks" / f"{name}-{digest}.pt"
     key = (str(path.resolve()), digest)
     if key in _NETWORKS:
         return _NETWORKS[key]
-    if path.exists():
-        try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-            raise DataError(f"{path}: unreadable cached feature network ({exc.__class__.__name__}); delete the file") from None
-        if json.loads(stored["spec"]) != json.loads(json.dumps(spec)):
-            raise DataError(f"{path}: the cached feature network was trained with other settings; delete the file")
+    stored = load_entry(path, canonical_json(spec))
+    if stored is not None:
         net = _build(dataset, spec)
-        net.load_state_dict(stored["state_dict"])
+        net.load_state_dict(stored)
         net.eval().requires_grad_(False)
     else:
         net = train_feature_network(dataset, **settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"spec": json.dumps(spec, sort_keys=True), "state_dict": net.state_dict()}, tmp)
-        os.replace(tmp, path)  # atomic: concurrent runs that train the same network both write the same bytes
+        # atomic: concurrent runs that train the same network both write the same bytes
+        store_entry(path, canonical_json(spec), dict(net.state_dict()))
     network = FeatureNetwork(net, name, digest)
     _NETWORKS[key] = network
     return network
@@ -263,14 +251,6 @@ class TorchScriptFeatures(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         out = self.scripted(x, return_features=True) if self.return_features else self.scripted(x)
         return out.reshape(len(x), -1).float()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def torchscript_feature_network(path: Path | str, image_shape: tuple[int, int, int],
@@ -303,6 +283,6 @@ def torchscript_feature_network(path: Path | str, image_shape: tuple[int, int, i
         raise DataError(f"{path}: the module does not map a uint8 (N, 3, H, W) batch to (N, F) features "
                         f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     network = FeatureNetwork(TorchScriptFeatures(scripted, num_features, return_features), name,
-                             _file_sha256(path)[:16])
+                             file_sha256(path)[:16])
     _NETWORKS[key] = network
     return network

@@ -34,8 +34,6 @@ values computed with the same ``fid_images``.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from vaebench.cache import load_entry, store_entry
 from vaebench.errors import ConfigError
+from vaebench.files import content_hash
 from vaebench.metrics.feature_network import (
     FEATURE_NETWORKS,
     SEED as FEATURE_SEED,
@@ -159,16 +159,13 @@ def real_statistics(network: FeatureNetwork, images: ArrayLike, *, key: str, cac
     memo = (network.tag, key, str(path))
     if memo in _REAL_STATISTICS:
         return _REAL_STATISTICS[memo]
-    if path is not None and path.exists():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
+    stored = load_entry(path, f"{network.tag}:{key}") if path is not None else None
+    if stored is not None:
         stats = RealStatistics(stored["features"], stored["mean"], stored["cov"])
     else:
         stats = RealStatistics.from_features(extract_features(network, images, batch_size=batch_size, device=device))
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save({"features": stats.features, "mean": stats.mean, "cov": stats.cov, "network": network.tag}, tmp)
-            os.replace(tmp, path)
+            store_entry(path, f"{network.tag}:{key}", {"features": stats.features, "mean": stats.mean, "cov": stats.cov})
     _REAL_STATISTICS[memo] = stats
     return stats
 
@@ -269,10 +266,8 @@ def feature_network_from_params(params: dict[str, Any], dataset: Any, cache_dir:
 
 
 def _image_set_key(dataset: Any, indices: np.ndarray) -> str:
-    text = json.dumps({"dataset": dataset.describe(),
-                       "indices_sha256": hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()},
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    indices_sha256 = hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
+    return content_hash({"dataset": dataset.describe(), "indices_sha256": indices_sha256})
 
 
 @torch.no_grad()
