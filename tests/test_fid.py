@@ -13,6 +13,7 @@ from torch import nn
 
 from vaebench.data import get
 from vaebench.errors import ConfigError, DataError
+from vaebench.files import content_hash
 from vaebench.metrics import METRICS, EvaluationContext
 from vaebench.metrics import feature_network as fn
 from vaebench.metrics import fid  # also registers fid and kid
@@ -124,11 +125,11 @@ def test_kid_is_seeded_and_leaves_the_global_rng_alone(network, real_images):
 
 def test_network_cache_key_and_disk_cache(dataset, cache_dir, network, monkeypatch):
     spec = fn.trained_network_spec(dataset, steps=STEPS)
-    assert fn.spec_hash(spec) == network.hash
+    assert content_hash(spec) == network.hash
     for change in ({"steps": STEPS + 1}, {"seed": 1}, {"learning_rate": 3e-4}, {"num_features": 32}):
-        assert fn.spec_hash(fn.trained_network_spec(dataset, **{"steps": STEPS, **change})) != network.hash
+        assert content_hash(fn.trained_network_spec(dataset, **{"steps": STEPS, **change})) != network.hash
     other = get("dsprites", size=32, test_size=2000, split_seed=1)  # other training indices
-    assert fn.spec_hash(fn.trained_network_spec(other, steps=STEPS)) != network.hash
+    assert content_hash(fn.trained_network_spec(other, steps=STEPS)) != network.hash
 
     path = cache_dir / "feature_networks" / f"{network.name}-{network.hash}.pt"
     assert path.is_file()
@@ -222,3 +223,70 @@ def test_feature_network_user_errors(dataset, tmp_path):
         fid.feature_network_from_params({"feature_network": "vgg"}, dataset, tmp_path)
     with pytest.raises(ConfigError, match="inception_weights"):
         fid.feature_network_from_params({"feature_network": "inception"}, dataset, tmp_path)
+
+
+class FixedFeatures(nn.Module):
+    """A deterministic 6-d feature map of 32 px images, for comparing with torchmetrics."""
+
+    num_features = 6
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(3)
+        self.register_buffer("weights", torch.randn(32 * 32, 6, generator=generator, dtype=torch.float64) / 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x.double().flatten(1) @ self.weights)
+
+
+def test_fid_and_kid_equal_torchmetrics_public_api(real_images):
+    """Our float64 FID and seeded KID against torchmetrics' FrechetInceptionDistance / KernelInceptionDistance."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    features = FixedFeatures()
+    real, fake = real_images[:300], (real_images[300:600] * 0.7).clamp(0, 1)
+    network = fn.FeatureNetwork(features, "fixed", "0")
+    acc = fid.DistanceAccumulator(network, fid.RealStatistics.from_features(features(real)),
+                                  kid_subsets=7, kid_subset_size=50)
+    acc.update(fake)
+    reference_fid = FrechetInceptionDistance(feature=features, normalize=True)
+    reference_fid.update(real, real=True)
+    reference_fid.update(fake, real=False)
+    assert acc.fid_value() == pytest.approx(float(reference_fid.compute()), rel=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reference_kid = KernelInceptionDistance(feature=features, subsets=7, subset_size=50, normalize=True)
+    reference_kid.update(real, real=True)
+    reference_kid.update(fake, real=False)
+    torch.manual_seed(11)  # torchmetrics draws its subsets from the global generator
+    assert acc.kid_value(seed=11) == pytest.approx(float(reference_kid.compute()[0]), rel=1e-6)
+
+
+def test_polynomial_mmd_matches_a_double_loop():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)) + 0.5
+
+    def k(x, y):
+        return (x @ y / 3 + 1) ** 3
+
+    within = sum(k(a[i], a[j]) + k(b[i], b[j]) for i in range(6) for j in range(6) if i != j) / 30
+    across = sum(k(a[i], b[j]) for i in range(6) for j in range(6)) / 36
+    assert fid.polynomial_mmd(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(within - 2 * across)
+
+
+def test_an_edited_statistics_cache_is_recomputed(network, real_images, tmp_path, monkeypatch, caplog):
+    stats = fid.real_statistics(network, real_images[:200], key="edit", cache_dir=tmp_path)
+    path = tmp_path / "fid_stats" / f"{network.name}-{network.hash}-edit.pt"
+    entry = torch.load(path, weights_only=True)
+    entry["tensors"]["mean"] = entry["tensors"]["mean"] + 1.0  # a hand edit that keeps the file loadable
+    torch.save(entry, path)
+    monkeypatch.setattr(fid, "_REAL_STATISTICS", {})
+    with caplog.at_level("WARNING"):
+        again = fid.real_statistics(network, real_images[:200], key="edit", cache_dir=tmp_path)
+    assert torch.equal(again.mean, stats.mean) and "does not match its content hash" in caplog.text
+    path.write_bytes(b"not a checkpoint")
+    monkeypatch.setattr(fid, "_REAL_STATISTICS", {})
+    with caplog.at_level("WARNING"):
+        third = fid.real_statistics(network, real_images[:200], key="edit", cache_dir=tmp_path)
+    assert torch.equal(third.mean, stats.mean) and "unreadable" in caplog.text
