@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from vaebench.errors import ConfigError, VaebenchError
+from vaebench.params import Param
 
 LIST_KINDS = ("variants", "datasets", "metrics", "suites")
 
@@ -31,38 +32,53 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
 
 
-def _add_dir_command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+def _add_dir_command(sub: argparse._SubParsersAction, name: str, help_text: str, *,
+                     suite_filter: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text)
     p.add_argument("dir", help="run directory holding results.sqlite")
+    if suite_filter:
+        p.add_argument("--suite", help="only the runs of this suite file (the directory may hold others)")
     return p
+
+
+def _suite_runs(args: argparse.Namespace) -> tuple[str | None, set[str] | None]:
+    """(the suite's name, its run ids) for --suite FILE, else (None, None)."""
+    if getattr(args, "suite", None) is None:
+        return None, None
+    from vaebench.bench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    return suite.name, {spec.run_id for spec in suite.specs}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vaebench", description="Benchmark VAE-family generative models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub)
-    p = _add_dir_command(sub, "results", "print the comparison table of a run directory")
+    p = _add_dir_command(sub, "results", "print the comparison table of a run directory", suite_filter=True)
     p.add_argument("--format", default="table", help="table | csv | json | markdown")
     p.add_argument("--per-run", action="store_true", help="one row per run instead of per setting")
     p.add_argument("--metrics", help="comma-separated metric or value names to show (default: what fits 120 columns)")
     p.add_argument("--all", action="store_true", dest="all_values", help="show every value, per-latent ones included")
     p = _add_dir_command(sub, "show", "print one run's full spec, status and environment (JSON)")
     p.add_argument("run_id", help="a run id, or a unique prefix of one")
-    p = _add_dir_command(sub, "report", "write tables, plots and an HTML report")
+    p = _add_dir_command(sub, "report", "write tables, plots and an HTML report", suite_filter=True)
     p.add_argument("--out", help="report directory (default DIR/report)")
-    p = _add_dir_command(sub, "baseline", "write the metric scores as a regression baseline")
+    p = _add_dir_command(sub, "baseline", "write the metric scores as a regression baseline", suite_filter=True)
     p.add_argument("--out", required=True, help="baseline file (JSON)")
-    p = _add_dir_command(sub, "check", "compare the metric scores with a baseline")
+    p = _add_dir_command(sub, "check", "compare the metric scores with a baseline", suite_filter=True)
     p.add_argument("--baseline", required=True, help="baseline file (JSON)")
+    p = _add_dir_command(sub, "prune", "forget runs: failed ones, or those not in a suite file (lists them first)")
+    p.add_argument("--failed", action="store_true", help="runs that failed")
+    p.add_argument("--not-in", dest="not_in", help="runs that are not in this suite file")
+    p.add_argument("--yes", action="store_true", help="delete what the listing shows (default: only list)")
     p = sub.add_parser("list", help="list variants, datasets, metrics or suites")
     p.add_argument("kind", nargs="?", default="variants", help=" | ".join(LIST_KINDS))
     return parser
 
 
 def _choice(value: str, allowed: Sequence[str], key: str) -> str:
-    if value not in allowed:
-        raise ConfigError(f"must be one of {', '.join(allowed)}, got {value!r}", key=key)
-    return value
+    return Param(key, value, choices=tuple(allowed)).check(value)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -73,21 +89,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _choice(args.executor, EXECUTORS, "--executor")
     _choice(args.device, ("cpu", "cuda"), "--device")
-    if args.jobs < 1:
-        raise ConfigError(f"must be >= 1, got {args.jobs}", key="--jobs")
-    if args.max_retries < 0:
-        raise ConfigError(f"must be >= 0, got {args.max_retries}", key="--max-retries")
+    Param("--jobs", 1, minimum=1).check(args.jobs)
+    Param("--max-retries", 2, minimum=0).check(args.max_retries)
     suite = load_suite(args.suite)
+    if args.device == "cuda" and (args.executor == "local" or args.dry_run):  # on Ray, the cluster's GPUs count
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("CUDA is not available on this machine; use --device cpu", key="--device")
     if args.dry_run:
         from vaebench.bench.cost import print_dry_run
 
         print_dry_run(suite, device=args.device)
         return 0
-    if args.device == "cuda" and args.executor == "local":  # on Ray, the cluster's nodes need the GPUs
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("CUDA is not available on this machine; use --device cpu", key="--device")
     out = Path(args.out) if args.out else Path("runs") / suite.name
     executor = make_executor(args.executor, jobs=args.jobs, address=args.address, max_retries=args.max_retries)
     summary = run_suite(
@@ -112,7 +126,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.metrics is not None and args.all_values:
         raise ConfigError("give either --metrics or --all", key="--metrics")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
-    with ResultsStore(args.dir, create=False) as store:
+    _, run_ids = _suite_runs(args)
+    with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
         print(format_results(store, args.format, per_run=args.per_run, metrics=metrics, all_values=args.all_values))
     return 0
 
@@ -138,7 +153,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vaebench.reports.report import write_report
 
     out = Path(args.out) if args.out else Path(args.dir) / "report"
-    written = write_report(args.dir, out)
+    _, run_ids = _suite_runs(args)
+    written = write_report(args.dir, out, run_ids=run_ids)
     print(f"wrote {len(written)} files to {out}")
     return 0
 
@@ -146,7 +162,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     from vaebench.reports.check import write_baseline
 
-    write_baseline(args.dir, args.out)
+    suite, run_ids = _suite_runs(args)
+    write_baseline(args.dir, args.out, suite=suite, run_ids=run_ids)
     print(f"wrote baseline {args.out}")
     return 0
 
@@ -154,9 +171,33 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from vaebench.reports.check import check_against_baseline
 
-    outcome = check_against_baseline(args.dir, args.baseline)
+    _, run_ids = _suite_runs(args)
+    outcome = check_against_baseline(args.dir, args.baseline, run_ids=run_ids)
     print(outcome.table)
     return 1 if outcome.regressions else 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from vaebench.bench.runner import forget_runs
+    from vaebench.bench.store import ResultsStore
+    from vaebench.bench.suite import load_suite
+
+    if not args.failed and args.not_in is None:
+        raise ConfigError("say which runs to forget: --failed and/or --not-in SUITE", key="prune")
+    keep = {spec.run_id for spec in load_suite(args.not_in).specs} if args.not_in else None
+    with ResultsStore(args.dir, create=False) as store:
+        runs = store.runs()
+    chosen = runs[(runs["status"] == "failed") if args.failed else runs["status"].notna()]
+    if keep is not None:
+        chosen = chosen[~chosen["run_id"].isin(keep)]
+    for r in chosen.itertuples():
+        print(f"{r.run_id}  {r.suite}  {r.setting}  seed={r.seed}  {r.status}")
+    if not args.yes:
+        print(f"{len(chosen)} run(s) would be forgotten; add --yes to forget them")
+        return 0
+    forget_runs(Path(args.dir), list(chosen["run_id"]))
+    print(f"forgot {len(chosen)} run(s) and their checkpoints and models")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -183,8 +224,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "results": cmd_results, "show": cmd_show, "report": cmd_report,
-    "baseline": cmd_baseline, "check": cmd_check, "list": cmd_list,
+    "baseline": cmd_baseline, "check": cmd_check, "prune": cmd_prune, "list": cmd_list,
 }
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,8 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except VaebenchError as err:
-        print(f"vaebench: error: {err}", file=sys.stderr)
+        print(f"vaebench: error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a full disk, a read-only or missing path: the system's words, one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"vaebench: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vaebench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -43,3 +43,7 @@ class BaselineMismatchError(VaebenchError):
 
 class MissingDependencyError(VaebenchError):
     """An optional extra (such as ray) is needed but not installed."""
+
+
+class RunDirectoryBusyError(VaebenchError):
+    """Another vaebench driver holds the run directory."""

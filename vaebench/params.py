@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from vaebench.errors import ConfigError
+from vaebench.errors import ConfigError, DataError
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
@@ -29,6 +30,7 @@ class Param:
         for a float and converted, a bool is never accepted for a number.
     minimum, maximum: inclusive bounds for numbers; `greater_than`, `less_than` exclusive ones.
     choices: the allowed values (names such as a kernel or learner).
+    existing_file: the value is the path of a file that must exist (a DataError when the suite loads).
     doc: one line for `vaebench list` and the docs.
     """
 
@@ -40,6 +42,7 @@ class Param:
     greater_than: float | None = None
     less_than: float | None = None
     choices: tuple[Any, ...] | None = None
+    existing_file: bool = False
     doc: str = ""
 
     @property
@@ -84,6 +87,9 @@ class Param:
             )
         if not ok:
             raise ConfigError(f"must be {self.allowed()}, got {value!r}", file=file, key=f"{prefix}{self.key}")
+        if self.existing_file and not Path(value).expanduser().is_file():
+            where = f"{file}: " if file else ""
+            raise DataError(f"{where}key '{prefix}{self.key}': no such file: {value}")
         return value
 
 

@@ -3,13 +3,14 @@ measured calibration of each distinct (dataset, network, variant) on this machin
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 
 import torch
 
 from vaebench import data
-from vaebench.bench.optim import build_optimizers, optimisation_step
+from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.spec import RunSpec
 from vaebench.bench.suite import Suite
@@ -20,7 +21,7 @@ WARMUP_STEPS = 3
 
 
 def calibrate(spec: RunSpec, device: str = "cpu") -> float:
-    """Measured seconds per gradient step of `spec`'s model, batch and optimizer."""
+    """Measured seconds per gradient step of `spec`'s model, batch and optimizer; NaN if it diverges at once."""
     dataset = data.get(spec.dataset, **dict(spec.dataset_params))
     rng = seed_everything(spec.seed)
     model = build_model(spec, dataset).to(device)
@@ -28,11 +29,14 @@ def calibrate(spec: RunSpec, device: str = "cpu") -> float:
     optimizers = build_optimizers(phases, spec.optimizer, spec.learning_rate)
     idx = dataset.train_indices[rng.integers(0, len(dataset.train_indices), spec.batch_size)]
     x = torch.from_numpy(dataset.images(idx)).to(device)
-    for step in range(WARMUP_STEPS):
-        optimisation_step(phases, optimizers, x, step)
-    started = time.perf_counter()
-    for step in range(CALIBRATION_STEPS):
-        optimisation_step(phases, optimizers, x, step)
+    try:
+        for step in range(WARMUP_STEPS):
+            optimisation_step(phases, optimizers, x, step)
+        started = time.perf_counter()
+        for step in range(CALIBRATION_STEPS):
+            optimisation_step(phases, optimizers, x, step)
+    except Diverged:
+        return math.nan
     if device == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - started) / CALIBRATION_STEPS
@@ -51,10 +55,12 @@ def estimate(suite: Suite, device: str = "cpu") -> tuple[list[tuple[RunSpec, flo
         if key not in per_step:
             per_step[key] = calibrate(spec, device)
         rows.append((spec, spec.steps * per_step[key]))
-    return rows, sum(t for _, t in rows)
+    return rows, sum(t for _, t in rows if not math.isnan(t))
 
 
 def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "? (diverged in calibration)"
     hours, rest = divmod(int(seconds), 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 

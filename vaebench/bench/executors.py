@@ -10,6 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Iterator
 
@@ -18,6 +20,9 @@ from vaebench.bench.train import execute_run
 
 
 class Executor:
+    def start(self) -> None:
+        """Acquire what the runs need (e.g. a cluster connection) before the driver writes anything."""
+
     def run(self, tasks: list[RunTask], on_progress: ProgressFn | None = None) -> Iterator[RunResult]:
         raise NotImplementedError
 
@@ -30,14 +35,33 @@ class InProcessExecutor(Executor):
             yield execute_run(task, on_progress)
 
 
-class _QueueProgress:
-    """A picklable progress callback that forwards (run_id, step) through a manager queue."""
+_PROGRESS_QUEUE: Any = None  # set in each worker by _init_worker
+PARENT_POLL_S = 0.5
 
-    def __init__(self, q: Any):
-        self.q = q
 
-    def __call__(self, run_id: str, step: int) -> None:
-        self.q.put((run_id, step))
+def _init_worker(progress_queue: Any, driver_pid: int) -> None:
+    """In each pool worker: keep the progress queue, and exit as soon as the driver is gone.
+
+    A driver killed with SIGKILL cannot stop its pool; each worker watches its parent pid
+    and ends itself within PARENT_POLL_S, so an interrupted sweep leaves no process behind.
+    """
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = progress_queue
+
+    def watch() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="vaebench-parent-watch").start()
+
+
+def _report_progress(run_id: str, step: int) -> None:
+    _PROGRESS_QUEUE.put((run_id, step))
+
+
+def _execute_in_worker(task: RunTask) -> RunResult:
+    return execute_run(task, _report_progress)
 
 
 class ProcessPoolRunExecutor(Executor):
@@ -48,18 +72,21 @@ class ProcessPoolRunExecutor(Executor):
 
     def run(self, tasks: list[RunTask], on_progress: ProgressFn | None = None) -> Iterator[RunResult]:
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Manager() as manager, ProcessPoolExecutor(self.jobs, mp_context=ctx) as pool:
-            progress_q = manager.Queue()
-            forward = _QueueProgress(progress_q)
-            pending = {
-                pool.submit(execute_run, t, forward) for t in tasks
-            }
+        progress_q = ctx.Queue()
+        pool = ProcessPoolExecutor(
+            self.jobs, mp_context=ctx, initializer=_init_worker, initargs=(progress_q, os.getpid())
+        )
+        try:
+            pending = {pool.submit(_execute_in_worker, t) for t in tasks}
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 _drain(progress_q, on_progress)
                 for future in done:
                     yield future.result()
             _drain(progress_q, on_progress)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            progress_q.close()
 
 
 def _drain(q: Any, on_progress: ProgressFn | None) -> None:

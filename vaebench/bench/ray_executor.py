@@ -141,6 +141,11 @@ class RayExecutor(Executor):
         self.max_retries = max_retries
         self.jobs = jobs
         self.run_fn = run_fn
+        self._owns_connection = False
+
+    def start(self) -> None:
+        """Connect to Ray now, so a bad address is refused before anything is written."""
+        self._owns_connection = self._connect() or self._owns_connection
 
     # -- connection and resources -------------------------------------------------------------
 
@@ -188,11 +193,12 @@ class RayExecutor(Executor):
 
     def run(self, tasks: list[RunTask], on_progress: ProgressFn | None = None) -> Iterator[RunResult]:
         if not tasks:
+            self._release()
             return
         ray = self.ray
         # Workers may run elsewhere and in another working directory: give them absolute paths.
         tasks = [replace(t, run_dir=os.path.abspath(t.run_dir)) for t in tasks]
-        started = self._connect()
+        self.start()
         actor = None
         inflight: dict[Any, tuple[RunTask, int]] = {}
         try:
@@ -241,8 +247,13 @@ class RayExecutor(Executor):
                     ray.kill(actor)
                 except Exception:
                     pass
-            if started:
-                ray.shutdown()
+            self._release()
+
+    def _release(self) -> None:
+        """Shut Ray down if this executor started it."""
+        if self._owns_connection:
+            self.ray.shutdown()
+            self._owns_connection = False
 
     def _drain(self, actor: Any, on_progress: ProgressFn | None) -> Any:
         """Forward the progress reports collected so far; the actor, or None once it is lost."""

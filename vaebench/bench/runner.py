@@ -1,16 +1,32 @@
-"""The driver: expand a suite, skip what the store already has, execute the rest, store each result."""
+"""The driver: expand a suite, skip what the store already has, execute the rest, store each result.
+
+One driver at a time per run directory: `run_suite` holds an exclusive lock on
+`<run dir>/.vaebench.lock` (released by the OS when the driver dies) and refuses to start
+while another driver holds it. At start it deletes the temporary files a killed run left
+behind; every file is written through a temporary sibling and a rename (`vaebench.files`).
+"""
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from vaebench.bench.executors import Executor, InProcessExecutor, ProcessPoolRunExecutor
 from vaebench.bench.spec import RunResult, RunTask
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import Suite
-from vaebench.bench.train import checkpoint_path
-from vaebench.errors import ConfigError
+from vaebench.bench.train import checkpoint_path, model_path
+from vaebench.errors import ConfigError, RunDirectoryBusyError
+from vaebench.files import TMP_SUFFIX
+
+log = logging.getLogger(__name__)
+LOCK_NAME = ".vaebench.lock"
 
 EXECUTORS = ("local", "ray")
 
@@ -50,7 +66,10 @@ def run_suite(
     """Run every spec of `suite` not yet completed in `out_dir`'s store; the driver alone writes it."""
     out = Path(out_dir)
     progress = progress or SweepProgress()
-    with ResultsStore(out) as store:
+    executor.start()
+    with run_directory_lock(out), ResultsStore(out) as store:
+        remove_temporary_files(out)
+        store.record_suite(suite.name, [spec.run_id for spec in suite.specs])
         completed = store.completed_run_ids()
         tasks = [
             RunTask(spec, suite.setting(spec), str(out), device, threads)
@@ -69,6 +88,51 @@ def run_suite(
         finally:
             progress.close()
     return summary
+
+
+@contextmanager
+def run_directory_lock(out: Path) -> Iterator[None]:
+    """Hold the run directory's lock, or raise RunDirectoryBusyError naming the driver that holds it."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a run directory", key="--out")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunDirectoryBusyError(
+                f"{out}: another vaebench run ({holder}) is using this run directory; wait for it to finish "
+                "or choose another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def forget_runs(out: Path, run_ids: list[str]) -> None:
+    """Delete runs from the store with their checkpoints and models, holding the run directory's lock."""
+    with run_directory_lock(out), ResultsStore(out) as store:
+        store.forget(run_ids)
+        for run_id in run_ids:
+            checkpoint_path(out, run_id).unlink(missing_ok=True)
+            model_path(out, run_id).unlink(missing_ok=True)
+
+
+def remove_temporary_files(out: Path) -> None:
+    """Delete the temporary files a killed driver or worker left in the run directory."""
+    for tmp in out.rglob(f"*{TMP_SUFFIX}"):
+        log.info("removing %s, left by an interrupted run", tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def make_executor(name: str, *, jobs: int = 1, address: str | None = None, max_retries: int = 2) -> Executor:

@@ -6,9 +6,12 @@ Tables:
     metrics   (run_id, name, value, note)            PK (run_id, name)
     curves    (run_id, step, name, value)            PK (run_id, step, name)
     artifacts (run_id, name, data BLOB)              PK (run_id, name)   e.g. image grids (PNG)
+    suite_runs (suite, run_id)                       PK (suite, run_id)  every suite a run belongs to
 
 A run's rows are written in one transaction, replacing any earlier rows of that run, so
-the store holds exactly one row set per run whatever happened before.
+the store holds exactly one row set per run whatever happened before. Reading commands open
+the file read-only (they work in a read-only directory); a file that is not a vaebench store
+(empty, truncated, another program's database, unparsable rows) is a DataError naming it.
 """
 
 from __future__ import annotations
@@ -64,7 +67,62 @@ CREATE TABLE IF NOT EXISTS artifacts (
     data BLOB NOT NULL,
     PRIMARY KEY (run_id, name)
 );
+CREATE TABLE IF NOT EXISTS suite_runs (
+    suite TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (suite, run_id)
+);
 """
+SQLITE_HEADER = b"SQLite format 3\x00"
+# the columns each table must have; suite_runs may be absent from stores written before it existed
+REQUIRED_COLUMNS = {
+    "runs": {"run_id", "suite", "variant", "setting", "dataset", "seed", "spec", "status", "diverged_step", "error",
+             "steps_done", "wall_time_s", "steps_per_s", "finished_at", "environment"},
+    "metrics": {"run_id", "name", "value", "note"},
+    "curves": {"run_id", "step", "name", "value"},
+    "artifacts": {"run_id", "name", "data"},
+}
+
+
+def _check_header(path: Path) -> None:
+    with open(path, "rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        what = "an empty file" if not header else "not an SQLite database"
+        raise DataError(f"{path}: {what}, not a vaebench results store (move it away or pick another --out)")
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection; in a read-only directory (no WAL index can be made) the file is read as immutable."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        return sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """DataError unless the database is empty or has vaebench's tables and columns."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return
+    for table, columns in REQUIRED_COLUMNS.items():
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if not columns <= have:
+            raise DataError(f"{path}: another program's database (table {table!r} is missing or has other columns), "
+                            "not a vaebench results store")
+
+
+def _parse_json(text: str, path: Path, run_id: str, column: str) -> dict:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        value = None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: run {run_id}: the {column} column is not a JSON object (the store was edited)")
+    return value
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -74,18 +132,36 @@ def _finite_or_none(value: float) -> float | None:
 class ResultsStore:
     """One SQLite file; `write_result` is the only writer and is transactional."""
 
-    def __init__(self, path: str | Path, *, create: bool = True):
-        """`path`: a run directory (its results.sqlite) or a .sqlite file."""
+    def __init__(self, path: str | Path, *, create: bool = True, run_ids: set[str] | None = None):
+        """`path`: a run directory (its results.sqlite) or a .sqlite file.
+
+        create: open for writing, creating the file and its tables if needed (the driver);
+            False opens an existing store read-only (every reading command).
+        run_ids: read only these runs (e.g. one suite file's) in `runs`, `metrics`, `curves`, `artifacts`.
+        """
         path = Path(path)
+        self.only = run_ids
         self.path = path if path.suffix == ".sqlite" else path / STORE_NAME
-        if not create and not self.path.exists():
+        if path.exists() and not path.is_dir() and path.suffix != ".sqlite":
+            raise DataError(f"{path}: is a file, not a run directory")
+        if not create and not self.path.is_file():
             raise DataError(f"{self.path}: no results store here (run `vaebench run` first)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._conn:
-            self._conn.executescript(SCHEMA)
+        if self.path.exists():
+            _check_header(self.path)
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, timeout=30)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
+                _check_schema(self._conn, self.path)
+                with self._conn:
+                    self._conn.executescript(SCHEMA)
+            else:
+                self._conn = _connect_read_only(self.path)
+                _check_schema(self._conn, self.path)
+        except sqlite3.DatabaseError as err:
+            raise DataError(f"{self.path}: not a readable results store ({err})") from None
 
     def close(self) -> None:
         self._conn.close()
@@ -128,25 +204,50 @@ class ResultsStore:
                 "INSERT INTO artifacts VALUES (?, ?, ?)", [(result.run_id, n, d) for n, d in sorted(result.artifacts.items())]
             )
 
+    def record_suite(self, suite: str, run_ids: list[str]) -> None:
+        """Record that the runs belong to `suite` (a renamed suite that reuses runs lists them too)."""
+        with self._conn:
+            self._conn.executemany("INSERT OR IGNORE INTO suite_runs VALUES (?, ?)", [(suite, r) for r in run_ids])
+
+    def has_suite_table(self) -> bool:
+        return bool(self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'suite_runs'").fetchone())
+
+    def suite_run_ids(self, suite: str) -> set[str]:
+        """The runs recorded against `suite` (by `record_suite`, or as their first suite)."""
+        ids = {r[0] for r in self._conn.execute("SELECT run_id FROM runs WHERE suite = ?", (suite,))}
+        if self.has_suite_table():
+            ids |= {r[0] for r in self._conn.execute("SELECT run_id FROM suite_runs WHERE suite = ?", (suite,))}
+        return ids
+
+    def forget(self, run_ids: list[str]) -> None:
+        """Delete the runs and everything stored of them, in one transaction."""
+        with self._conn:
+            for table in ("metrics", "curves", "artifacts", "suite_runs", "runs"):
+                self._conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(r,) for r in run_ids])
+
     def runs(self) -> pd.DataFrame:
         """One row per run; `spec` and `environment` parsed into dicts."""
         df = pd.read_sql_query("SELECT * FROM runs ORDER BY suite, dataset, setting, seed", self._conn)
-        df["spec"] = df["spec"].map(json.loads)
-        df["environment"] = df["environment"].map(json.loads)
+        df = self._restrict(df)
+        for column in ("spec", "environment"):
+            df[column] = [_parse_json(t, self.path, r, column) for t, r in zip(df[column], df["run_id"])]
         return df
+
+    def _restrict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame if self.only is None else frame[frame["run_id"].isin(self.only)].reset_index(drop=True)
 
     def metrics(self) -> pd.DataFrame:
         """Long format: run_id, name, value, note."""
-        return pd.read_sql_query("SELECT * FROM metrics ORDER BY run_id, name", self._conn)
+        return self._restrict(pd.read_sql_query("SELECT * FROM metrics ORDER BY run_id, name", self._conn))
 
     def curves(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM curves ORDER BY run_id, name, step", self._conn)
+        return self._restrict(pd.read_sql_query("SELECT * FROM curves ORDER BY run_id, name, step", self._conn))
 
     def artifacts(self, run_id: str | None = None) -> dict[tuple[str, str], bytes]:
         query, args = "SELECT run_id, name, data FROM artifacts", ()
         if run_id is not None:
             query, args = query + " WHERE run_id = ?", (run_id,)
-        return {(r, n): d for r, n, d in self._conn.execute(query, args)}
+        return {(r, n): d for r, n, d in self._conn.execute(query, args) if self.only is None or r in self.only}
 
     def wide(self) -> pd.DataFrame:
         """One row per run with its identifying columns and one column per metric value."""

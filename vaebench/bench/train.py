@@ -8,6 +8,8 @@ Checkpoints are plain tensors and containers and load with `torch.load(weights_o
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import traceback
 from pathlib import Path
@@ -24,8 +26,38 @@ from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
 from vaebench.variants import build_variant
 
+log = logging.getLogger(__name__)
+
 def checkpoint_path(run_dir: Path, run_id: str) -> Path:
     return Path(run_dir) / "checkpoints" / f"{run_id}.pt"
+
+
+CORRUPT_SUFFIX = ".corrupt"
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint's state, or None: when there is none, or when it does not load (truncated,
+    foreign, or a crafted pickle that `weights_only=True` refuses); such a file is renamed
+    `<name>.corrupt` and the run restarts from step 0, which the log says."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"model", "optimizers", "step", "curves"} <= set(state):
+            raise ValueError("not a vaebench checkpoint")
+        return state
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is handled the same way
+        discard_checkpoint(path, exc)
+        return None
+
+
+def discard_checkpoint(path: Path, reason: BaseException) -> Path:
+    """Rename an unusable checkpoint to `<name>.corrupt` (kept for inspection) and log it."""
+    aside = path.with_name(path.name + CORRUPT_SUFFIX)
+    os.replace(path, aside)
+    log.warning("checkpoint %s is unusable (%s); moved to %s, the run restarts from step 0",
+                path, type(reason).__name__, aside)
+    return aside
 
 
 def model_path(run_dir: Path, run_id: str) -> Path:
@@ -78,7 +110,7 @@ class Trainer:
     def batch(self) -> torch.Tensor:
         train = self.dataset.train_indices
         idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
-        return torch.from_numpy(self.dataset.images(idx)).to(self.device)
+        return self.dataset.batch(idx, self.device)
 
     def train(self, checkpoint: Path | None, progress: ProgressFn | None) -> None:
         """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end."""
@@ -110,11 +142,18 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
     resumed_at = 0
     try:
-        dataset = data.get(spec.dataset, **dict(spec.dataset_params))
+        dataset = data.get(spec.dataset, **dict(spec.dataset_params)).materialised(
+            run_dir_path / "cache", images_to_draw=spec.steps * spec.batch_size
+        )
         trainer = Trainer(spec, dataset, dev)
-        if ckpt.exists():
-            trainer.restore(torch.load(ckpt, map_location=dev, weights_only=True))
-            resumed_at = trainer.step
+        state = load_checkpoint(ckpt, dev)
+        if state is not None:
+            try:
+                trainer.restore(state)
+                resumed_at = trainer.step
+            except Exception as exc:  # noqa: BLE001 - a checkpoint of another model or format
+                discard_checkpoint(ckpt, exc)
+                trainer = Trainer(spec, dataset, dev)
         try:
             trainer.train(ckpt, progress)
         except Diverged as err:

@@ -236,7 +236,7 @@ FEATURE_PARAMS = (
     Param("feature_network", "auto", choices=("auto", *FEATURE_NETWORKS),
           doc="'trained' (a classifier trained on the dataset), 'inception' (needs inception_weights); "
           "auto: inception when inception_weights is set"),
-    Param("inception_weights", None, type=str, doc="path of an InceptionV3 TorchScript file"),
+    Param("inception_weights", None, type=str, existing_file=True, doc="path of an InceptionV3 TorchScript file"),
     Param("feature_network_steps", FEATURE_STEPS, minimum=1, doc="training steps of the trained feature network"),
     Param("feature_network_seed", FEATURE_SEED, minimum=0, doc="seed of the trained feature network"),
     Param("fid_images", FID_IMAGES, minimum=2, doc="real test images (a fixed subset) and as many generated"),

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vaebench.bench.store import ResultsStore
-from vaebench.errors import BaselineMismatchError, DataError
+from vaebench.errors import BaselineMismatchError, ConfigError, DataError
+from vaebench.files import atomic_write
 from vaebench.metrics.registry import declaration_of
 
 FORMAT_KEY = "vaebench_baseline"
@@ -121,14 +122,21 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def baseline_dict(run_dir: str | Path, *, suite: str | None = None,
+def baseline_dict(run_dir: str | Path, *, suite: str | None = None, run_ids: set[str] | None = None,
                   tolerances: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Any]:
-    """The baseline of one suite's runs in `run_dir` (the only suite there unless `suite` names one)."""
-    with ResultsStore(run_dir, create=False) as store:
+    """The baseline of one suite's runs in `run_dir` (the only suite there unless `suite` names one).
+
+    run_ids: the runs of a suite file (`--suite FILE`), whatever suite name they were first stored under;
+    `suite` is then that file's suite name.
+    """
+    with ResultsStore(run_dir, create=False, run_ids=run_ids) as store:
         runs, metrics, path = store.runs(), store.metrics(), store.path
     suites = sorted(runs["suite"].unique())
     if not suites:
         raise DataError(f"{path}: the results store holds no runs (run `vaebench run` first)")
+    if run_ids is not None:
+        runs = runs.assign(suite=suite)
+        suites = [suite]
     if suite is None:
         if len(suites) > 1:
             raise DataError(f"{path}: holds runs of several suites ({', '.join(suites)}); a baseline covers one")
@@ -163,20 +171,31 @@ def baseline_dict(run_dir: str | Path, *, suite: str | None = None,
     return {FORMAT_KEY: FORMAT_VERSION, "suite": suite, "tolerances": tol, "runs": entries}
 
 
-def write_baseline(run_dir: str | Path, out_file: str | Path, *, suite: str | None = None) -> Path:
-    """Write the baseline of `run_dir` to `out_file` (JSON), keeping the tolerance overrides of a file there."""
+def write_baseline(run_dir: str | Path, out_file: str | Path, *, suite: str | None = None,
+                   run_ids: set[str] | None = None) -> Path:
+    """Write the baseline of `run_dir` to `out_file` (JSON), keeping the tolerance overrides of a baseline there.
+
+    `out_file` must be absent or a vaebench baseline already: anything else is refused, never
+    overwritten. The file is written whole or not at all (temporary file and rename).
+    """
     out = Path(out_file)
     overrides: dict[str, Any] = {}
+    if out.is_dir():
+        raise ConfigError(f"{out} is a directory; give the baseline's file name", key="--out")
     if out.exists():
         try:
-            previous = _validate(json.loads(out.read_text()), str(out)).get("tolerances", {})
-        except (BaselineMismatchError, ValueError, UnicodeDecodeError):
-            previous = {}
+            previous = load_baseline(out).get("tolerances", {})
+        except BaselineMismatchError:
+            raise ConfigError(f"{out} exists and is not a vaebench baseline; refusing to overwrite it",
+                              key="--out") from None
         # keep what differs from the registry's defaults: entries equal to a default follow the registry
         overrides = {k: v for k, v in previous.items() if tolerance_for(k, {k: v}) != default_tolerance(k)}
-    data = baseline_dict(run_dir, suite=suite, tolerances=overrides)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    data = baseline_dict(run_dir, suite=suite, run_ids=run_ids, tolerances=overrides)
+    try:
+        with atomic_write(out, "w") as f:
+            f.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    except OSError as err:
+        raise ConfigError(f"cannot write {out}: {err.strerror}", key="--out") from None
     return out
 
 
@@ -188,7 +207,14 @@ def _mismatch(file: str, what: str) -> BaselineMismatchError:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """An int or float that a float can hold (a 400-digit integer is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _validate(data: Any, file: str) -> dict[str, Any]:
@@ -240,6 +266,8 @@ def load_baseline(file: str | Path) -> dict[str, Any]:
         data = json.loads(text)
     except ValueError as err:
         raise _mismatch(str(file), f"not valid JSON: {err}") from None
+    except RecursionError:
+        raise _mismatch(str(file), "not a baseline: nested too deeply") from None
     return _validate(data, str(file))
 
 
@@ -260,7 +288,8 @@ def _verdict(metric: str, old: float | None, new: float | None) -> str:
     return "better" if (new > old) == declared.higher_is_better else "worse"
 
 
-def check_against_baseline(run_dir: str | Path, baseline_file: str | Path | Mapping[str, Any]) -> CheckOutcome:
+def check_against_baseline(run_dir: str | Path, baseline_file: str | Path | Mapping[str, Any], *,
+                           run_ids: set[str] | None = None) -> CheckOutcome:
     """Compare the run directory's scores with a baseline (a file, or an already parsed dict)."""
     if isinstance(baseline_file, Mapping):
         file = "<baseline>"
@@ -268,11 +297,12 @@ def check_against_baseline(run_dir: str | Path, baseline_file: str | Path | Mapp
     else:
         file = str(baseline_file)
         baseline = load_baseline(baseline_file)
-    with ResultsStore(run_dir, create=False) as store:
+    with ResultsStore(run_dir, create=False, run_ids=run_ids) as store:
         runs, metrics, store_path = store.runs(), store.metrics(), store.path
     hint = f"; regenerate it with `vaebench baseline {run_dir} --out {file}` if the suite changed on purpose"
     suite = baseline["suite"]
-    runs = runs[runs["suite"] == suite]
+    if run_ids is None:  # with --suite FILE, the file's runs whatever suite name they were stored under
+        runs = runs[runs["suite"] == suite]
     if runs.empty:
         raise _mismatch(file, f"suite {suite!r} has no runs in {store_path}{hint}")
     expected = baseline["runs"]

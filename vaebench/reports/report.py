@@ -46,8 +46,8 @@ class ReportData:
     artifacts: dict[tuple[str, str], bytes]
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "ReportData":
-        with ResultsStore(run_dir, create=False) as store:
+    def load(cls, run_dir: str | Path, run_ids: set[str] | None = None) -> "ReportData":
+        with ResultsStore(run_dir, create=False, run_ids=run_ids) as store:
             runs, wide, curves, artifacts = store.runs(), wide_frame(store), store.curves(), store.artifacts()
             path = store.path
         if runs.empty:
@@ -102,9 +102,9 @@ def grid_runs(data: ReportData) -> list[dict[str, Any]]:
     return chosen
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def write_report(run_dir: str | Path, out_dir: str | Path, *, run_ids: set[str] | None = None) -> list[Path]:
     """Write every table, plot, grid and the HTML report of `run_dir`'s store into `out_dir`."""
-    data = ReportData.load(run_dir)
+    data = ReportData.load(run_dir, run_ids)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
