@@ -101,6 +101,10 @@ def _parse_datasets(raw: dict, file: str) -> list[tuple[str, dict[str, Any], dat
         params = dict(entry)
         name = params.pop("name", None)
         data.DATASETS.get(name, file=file, key=f"datasets[{i}].name")
+        defaults = data.dataset_defaults(name)
+        for key, value in params.items():  # a parameter's type is its default's (size = 32.0 is not 32)
+            if defaults.get(key) is not None:
+                Param(key, defaults[key]).check(value, file=file, prefix=f"datasets[{i}].")
         try:
             dataset = data.get(name, **params)
         except ConfigError as err:
