@@ -28,9 +28,11 @@ ONE_VAE = '[[variants]]\nname = "vae"\n'
 
 
 def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("vaebench: error:") and "Traceback" not in err[0], err
-    return err[0]
+    """The single error line on stderr (progress lines of --quiet may precede it); never a traceback."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("vaebench: error:")]
+    assert len(errors) == 1 and "Traceback" not in err and err.strip().endswith(errors[0]), err
+    return errors[0]
 
 
 @pytest.fixture
@@ -328,3 +330,40 @@ def test_a_bad_ray_address_leaves_no_store(write_suite, tmp_path, capsys, monkey
     assert main(["run", str(suite), "--out", str(out), "--executor", "ray", "--address", "127.0.0.1:1", "--quiet"]) == 2
     captured = capsys.readouterr()
     assert "runs to do" not in captured.err and not (out / "results.sqlite").exists()
+
+
+def test_a_full_disk_while_storing_stops_the_sweep_in_one_line(write_suite, tmp_path, capsys, monkeypatch):
+    suite = write_suite(steps=5, seeds="[0, 1]", variants=ONE_VAE)
+    out = tmp_path / "run"
+    real_write = ResultsStore.write_result
+    calls = []
+
+    def write_then_fill_the_disk(self, result, **kwargs):
+        calls.append(result.run_id)
+        if len(calls) > 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_write(self, result, **kwargs)
+
+    monkeypatch.setattr(ResultsStore, "write_result", write_then_fill_the_disk)
+    assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 2
+    assert "database or disk is full" in _one_error_line(capsys)
+    monkeypatch.setattr(ResultsStore, "write_result", real_write)
+    with ResultsStore(out, create=False) as store:
+        assert list(store.runs()["run_id"]) == calls[:1]  # the first result kept whole, nothing half-written
+    assert not list(out.rglob("*.tmp"))
+    assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 0  # and the sweep resumes
+    with ResultsStore(out, create=False) as store:
+        assert len(store.runs()) == 2 and store.runs()["run_id"].is_unique
+
+
+def test_a_full_disk_while_writing_a_report_is_one_line(done_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    _, out = done_run
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", no_space)
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 2
+    assert "No space left on device" in _one_error_line(capsys)

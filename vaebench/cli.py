@@ -4,6 +4,7 @@ a regression, 2 a user error). A VaebenchError is printed as one line, never a t
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -242,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # a full disk, a read-only or missing path: the system's words, one line
         where = f"{err.filename}: " if err.filename else ""
         print(f"vaebench: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as err:  # e.g. "database or disk is full" while the driver writes a result
+        print(f"vaebench: error: results store: {_one_line(str(err))}; the runs stored before it are kept, "
+              "run the same command again to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaebench: interrupted; run the same command again to resume", file=sys.stderr)
