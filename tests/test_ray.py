@@ -308,3 +308,22 @@ def test_a_run_no_node_can_hold_fails_fast(ray_cluster, tmp_path, capsys):
     assert main(args) == 2
     assert "no node of the Ray cluster has a GPU" in capsys.readouterr().err
     assert ray_cluster.is_initialized()  # an instance the executor did not start stays up
+
+
+@pytest.mark.slow
+def test_a_plugin_runs_on_ray_with_the_local_numbers(ray_cluster, tmp_path):
+    from test_plugins import PLUGIN, SUITE
+
+    plugin = tmp_path / "ray_lab_plugin.py"
+    plugin.write_text(PLUGIN.replace('"lab_', '"rlab_'))
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(name="rlab", plugins=f'"{plugin}"').replace('"lab_squares"', '"rlab_squares"')
+                    .replace('"lab_vae"', '"rlab_vae"').replace('"lab_code_norm"', '"rlab_code_norm"'))
+    suite = load_suite(path)
+    run_suite(suite, tmp_path / "local", InProcessExecutor(), threads=1)
+    run_suite(suite, tmp_path / "ray", make_executor("ray"), threads=1)
+    _, local_metrics, local_curves = _store_rows(tmp_path / "local")
+    _, ray_metrics, ray_curves = _store_rows(tmp_path / "ray")
+    assert any(name == "rlab_code_norm" for _, name in ray_metrics)
+    _assert_bit_identical(local_metrics, ray_metrics)
+    _assert_bit_identical(local_curves, ray_curves)

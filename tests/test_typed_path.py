@@ -253,11 +253,13 @@ LAYERS = {  # a package -> the vaebench packages it must never import
     "errors": {"bench", "metrics", "reports", "variants", "data", "cli"},
     "params": {"bench", "metrics", "reports", "variants", "data", "cli"},
     "files": {"bench", "metrics", "reports", "variants", "data", "cli"},
+    "cache": {"bench", "metrics", "reports", "variants", "data", "cli"},
+    "plugins": {"bench", "metrics", "reports", "variants", "data", "cli", "api"},
     "data": {"bench", "metrics", "reports", "variants", "cli"},
     "variants": {"bench", "metrics", "reports", "cli"},
     "metrics": {"bench", "reports", "cli"},
     "bench": {"reports", "cli"},
-    "reports": {"cli"},
+    "reports": {"cli", "api"},
 }
 
 

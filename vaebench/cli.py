@@ -42,8 +42,21 @@ def _add_dir_command(sub: argparse._SubParsersAction, name: str, help_text: str,
     return p
 
 
+def _import_run_plugins(run_dir: str) -> None:
+    """Import the plugins the directory's runs were made with, so their metrics are known; warn for missing ones."""
+    from vaebench.bench.store import ResultsStore
+    from vaebench.plugins import import_recorded_plugins
+
+    with ResultsStore(run_dir, create=False) as store:
+        missing = import_recorded_plugins(list(store.runs()["environment"]))
+    if missing:
+        print(f"vaebench: warning: plugins {', '.join(missing)} do not import here; their metrics are not shown",
+              file=sys.stderr)
+
+
 def _suite_runs(args: argparse.Namespace) -> tuple[str | None, set[str] | None]:
     """(the suite's name, its run ids) for --suite FILE, else (None, None)."""
+    _import_run_plugins(args.dir)
     if getattr(args, "suite", None) is None:
         return None, None
     from vaebench.bench.suite import load_suite
@@ -75,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="delete what the listing shows (default: only list)")
     p = sub.add_parser("list", help="list variants, datasets, metrics or suites")
     p.add_argument("kind", nargs="?", default="variants", help=" | ".join(LIST_KINDS))
+    p.add_argument("--plugins", help="comma-separated plugin modules or .py files to import first")
     return parser
 
 
@@ -203,6 +217,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     kind = _choice(args.kind, LIST_KINDS, "list")
+    from vaebench.plugins import import_plugins
+
+    import_plugins([p.strip() for p in (args.plugins or "").split(",") if p.strip()], file="--plugins")
     if kind == "variants":
         from vaebench.variants import VARIANTS
 

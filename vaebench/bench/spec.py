@@ -92,6 +92,7 @@ class RunTask:
     run_dir: str
     device: str = "cpu"
     threads: int | None = None
+    plugins: tuple[str, ...] = ()  # imported by the worker before the run is built
 
     @property
     def run_id(self) -> str:

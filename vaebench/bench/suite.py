@@ -1,6 +1,7 @@
 """Suite files (TOML): load, validate, and expand the grid into frozen, hashable RunSpecs.
 
     name = "quick"                       # optional, default: the file's stem
+    plugins = ["my_vaes", "lab/metrics.py"]  # optional: users' modules to import first (vaebench.plugins)
     seeds = [0, 1]
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
     [budget]    steps, batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every, log_every
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
 from vaebench.bench.spec import RunSpec, freeze
@@ -33,11 +36,14 @@ from vaebench.errors import ConfigError
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
 from vaebench.params import Param, check_params
+from vaebench.plugins import import_plugins
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
 from vaebench.variants.networks import ARCHITECTURES, make_encoder
 
-TOP_LEVEL_KEYS = ("name", "description", "seeds", "max_runs", "budget", "model", "datasets", "variants", "evaluation")
+TOP_LEVEL_KEYS = (
+    "name", "description", "plugins", "seeds", "max_runs", "budget", "model", "datasets", "variants", "evaluation",
+)
 MAX_RUNS = 10_000  # a suite expanding to more runs is refused unless it raises `max_runs`
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
@@ -66,6 +72,7 @@ class Suite:
     description: str
     specs: tuple[RunSpec, ...]
     labels: dict[RunSpec, str] = dataclasses.field(default_factory=dict, compare=False)
+    plugins: tuple[str, ...] = ()  # module names and absolute .py paths, imported by every worker
 
     def setting(self, spec: RunSpec) -> str:
         """The variant and the hyperparameters a reader needs, e.g. 'beta_vae(beta=4.0)'."""
@@ -190,8 +197,8 @@ def _parse_seeds(raw: dict, file: str) -> list[int]:
     return seeds
 
 
-def _parse_name(raw: dict, path: str | Path, file: str) -> str:
-    name = raw.get("name", Path(path).stem)
+def _parse_name(raw: dict, default: str, file: str) -> str:
+    name = raw.get("name", default)
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name.strip(".") == "":
         raise ConfigError(
             "must be 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit", file=file, key="name"
@@ -218,6 +225,37 @@ def setting_labels(specs: list[RunSpec], written: dict[RunSpec, set[str]]) -> di
     return labels
 
 
+def check_variant_contract(name: str, given: dict[str, Any], dataset: data.ImageDataset, model: dict[str, Any],
+                           file: str) -> None:
+    """A variant from a plugin, built on two images of the dataset: encode gives (2, latent_dim) twice, loss
+    gives a `Losses` with a finite scalar total, phases are `Phase`s. Built-in variants are tested instead."""
+    cls = VARIANTS.get(name)
+    if cls.__module__.startswith("vaebench."):
+        return
+    from vaebench.variants import Losses, Phase, build_variant
+
+    expected = (2, model["latent_dim"])
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(0)
+            variant = build_variant(name, given, image_shape=dataset.image_shape, **model)
+            x = torch.from_numpy(dataset.images(dataset.train_indices[:2]))
+            mu, logvar = variant.encode(x)
+            if tuple(mu.shape) != expected or tuple(logvar.shape) != expected:
+                raise ValueError(f"encode gave {tuple(mu.shape)} and {tuple(logvar.shape)}, expected {expected} twice")
+            losses = variant.loss(x, 0)
+            if not isinstance(losses, Losses) or losses.total.ndim != 0:
+                raise ValueError("loss(x, step) must return Losses with a scalar total")
+            if not all(isinstance(p, Phase) for p in variant.phases()):
+                raise ValueError("phases() must return Phase objects")
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's variant failing on a dry batch
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError(f"variant {name!r} does not follow the variant contract on a dry batch: "
+                          f"{type(err).__name__}: {detail}", file=file, key="variants") from None
+
+
 def load_suite(path: str | Path) -> Suite:
     """Parse and validate a suite file; every error names the file and the key."""
     file = str(path)
@@ -227,10 +265,18 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError("no such file", file=file) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"not valid TOML: {err}", file=file) from None
+    return suite_from_table(raw, file=file, default_name=Path(path).stem)
+
+
+def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name: str = "suite") -> Suite:
+    """A suite from its parsed table (what a suite file holds), validated like a file."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a suite must be a table (dict), got {type(raw).__name__}", file=file)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}", file=file, key=key)
-    name = _parse_name(raw, path, file)
+    plugins = import_plugins(raw.get("plugins", []), file=file)
+    name = _parse_name(raw, default_name, file)
     seeds = _parse_seeds(raw, file)
     max_runs = Param("max_runs", MAX_RUNS, minimum=1).check(raw.get("max_runs", MAX_RUNS), file=file)
     budget = check_params(_table(raw, "budget", file), BUDGET_PARAMS, file=file, prefix="budget.")
@@ -251,6 +297,8 @@ def load_suite(path: str | Path) -> Suite:
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = _metrics_for(requested, dataset, file)
+        for v_name, given in variants:
+            check_variant_contract(v_name, given, dataset, model, file)
         for (v_name, given), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
@@ -262,5 +310,5 @@ def load_suite(path: str | Path) -> Suite:
     unique = list(dict.fromkeys(specs))
     return Suite(
         name=name, path=file, description=str(raw.get("description", "")), specs=tuple(unique),
-        labels=setting_labels(unique, written),
+        labels=setting_labels(unique, written), plugins=tuple(p.name for p in plugins),
     )

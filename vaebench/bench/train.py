@@ -24,6 +24,7 @@ from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
+from vaebench.plugins import imported_plugins, import_plugins
 from vaebench.variants import build_variant
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
     resumed_at = 0
     try:
+        import_plugins(task.plugins)
+        result.environment["plugins"] = imported_plugins()
         dataset = data.get(spec.dataset, **dict(spec.dataset_params)).materialised(
             run_dir_path / "cache", images_to_draw=spec.steps * spec.batch_size
         )

@@ -11,6 +11,6 @@ from vaebench.metrics import (  # noqa: F401  (each module registers its metrics
     mutual_information,
     reconstruction,
 )
-from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, register_metric
+from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, MetricValue, register_metric
 
-__all__ = ["METRICS", "EvaluationContext", "MetricInfo", "register_metric"]
+__all__ = ["METRICS", "EvaluationContext", "MetricInfo", "MetricValue", "register_metric"]
