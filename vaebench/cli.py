@@ -82,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="baseline file (JSON)")
     p = _add_dir_command(sub, "check", "compare the metric scores with a baseline", suite_filter=True)
     p.add_argument("--baseline", required=True, help="baseline file (JSON)")
+    p = sub.add_parser("evaluate", help="score a model trained elsewhere into a run directory")
+    p.add_argument("model", help="a TorchScript file with encode/decode methods, or module:function")
+    p.add_argument("--dataset", required=True, help="dataset name (vaebench list datasets)")
+    p.add_argument("--param", action="append", default=[], help="a dataset parameter, KEY=VALUE (repeat)")
+    p.add_argument("--metrics", help="comma-separated metrics (default: every one that applies)")
+    p.add_argument("--out", help="run directory (default runs/external)")
+    p.add_argument("--name", help="the label of the model in tables (default: the file's stem)")
+    p.add_argument("--likelihood", default="bernoulli", help="what decode's output parameterises")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
     p = _add_dir_command(sub, "prune", "forget runs: failed ones, or those not in a suite file (lists them first)")
     p.add_argument("--failed", action="store_true", help="runs that failed")
     p.add_argument("--not-in", dest="not_in", help="runs that are not in this suite file")
@@ -192,6 +202,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if outcome.regressions else 0
 
 
+def _dataset_param(text: str) -> tuple[str, object]:
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"must be KEY=VALUE, got {text!r}", key="--param")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare string such as a path
+    return key.strip(), parsed
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaebench.bench.external import evaluate_external
+
+    _choice(args.device, ("cpu", "cuda"), "--device")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    params = dict(_dataset_param(p) for p in args.param)
+    out = Path(args.out) if args.out else Path("runs") / "external"
+    result = evaluate_external(args.model, args.dataset, params, out, label=args.name, metrics=metrics,
+                               likelihood=args.likelihood, seed=args.seed, device=args.device)
+    for name, why in result.environment["skipped_metrics"].items():
+        print(f"skipped {name}: {why}")
+    print(f"scored {args.model} as run {result.run_id} into {out}: {len(result.metrics)} values")
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from vaebench.bench.runner import forget_runs
     from vaebench.bench.store import ResultsStore
@@ -242,7 +280,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "results": cmd_results, "show": cmd_show, "report": cmd_report,
-    "baseline": cmd_baseline, "check": cmd_check, "prune": cmd_prune, "list": cmd_list,
+    "baseline": cmd_baseline, "check": cmd_check, "evaluate": cmd_evaluate, "prune": cmd_prune, "list": cmd_list,
 }
 
 

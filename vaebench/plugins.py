@@ -37,7 +37,7 @@ class Plugin:
         return {"name": self.name, "version": self.version}
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
@@ -57,7 +57,7 @@ def _import_file(path: Path) -> None:
         raise
 
 
-def _version(module_name: str) -> str:
+def module_version(module_name: str) -> str:
     module = sys.modules.get(module_name)
     version = getattr(module, "__version__", None)
     if version is None:
@@ -84,13 +84,13 @@ def import_plugin(name: str, *, file: str | None = None) -> Plugin:
             _import_file(path)
             return Plugin(str(path), f"sha256:{file_sha256(path)}")
         importlib.import_module(name)
-        return Plugin(name, _version(name))
+        return Plugin(name, module_version(name))
     except ConfigError:
         raise
     except ValueError as err:  # a registry refusing a name registered twice
-        raise ConfigError(f"plugin {name!r}: {_first_line(err)}", file=file, key="plugins") from None
+        raise ConfigError(f"plugin {name!r}: {first_line(err)}", file=file, key="plugins") from None
     except Exception as err:  # noqa: BLE001 - whatever the user's module raises on import
-        raise ConfigError(f"plugin {name!r} does not import: {_first_line(err)}", file=file, key="plugins") from None
+        raise ConfigError(f"plugin {name!r} does not import: {first_line(err)}", file=file, key="plugins") from None
 
 
 _ENTRY_POINTS_LOADED: list[Plugin] = []
@@ -103,9 +103,9 @@ def import_entry_point_plugins() -> tuple[Plugin, ...]:
             try:
                 entry.load()
             except Exception as err:  # noqa: BLE001
-                raise ConfigError(f"installed plugin {entry.value!r} does not import: {_first_line(err)}",
+                raise ConfigError(f"installed plugin {entry.value!r} does not import: {first_line(err)}",
                                   key="entry point vaebench.plugins") from None
-            _ENTRY_POINTS_LOADED.append(Plugin(entry.value, _version(entry.module)))
+            _ENTRY_POINTS_LOADED.append(Plugin(entry.value, module_version(entry.module)))
     return tuple(_ENTRY_POINTS_LOADED)
 
 

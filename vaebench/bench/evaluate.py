@@ -15,9 +15,10 @@ from vaebench.variants.base import encode_in_batches
 
 
 def evaluate(
-    model: torch.nn.Module, dataset: ImageDataset, spec: RunSpec, *, device: torch.device, cache_dir: Path
+    model: torch.nn.Module, dataset: ImageDataset, spec: RunSpec, *, device: torch.device, cache_dir: Path,
+    grids: bool = True,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, bytes]]:
-    """Every metric of `spec` on the test split: (values, notes per value, artifacts)."""
+    """Every metric of `spec` on the test split: (values, notes per value, artifacts: the image grids)."""
     seed = derived_seed(spec.seed, "evaluate")
     seed_everything(seed)
     model.eval()
@@ -45,5 +46,5 @@ def evaluate(
                 raise RuntimeError(f"metric {name!r} returned {value_name!r}, which it does not declare")
             values[value_name] = float(value)
     # image grids for reports (PNG bytes); own seeded generator, so no metric value changes
-    artifacts: dict[str, bytes] = model_image_grids(model, images, seed=seed)
+    artifacts: dict[str, bytes] = model_image_grids(model, images, seed=seed) if grids else {}
     return values, dict(ctx.notes), artifacts

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from vaebench.errors import ConfigError
 
@@ -33,6 +35,24 @@ class ImageDataset:
 
     def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def batch(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        """The images at `indices` as a tensor on `device`: a training batch.
+
+        On a CUDA device the host's images go through pinned memory with an asynchronous copy,
+        so the host draws the next batch while the device works.
+        """
+        x = torch.from_numpy(self.images(indices))
+        return x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
+
+    def materialised(self, cache_dir: str | Path, *, images_to_draw: int) -> ImageDataset:
+        """This dataset served from a cache of its images under `cache_dir`, for a caller that
+        will draw about `images_to_draw` images (see `vaebench.data.materialise`).
+
+        The default is the dataset itself: images held in memory already, and users' files, are
+        read as they are. Procedural datasets override it.
+        """
+        return self
 
     def __len__(self) -> int:
         return self.num_images

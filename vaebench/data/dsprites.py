@@ -18,11 +18,15 @@ per-image random colour, `mode="noisy"` puts it on a per-image uniform-noise bac
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from vaebench.data.base import GroundTruthDataset, fixed_split
+from vaebench.data.materialise import MaskStore, open_mask_store, unpack_rows
 from vaebench.errors import ConfigError
 from vaebench.data.registry import register_dataset
 
@@ -110,6 +114,7 @@ class DSprites(GroundTruthDataset):
 
     factor_names = ("shape", "scale", "orientation", "posX", "posY")
     factor_sizes = (3, 6, 40, 32, 32)
+    _store: MaskStore | None = None  # set on the view `materialised` returns
 
     def __init__(self, size: int = 64, mode: str = "binary", test_size: int = 10_000, split_seed: int = 0):
         if size not in (32, 64):
@@ -132,8 +137,37 @@ class DSprites(GroundTruthDataset):
             out[start : start + len(chunk)] = self._render(chunk)
         return out
 
+    def render_masks(self, indices: np.ndarray) -> np.ndarray:
+        """(n, size, size) boolean sprite masks of the images at `indices`, rendered now."""
+        return shape_masks(self.factors(indices), self.size)
+
+    def materialised(self, cache_dir: str | Path, *, images_to_draw: int) -> DSprites:
+        """This dataset with its masks gathered from the cache under `cache_dir` (the masks do not
+        depend on `mode`, so the three dSprites datasets of one size share it); see
+        `vaebench.data.materialise` for when it is built."""
+        store = open_mask_store(
+            cache_dir, kind="dsprites_masks", params={"size": self.size}, num_images=self.num_images,
+            mask_shape=(self.size, self.size), render=self.render_masks, images_to_draw=images_to_draw,
+        )
+        if store is None:
+            return self
+        view = copy.copy(self)
+        view._store = store
+        return view
+
+    def batch(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Binary images of a materialised dataset are gathered and unpacked on a CUDA device that
+        holds the masks; every other case is `ImageDataset.batch`."""
+        if self._store is not None and self.mode == "binary" and device.type == "cuda":
+            packed = self._store.on_device(device)
+            if packed is not None:
+                idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(device, non_blocking=True)
+                return unpack_rows(packed, idx, self._store.mask_shape)[:, None]
+        return super().batch(indices, device)
+
     def _render(self, idx: np.ndarray) -> np.ndarray:
-        mask = shape_masks(self.factors(idx), self.size).astype(np.float32)[:, None]
+        masks = self.render_masks(idx) if self._store is None else self._store.masks(idx)
+        mask = masks.astype(np.float32)[:, None]
         if self.mode == "binary":
             return mask
         pixels = 3 * self.size * self.size

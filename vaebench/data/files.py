@@ -1,8 +1,22 @@
-"""What the file-backed datasets share: resolving the user's path, and factor grids read from a file.
+"""What the file-backed datasets share: resolving the user's path, the identity of the files read,
+checked .npz archives, and factor grids read from a file.
 
 Nothing is ever downloaded: every loader reads the standard file from a local `path` the
 user gives, and a missing or malformed file is one `DataError` naming the file and what
-was expected (a missing `path` parameter is a `ConfigError` on the key `path`).
+was expected (a missing `path` parameter is a `ConfigError` on the key `path`). Loaders
+check shapes, dtypes and counts when the dataset is built (at suite load), so a broken
+file stops the suite before any run starts.
+
+A dataset's `describe()` carries `fingerprint(files)`: the hash of each file's name, size and
+modification time (nanoseconds). Caches keyed by `describe()` (FID statistics, feature
+networks, decoded images) therefore change when a file is replaced or edited. Stat data, not
+the bytes: hashing the bytes would read every file (a 1.4 GB image folder, a 3 GB archive) in
+every process that builds the dataset, while a `stat` costs about 2 us a file; the price is
+that an edit which keeps both size and modification time (`touch -r`) is not seen.
+
+An .npz archive is checked without decompressing its arrays (`npz_array_header`): each
+member's .npy header gives shape and dtype, and the member's stored length must be that
+header plus shape x itemsize bytes, so a truncated or padded array is found at load.
 
 Ground-truth files (the dSprites .npz, 3dshapes .h5) store one row of factor labels per
 image. `FileGroundTruthDataset` does not assume the file holds the full published grid in
@@ -27,14 +41,18 @@ smaller `factor_sizes`.
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.errors import ConfigError, DataError
+from vaebench.files import content_hash
 
 PathLike = str | os.PathLike
 
@@ -56,6 +74,62 @@ def find_file(path: PathLike | None, dataset: str, standard_name: str, expected:
     if not p.is_file():
         raise DataError(f"{p}: no such file; dataset {dataset!r} expected {expected}")
     return p
+
+
+def fingerprint(files: Iterable[Path], root: Path | None = None) -> str:
+    """The identity of `files`: a hash of each one's name (relative to `root`), size and mtime in ns."""
+    entries = []
+    for file in files:
+        try:
+            st = file.stat()
+        except OSError as err:
+            raise DataError(f"{file}: cannot be read: {err.strerror or err}") from None
+        name = file.relative_to(root).as_posix() if root is not None else file.name
+        entries.append([name, st.st_size, st.st_mtime_ns])
+    return content_hash(entries)
+
+
+def open_npz(path: Path, expected: str) -> np.lib.npyio.NpzFile:
+    """The .npz archive at `path` (arrays are read on access, never unpickled)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a NumPy .npz archive ({err}); expected {expected}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single .npy array, not an .npz archive; expected {expected}")
+    return archive
+
+
+def npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the array `key` of an .npz archive, read from its header without reading
+    its data; a DataError when the member's length is not what the header declares."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{key}.npy")
+            with zf.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member)
+                header_bytes = member.tell()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: key {key!r}: not a readable .npy array ({err})") from None
+    shape = tuple(int(d) for d in shape)
+    expected = header_bytes + math.prod(shape) * dtype.itemsize
+    if info.file_size != expected:
+        problem = "truncated" if info.file_size < expected else "trailing data"
+        raise DataError(
+            f"{path}: key {key!r}: the header declares {dtype} data of shape {shape} ({expected - header_bytes} bytes), "
+            f"but {info.file_size - header_bytes} bytes are stored ({problem})"
+        )
+    return shape, dtype
+
+
+def read_npz(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> np.ndarray:
+    """The array `key` of an open archive; a DataError naming the file when it cannot be read."""
+    try:
+        return archive[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"{path}: key {key!r}: cannot be read ({err})") from None
 
 
 def infer_grid(labels: np.ndarray, names: Sequence[str], file: Path, key: str
@@ -98,11 +172,15 @@ class FileGroundTruthDataset(GroundTruthDataset):
     """
 
     path: Path
+    fingerprint: str
     factor_values: tuple[np.ndarray, ...]
     _row_of_index: np.ndarray | None
 
     def _init_grid(self, path: Path, labels: np.ndarray, key: str, test_size: int, split_seed: int) -> None:
         self.path = path
+        self.fingerprint = fingerprint([path])
+        if len(labels) == 0:
+            raise DataError(f"{path}: holds no images (key {key!r} has 0 rows)")
         self.factor_sizes, self.factor_values, codes = infer_grid(labels, self.factor_names, path, key)
         self.num_images = len(codes)
         in_order = np.array_equal(codes, np.arange(self.num_images))
@@ -123,4 +201,5 @@ class FileGroundTruthDataset(GroundTruthDataset):
         raise NotImplementedError
 
     def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.path), "factor_sizes": list(self.factor_sizes)}
+        return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint,
+                "factor_sizes": list(self.factor_sizes)}

@@ -20,6 +20,7 @@ dimensions, then one uint32 per dimension; the data follows, big-endian, row-maj
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from vaebench.data.base import ImageDataset
-from vaebench.data.files import PathLike, required_path
+from vaebench.data.files import PathLike, fingerprint, required_path
 from vaebench.errors import DataError
 from vaebench.data.registry import register_dataset
 
@@ -83,7 +84,7 @@ def read_idx(path: PathLike) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header: {ndim} dimensions need {start} bytes, the file has {len(raw)}")
     dims = struct.unpack(f">{ndim}I", raw[4:start])
     dtype = IDX_TYPES[code]
-    count = int(np.prod(dims, dtype=np.int64))
+    count = math.prod(dims)  # exact: a product of four uint32 dimensions overflows int64
     expected, actual = count * dtype.itemsize, len(raw) - start
     if actual != expected:
         raise DataError(
@@ -119,8 +120,10 @@ class MNIST(ImageDataset):
             kind = "a file, not a directory" if directory.exists() else "no such directory"
             raise DataError(f"{directory}: {kind}; dataset {self.name!r} expected {what}")
         self.path = directory
-        train_x, train_y = self._read_pair(directory, TRAIN_IMAGES, TRAIN_LABELS)
-        test_x, test_y = self._read_pair(directory, TEST_IMAGES, TEST_LABELS)
+        files = [find_idx_file(directory, stem, self.name) for stem in STANDARD_FILES]
+        self.fingerprint = fingerprint(files)
+        train_x, train_y = self._read_pair(*files[:2])
+        test_x, test_y = self._read_pair(*files[2:])
         if train_x.shape[1:] != test_x.shape[1:]:
             raise DataError(
                 f"{directory}: the training images are {train_x.shape[1]}x{train_x.shape[2]} and the test images "
@@ -133,16 +136,18 @@ class MNIST(ImageDataset):
         self.train_indices = np.arange(len(train_x))
         self.test_indices = np.arange(len(train_x), self.num_images)
 
-    def _read_pair(self, directory: Path, images_stem: str, labels_stem: str) -> tuple[np.ndarray, np.ndarray]:
-        images_file = find_idx_file(directory, images_stem, self.name)
-        labels_file = find_idx_file(directory, labels_stem, self.name)
+    def _read_pair(self, images_file: Path, labels_file: Path) -> tuple[np.ndarray, np.ndarray]:
         images, labels = read_idx(images_file), read_idx(labels_file)
         if images.ndim != 3 or images.dtype != np.uint8:
             raise DataError(f"{images_file}: holds {images.dtype} data of shape {images.shape}; expected ubyte images (N, H, W)")
+        if min(images.shape) < 1:
+            raise DataError(f"{images_file}: holds an empty array of shape {images.shape}; expected ubyte images (N, H, W), each of N, H, W >= 1")
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
             raise DataError(f"{labels_file}: holds {labels.dtype} data of shape {labels.shape}; expected integer labels (N,)")
         if len(images) != len(labels):
             raise DataError(f"{images_file}: holds {len(images)} images but {labels_file.name} holds {len(labels)} labels")
+        if labels.min() < 0:
+            raise DataError(f"{labels_file}: holds the negative label {labels.min()}; expected classes 0, 1, ...")
         return images, labels
 
     def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -153,7 +158,7 @@ class MNIST(ImageDataset):
         return self._labels[np.asarray(indices, dtype=np.int64)][:, None]
 
     def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.path)}
+        return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint}
 
 
 @register_dataset("fashion_mnist")

@@ -11,8 +11,8 @@ image index = archive row, i.e. the same factors, index order and (with the same
 `test_size` and `split_seed`) the same train/test split as the procedural dataset. An
 archive holding any complete sub-grid, in any row order, also loads.
 
-Construction reads `latents_classes` (35 MB) and checks `imgs`' header without
-decompressing it. An .npz cannot be memory-mapped, so `imgs` is decompressed once, on the
+Construction reads `latents_classes` (35 MB) and checks `imgs`' header and stored length
+without decompressing it (see `vaebench.data.files.npz_array_header`). An .npz cannot be memory-mapped, so `imgs` is decompressed once, on the
 first `images` call, and kept as uint8 (2.9 GB for the published archive; each process
 that uses the dataset holds its own copy). Pixels are scaled to [0, 1]: kept as they are
 when the largest is at most 1 (the published 0/1 images), divided by 255 otherwise.
@@ -20,47 +20,14 @@ when the largest is at most 1 (the published 0/1 images), divided by 255 otherwi
 
 from __future__ import annotations
 
-import zipfile
-import zlib
-from pathlib import Path
-
 import numpy as np
 
-from vaebench.data.files import FileGroundTruthDataset, PathLike, find_file
+from vaebench.data.files import FileGroundTruthDataset, PathLike, find_file, npz_array_header, open_npz, read_npz
 from vaebench.errors import DataError
 from vaebench.data.registry import register_dataset
 
 STANDARD_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 _EXPECTED = f"the dSprites archive {STANDARD_NAME} (keys imgs and latents_classes)"
-
-
-def _open_npz(path: Path):
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a NumPy .npz archive ({err}); expected {_EXPECTED}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: a single .npy array, not an .npz archive; expected {_EXPECTED}")
-    return archive
-
-
-def _npy_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of the array `key` in an .npz archive, without reading its data."""
-    try:
-        with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as member:
-            version = np.lib.format.read_magic(member)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(member)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: key {key!r}: not a readable .npy array ({err})") from None
-    return tuple(shape), np.dtype(dtype)
-
-
-def _read(archive, path: Path, key: str) -> np.ndarray:
-    try:
-        return archive[key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise DataError(f"{path}: key {key!r}: cannot be read ({err})") from None
 
 
 @register_dataset("dsprites_file")
@@ -72,16 +39,17 @@ class DSpritesFile(FileGroundTruthDataset):
 
     def __init__(self, path: PathLike | None = None, test_size: int = 10_000, split_seed: int = 0):
         file = find_file(path, self.name, STANDARD_NAME, _EXPECTED)
-        with _open_npz(file) as archive:
+        with open_npz(file, _EXPECTED) as archive:
             for key in ("imgs", "latents_classes"):
                 if key not in archive.files:
                     raise DataError(
                         f"{file}: key {key!r} missing (the archive holds: {', '.join(archive.files) or 'nothing'}); "
                         f"expected {_EXPECTED}"
                     )
-            classes = _read(archive, file, "latents_classes")
-        shape, dtype = _npy_header(file, "imgs")
-        if len(shape) != 3 or dtype not in (np.uint8, np.bool_):
+            npz_array_header(file, "latents_classes")
+            classes = read_npz(archive, file, "latents_classes")
+        shape, dtype = npz_array_header(file, "imgs")
+        if len(shape) != 3 or min(shape[1:]) < 1 or dtype not in (np.uint8, np.bool_):
             raise DataError(f"{file}: key 'imgs': {dtype} array of shape {shape}; expected uint8 images (N, H, W)")
         if classes.ndim != 2 or classes.shape[1] != 6:
             raise DataError(
@@ -99,8 +67,8 @@ class DSpritesFile(FileGroundTruthDataset):
 
     def _pixels(self) -> np.ndarray:
         if self._imgs is None:
-            with _open_npz(self.path) as archive:
-                imgs = _read(archive, self.path, "imgs")
+            with open_npz(self.path, _EXPECTED) as archive:
+                imgs = read_npz(archive, self.path, "imgs")
             if len(imgs) and imgs.max() > 1:
                 self._divisor = np.float32(255)
             self._imgs = imgs

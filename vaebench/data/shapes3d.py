@@ -61,9 +61,12 @@ class Shapes3D(FileGroundTruthDataset):
         self._handle: Any = None
         self._pid: int | None = None
         images = self._dataset("images")
-        labels = self._dataset("labels")[()]
+        try:
+            labels = self._dataset("labels")[()]
+        except OSError as err:
+            raise DataError(f"{file}: key 'labels': cannot be read ({err})") from None
         shape = tuple(images.shape)
-        if len(shape) != 4 or shape[3] not in (1, 3) or images.dtype != np.uint8:
+        if len(shape) != 4 or shape[3] not in (1, 3) or min(shape[1:3]) < 1 or images.dtype != np.uint8:
             raise DataError(f"{file}: key 'images': {images.dtype} array of shape {shape}; expected uint8 images (N, H, W, 3)")
         if len(labels) != shape[0]:
             raise DataError(f"{file}: key 'images' holds {shape[0]} images but 'labels' {len(labels)} rows")
@@ -87,7 +90,10 @@ class Shapes3D(FileGroundTruthDataset):
                 f"{self.path}: key {key!r} missing (the file holds: {', '.join(handle.keys()) or 'nothing'}); "
                 f"expected {_EXPECTED}"
             )
-        return handle[key]
+        node = handle[key]
+        if not isinstance(node, import_h5py().Dataset):
+            raise DataError(f"{self.path}: key {key!r} is an HDF5 {type(node).__name__.lower()}, not a dataset; expected {_EXPECTED}")
+        return node
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         images = self._dataset("images")

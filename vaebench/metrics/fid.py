@@ -306,7 +306,7 @@ def _note(ctx: EvaluationContext, network: FeatureNetwork, *names: str) -> None:
 
 
 @register_metric(
-    "fid", family="sample_quality",
+    "fid", needs_decoder=True, family="sample_quality",
     description="Frechet distance of test images to generated (fid) and reconstructed (fid_recon) images, "
     "in a named feature network",
     values=[MetricValue("fid", higher_is_better=False), MetricValue("fid_recon", higher_is_better=False)],
@@ -319,7 +319,7 @@ def _fid(ctx: EvaluationContext) -> dict[str, float]:
 
 
 @register_metric(
-    "kid", family="sample_quality",
+    "kid", needs_decoder=True, family="sample_quality",
     description="kernel (polynomial MMD^2) distance of test images to generated (kid) and reconstructed "
     "(kid_recon) images, in a named feature network",
     values=[MetricValue("kid", higher_is_better=False), MetricValue("kid_recon", higher_is_better=False)],

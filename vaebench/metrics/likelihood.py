@@ -93,7 +93,7 @@ def importance_weighted_nll(
 
 
 @register_metric(
-    "iwae_nll", family="likelihood",
+    "iwae_nll", needs_decoder=True, family="likelihood",
     description="importance-weighted estimate of -log p(x), K samples per image (nats, Burda et al. 2016)",
     values=[MetricValue("iwae_nll", higher_is_better=False)],
     params=[

@@ -72,7 +72,7 @@ def reconstruction_pass(ctx: EvaluationContext) -> dict[str, np.ndarray]:
 
 
 @register_metric(
-    "recon_mse", family="reconstruction", description="mean squared error per image, summed over pixels",
+    "recon_mse", needs_decoder=True, family="reconstruction", description="mean squared error per image, summed over pixels",
     values=[MetricValue("recon_mse", higher_is_better=False)], abs_tol=0.5, rel_tol=0.05,
 )
 def _recon_mse(ctx: EvaluationContext) -> dict[str, float]:
@@ -80,7 +80,7 @@ def _recon_mse(ctx: EvaluationContext) -> dict[str, float]:
 
 
 @register_metric(
-    "recon_bce", family="reconstruction", description="Bernoulli negative log-likelihood per image (nats)",
+    "recon_bce", needs_decoder=True, family="reconstruction", description="Bernoulli negative log-likelihood per image (nats)",
     values=[MetricValue("recon_bce", higher_is_better=False, role="distortion")], abs_tol=1.0, rel_tol=0.05,
 )
 def _recon_bce(ctx: EvaluationContext) -> dict[str, float]:
@@ -88,7 +88,7 @@ def _recon_bce(ctx: EvaluationContext) -> dict[str, float]:
 
 
 @register_metric(
-    "neg_elbo", family="likelihood", description="negative ELBO per image (nats), one posterior sample",
+    "neg_elbo", needs_decoder=True, family="likelihood", description="negative ELBO per image (nats), one posterior sample",
     values=[MetricValue("neg_elbo", higher_is_better=False)], abs_tol=1.0, rel_tol=0.05,
 )
 def _neg_elbo(ctx: EvaluationContext) -> dict[str, float]:

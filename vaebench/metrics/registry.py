@@ -121,6 +121,7 @@ class MetricInfo:
     values: every value `compute` may return, with its direction.
     compute: context -> {value name: value}.
     needs_factors: only defined on datasets with ground-truth factors.
+    needs_decoder: uses the model's decoder (skipped for an encoder-only external model).
     params: the keys this metric reads from [evaluation.params], with types and ranges.
     abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
     """
@@ -131,6 +132,7 @@ class MetricInfo:
     values: tuple[MetricValue, ...]
     compute: Callable[[EvaluationContext], dict[str, float]]
     needs_factors: bool = False
+    needs_decoder: bool = False
     params: tuple[Param, ...] = ()
     abs_tol: float = 1e-6
     rel_tol: float = 1e-6
@@ -165,6 +167,7 @@ def register_metric(
     description: str,
     values: Sequence[MetricValue],
     needs_factors: bool = False,
+    needs_decoder: bool = False,
     params: Iterable[Param] = (),
     abs_tol: float = 1e-6,
     rel_tol: float = 1e-6,
@@ -176,7 +179,7 @@ def register_metric(
             name,
             MetricInfo(
                 name=name, family=family, description=description, values=tuple(values), compute=compute,
-                needs_factors=needs_factors, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
+                needs_factors=needs_factors, needs_decoder=needs_decoder, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
             ),
         )
         return compute

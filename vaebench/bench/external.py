@@ -1,0 +1,124 @@
+"""Scoring a model vaebench did not train (`vaebench evaluate`), into the same store as a suite's runs.
+
+The model is a TorchScript file with methods `encode(x) -> (mu, logvar)` and (optionally)
+`decode(z) -> likelihood parameters`, or `module:function`, a factory returning an nn.Module
+with those methods (imported like a plugin). It is scored by the same `evaluate` as a trained
+run; metrics that need a decoder are skipped, with a note, when the model has none. Its
+identity is the file's SHA-256 (or the factory's name and its module's version): the store
+records it as a run of variant `external` whose hyperparameters hold that identity and the
+label, so it sits beside the suite's runs in `results`, `report`, `claims` and baselines.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vaebench import data
+from vaebench.bench.environment import describe_environment
+from vaebench.bench.evaluate import evaluate
+from vaebench.bench.runner import run_directory_lock
+from vaebench.bench.spec import RunResult, RunSpec, freeze
+from vaebench.bench.store import ResultsStore
+from vaebench.errors import ConfigError, DataError
+from vaebench.files import file_sha256
+from vaebench.metrics import METRICS
+from vaebench.plugins import first_line, module_version
+from vaebench.variants.likelihoods import LIKELIHOODS
+
+EXTERNAL_SUITE = "external"
+
+
+class ExternalModel(nn.Module):
+    """A user's model behind the variant interface the metrics use: encode, decode, likelihood, log_likelihood."""
+
+    def __init__(self, inner: nn.Module, likelihood: str):
+        super().__init__()
+        self.inner = inner
+        self.likelihood = LIKELIHOODS.get(likelihood, key="--likelihood")()
+        self.has_decoder = callable(getattr(inner, "decode", None))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.inner.encode(x)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.inner.decode(z)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.likelihood.log_prob(x, self.decode(z))
+
+
+def load_external(source: str) -> tuple[nn.Module, str]:
+    """(the model, its identity): a TorchScript file (identity: sha256) or `module:function` (name@version)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the user's
+            raise DataError(f"{path}: not a TorchScript module torch.jit.load can read ({first_line(err)})") from None
+        return module, f"sha256:{file_sha256(path)}"
+    if ":" not in source:
+        raise ConfigError(f"no such file, and not module:function: {source!r}", key="MODEL")
+    module_name, function = source.split(":", 1)
+    try:
+        factory = getattr(importlib.import_module(module_name), function)
+        module = factory()
+    except Exception as err:  # noqa: BLE001
+        raise ConfigError(f"{source!r} does not give a model: {first_line(err)}", key="MODEL") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"{source!r} must return an nn.Module, got {type(module).__name__}", key="MODEL")
+    return module, f"{source}@{module_version(module_name)}"
+
+
+def evaluate_external(
+    source: str, dataset: str, dataset_params: dict[str, Any], out: Path, *, label: str | None = None,
+    metrics: list[str] | None = None, likelihood: str = "bernoulli", seed: int = 0, device: str = "cpu",
+) -> RunResult:
+    """Score the model into `out`'s store; the result (its environment lists the skipped metrics)."""
+    inner, identity = load_external(source)
+    model = ExternalModel(inner, likelihood).to(device).eval()
+    data.DATASETS.get(dataset, key="--dataset")
+    images = data.get(dataset, **dataset_params)
+    x = torch.from_numpy(images.images(images.test_indices[:2])).to(device)
+    try:
+        with torch.no_grad():
+            mu, logvar = model.encode(x)
+    except Exception as err:  # noqa: BLE001
+        raise ConfigError(f"the model's encode fails on the dataset's images: {first_line(err)}", key="MODEL") from None
+    if mu.ndim != 2 or mu.shape != logvar.shape or len(mu) != 2:
+        raise ConfigError(f"encode must return (mu, logvar), each (N, D); got {tuple(mu.shape)}, {tuple(logvar.shape)}",
+                          key="MODEL")
+    applicable = [n for n, info in METRICS.items() if images.has_factors or not info.needs_factors]
+    requested = metrics if metrics is not None else applicable
+    for name in requested:
+        METRICS.get(name, key="--metrics")
+    skipped = {n: "needs a decoder, which the model does not have" for n in requested
+               if METRICS.get(n).needs_decoder and not model.has_decoder}
+    chosen = tuple(n for n in requested if n not in skipped)
+    label = label or Path(source.split(":")[0]).stem
+    spec = RunSpec(
+        variant="external", hyperparameters=freeze({"model": identity, "label": label}), dataset=dataset,
+        dataset_params=freeze(dataset_params), architecture="external", latent_dim=int(mu.shape[1]),
+        likelihood=likelihood, steps=0, batch_size=0, optimizer="none", learning_rate=0.0, checkpoint_every=1,
+        log_every=1, seed=seed, metrics=chosen,
+    )
+    result = RunResult(spec=spec, status="done", environment=describe_environment(torch.device(device)))
+    started = time.perf_counter()
+    result.metrics, result.notes, result.artifacts = evaluate(
+        model, images, spec, device=torch.device(device), cache_dir=out / "cache", grids=model.has_decoder
+    )
+    result.wall_time_s = time.perf_counter() - started
+    result.environment.update({"external_model": source, "skipped_metrics": skipped})
+    with run_directory_lock(out), ResultsStore(out) as store:
+        store.write_result(result, suite=EXTERNAL_SUITE, setting=f"external({label})")
+        store.record_suite(EXTERNAL_SUITE, [spec.run_id])
+    return result
