@@ -4,6 +4,7 @@ Importing this package registers every metric module.
 """
 
 from vaebench.metrics import (  # noqa: F401  (each module registers its metrics)
+    aggregate_posterior,
     disentanglement,
     factor_scores,
     fid,
@@ -11,6 +12,10 @@ from vaebench.metrics import (  # noqa: F401  (each module registers its metrics
     mutual_information,
     reconstruction,
 )
+from vaebench.metrics.aggregate_posterior import elbo_decomposition, latent_covariance_offdiagonal, prior_mmd
 from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, MetricValue, register_metric
 
-__all__ = ["METRICS", "EvaluationContext", "MetricInfo", "MetricValue", "register_metric"]
+__all__ = [
+    "METRICS", "EvaluationContext", "MetricInfo", "MetricValue", "register_metric",
+    "elbo_decomposition", "latent_covariance_offdiagonal", "prior_mmd",
+]
