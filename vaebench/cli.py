@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="baseline file (JSON)")
     p = _add_dir_command(sub, "check", "compare the metric scores with a baseline", suite_filter=True)
     p.add_argument("--baseline", required=True, help="baseline file (JSON)")
+    _add_dir_command(sub, "claims", "each variant's claim: effect, CI, p, verdict; exit 1 if one fails",
+                     suite_filter=True)
     p = sub.add_parser("evaluate", help="score a model trained elsewhere into a run directory")
     p.add_argument("model", help="a TorchScript file with encode/decode methods, or module:function")
     p.add_argument("--dataset", required=True, help="dataset name (vaebench list datasets)")
@@ -184,6 +186,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from vaebench.bench.store import ResultsStore
+    from vaebench.reports.claims import claims_table, format_claims
+
+    _, run_ids = _suite_runs(args)
+    with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
+        table = claims_table(store.runs(), store.metrics())
+    print(format_claims(table))
+    return 1 if (table["verdict"] == "fails").any() else 0
+
+
 def cmd_baseline(args: argparse.Namespace) -> int:
     from vaebench.reports.check import write_baseline
 
@@ -279,7 +292,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "results": cmd_results, "show": cmd_show, "report": cmd_report,
+    "run": cmd_run, "results": cmd_results, "show": cmd_show, "report": cmd_report, "claims": cmd_claims,
     "baseline": cmd_baseline, "check": cmd_check, "evaluate": cmd_evaluate, "prune": cmd_prune, "list": cmd_list,
 }
 

@@ -25,6 +25,7 @@ from vaebench.reports import html as h
 from vaebench.reports import plots as P
 from vaebench.reports import tables as T
 from vaebench.bench.grids import GRID_NAMES
+from vaebench.reports.claims import claims_display, claims_table
 from vaebench.reports.summary import distinguish_settings, value_columns, wide_frame
 
 GRID_CAPTIONS = {
@@ -44,16 +45,18 @@ class ReportData:
     metrics: list[str]
     curves: pd.DataFrame
     artifacts: dict[tuple[str, str], bytes]
+    values: pd.DataFrame  # long: run_id, name, value, note
 
     @classmethod
     def load(cls, run_dir: str | Path, run_ids: set[str] | None = None) -> "ReportData":
         with ResultsStore(run_dir, create=False, run_ids=run_ids) as store:
             runs, wide, curves, artifacts = store.runs(), wide_frame(store), store.curves(), store.artifacts()
+            values = store.metrics()
             path = store.path
         if runs.empty:
             raise DataError(f"{path}: the results store holds no runs (run `vaebench run` first)")
         runs["setting"] = distinguish_settings(runs)
-        return cls(path, runs, wide, value_columns(wide), curves, artifacts)
+        return cls(path, runs, wide, value_columns(wide), curves, artifacts, values)
 
 
 @dataclass
@@ -64,17 +67,21 @@ class Tables:
     comparison_view: T.Table
     pairwise_view: T.Table
     ranks_view: T.Table
+    claims: pd.DataFrame
+    claims_view: T.Table
 
 
 def build_tables(data: ReportData) -> Tables:
     comp = T.comparison_table(data.wide)
     pairs = T.pairwise_frame(data.wide, data.metrics)
     ranks = T.ranks_frame(comp, data.metrics)
+    claims = claims_table(data.runs, data.values)
     return Tables(
         comp, pairs, ranks,
         T.comparison_display(comp, data.metrics, title=suite_title(data.runs)),
         T.pairwise_display(pairs, data.metrics),
         T.ranks_display(ranks, data.metrics),
+        claims, claims_display(claims),
     )
 
 
@@ -119,6 +126,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path, *, run_ids: set[str] 
     write("comparison.tex", T.render_latex(t.comparison_view, label="tab:vaebench-comparison"))
     write("comparison.csv", T.comparison_long(t.comparison, data.metrics).to_csv(index=False))
     write("comparison.html", standalone_table(f"Comparison: {suite_title(data.runs)}", t.comparison_view))
+    write("claims.md", T.render_markdown(t.claims_view))
+    write("claims.csv", t.claims.to_csv(index=False))
     write("ranks.md", T.render_markdown(t.ranks_view))
     write("ranks.tex", T.render_latex(t.ranks_view, label="tab:vaebench-ranks"))
     write("ranks.csv", t.ranks.to_csv(index=False))
@@ -164,7 +173,7 @@ def render_report(
     )
     page = h.Page(f"vaebench report: {suite_title(runs)}", subtitle)
     for sid, title, view in (("comparison", "Comparison", t.comparison_view), ("ranks", "Ranks", t.ranks_view),
-                             ("pairwise", "Pairwise tests", t.pairwise_view)):
+                             ("pairwise", "Pairwise tests", t.pairwise_view), ("claims", "Claims", t.claims_view)):
         page.sections.append(h.Section(sid, title, T.render_html(view, css_class=sid)))
     if figures:
         body = "\n".join(h.figure(png, plot.title) for plot, png in figures)

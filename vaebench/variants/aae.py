@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
+from vaebench.variants.claims import Claim
 from vaebench.variants.base import Hyperparameters, Losses, Phase, Variant
 from vaebench.variants.discriminator import Discriminator, discriminator_loss, fooling_loss
 from vaebench.variants.gaussian import ENCODERS, sample_code
@@ -42,6 +43,8 @@ class AAE(Variant):
     """Adversarial autoencoder: reconstruction, discriminator and generator phases."""
 
     Hyperparameters = AAEHyperparameters
+    # Makhzani et al. 2016, sec. 2: adversarial training matches the aggregated posterior to the prior
+    claims = (Claim("prior_mmd", "lower", "matches the aggregated posterior to the prior"),)
 
     def __init__(self, hparams: AAEHyperparameters, **kwargs):
         super().__init__(hparams, **kwargs)

@@ -13,10 +13,12 @@ linearly at step 100 000.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 
 from vaebench.params import hyperparameter
+from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.registry import register_variant
 
@@ -28,16 +30,32 @@ class AnnealedVAEHyperparameters(Hyperparameters):
     c_stop_steps: int = hyperparameter(100000, minimum=1)
 
 
+def capacity(c_max: float, c_stop_steps: int, step: int) -> float:
+    """C(step) = min(C_max, C_max * step / C_stop_steps), in nats."""
+    return min(c_max, c_max * step / c_stop_steps)
+
+
+def final_capacity(spec: Mapping[str, Any]) -> float:
+    """C at a run's last step (steps - 1), the KL the objective holds the model at when training ends."""
+    h = spec["hyperparameters"]
+    return capacity(h["c_max"], h["c_stop_steps"], spec["steps"] - 1)
+
+
+CAPACITY_TOLERANCE = 1.0  # nats: how far the final KL may be from C for the claim to hold
+
+
 @register_variant("annealed_vae")
 class AnnealedVAE(GaussianEncoderVariant):
     """beta-VAE whose KL is pulled towards a capacity C that grows linearly to C_max."""
 
     Hyperparameters = AnnealedVAEHyperparameters
+    # Burgess et al. 2018, sec. 4: gamma |KL - C| holds the KL at the capacity C
+    claims = (Claim("kl", "near", f"the final KL is within {CAPACITY_TOLERANCE:g} nat of the capacity C",
+                    target=final_capacity, tolerance=CAPACITY_TOLERANCE),)
 
     def capacity(self, step: int) -> float:
-        """C(step) = min(C_max, C_max * step / C_stop_steps), in nats."""
         h = self.hparams
-        return min(h.c_max, h.c_max * step / h.c_stop_steps)
+        return capacity(h.c_max, h.c_stop_steps, step)
 
     def loss(self, x: torch.Tensor, step: int) -> Losses:
         t = self.sample_terms(x)

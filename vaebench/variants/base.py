@@ -16,6 +16,7 @@ from torch import nn
 
 from vaebench.errors import ConfigError
 from vaebench.params import Param, check_params, dataclass_params
+from vaebench.variants.claims import Claim
 from vaebench.variants.gaussian import kl_to_standard_normal, reparameterize
 from vaebench.variants.likelihoods import LIKELIHOODS
 from vaebench.variants.networks import make_decoder, make_encoder
@@ -97,6 +98,8 @@ class Variant(nn.Module):
 
     name: ClassVar[str]
     Hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters
+    # what the objective promises, tested by `vaebench claims` (see vaebench.variants.claims)
+    claims: ClassVar[tuple[Claim, ...]] = ()
 
     def __init__(
         self,
@@ -119,8 +122,18 @@ class Variant(nn.Module):
         mu, logvar = self.encoder(x).chunk(2, dim=-1)
         return mu, logvar
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood parameters of p(x | z), (B, C, H, W).
+
+        x: the images whose likelihood is wanted. A decoder whose pixels are independent given
+        z ignores it. An autoregressive decoder (`pixelcnn`) computes each pixel's parameters
+        from z and the pixels before it in x (teacher forcing: log p(x | z) exactly, in one
+        pass); without x it draws an image from p(x | z) pixel by pixel (the global RNG) and
+        returns the parameters along that draw.
+        """
+        if not getattr(self.decoder, "autoregressive", False):
+            return self.decoder(z)
+        return self.decoder(z, x) if x is not None else self.decoder.sample(z, self.likelihood)[1]
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """The mean image decoded from the posterior mean."""
@@ -128,7 +141,7 @@ class Variant(nn.Module):
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z) per image, (B,)."""
-        return self.likelihood.log_prob(x, self.decode(z))
+        return self.likelihood.log_prob(x, self.decode(z, x))
 
     def autoencoder_parameters(self) -> list[nn.Parameter]:
         return [*self.encoder.parameters(), *self.decoder.parameters()]
@@ -144,10 +157,14 @@ class Variant(nn.Module):
 class GaussianEncoderVariant(Variant):
     """Variants whose loss is built from one reparameterised sample: recon NLL and KL per image."""
 
+    def posterior_code(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """The code the decoder reconstructs from: one reparameterised z ~ q(z|x)."""
+        return reparameterize(mu, logvar)
+
     def sample_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """mu, logvar, z ~ q(z|x), the per-image reconstruction NLL (B,) and per-dim KL (B, D)."""
+        """mu, logvar, the code z (`posterior_code`), the per-image reconstruction NLL (B,) and per-dim KL (B, D)."""
         mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
+        z = self.posterior_code(mu, logvar)
         return {
             "mu": mu,
             "logvar": logvar,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
+from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.registry import register_variant
 
@@ -48,6 +49,9 @@ class BetaVAE(VAE):
     """beta-VAE (Higgins et al. 2017, ICLR): the KL term weighted by beta (default 4)."""
 
     Hyperparameters = BetaVAEHyperparameters
+    # Higgins et al. 2017, sec. 2: beta > 1 limits the capacity of the latent channel (a lower rate)
+    claims = (Claim("kl", "lower", "beta > 1 lowers the rate KL(q(z|x) || p(z)) below the VAE's",
+                    applies=lambda spec: spec["hyperparameters"].get("beta", 4.0) > 1),)
 
     def kl_weight(self, step: int) -> float:
         return self.hparams.beta

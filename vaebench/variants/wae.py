@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
+from vaebench.variants.claims import Claim
 from vaebench.variants.base import Hyperparameters, Losses, Variant
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.mmd import KERNELS, mmd_to_prior
@@ -50,6 +51,8 @@ class WAE(Variant):
     """Reconstruction cost + lambda * MMD between the aggregated posterior and the prior."""
 
     Hyperparameters = WAEHyperparameters
+    # Tolstikhin et al. 2018, sec. 3: the MMD penalty matches the aggregated posterior to the prior
+    claims = (Claim("prior_mmd", "lower", "matches the aggregated posterior to the prior"),)
 
     def loss(self, x: torch.Tensor, step: int) -> Losses:
         h = self.hparams

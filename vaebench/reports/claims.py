@@ -1,0 +1,172 @@
+"""Claims verdicts (`vaebench claims`): does each objective do, over seeds, what its paper says?
+
+For every claim a variant declares (vaebench.variants.claims) and every setting of that variant
+in the store, the partner is the `vae` with default hyperparameters trained on the same
+dataset, networks, budget and metric options (every spec field but the variant, its
+hyperparameters and the seed equal). Over the completed seeds of each:
+
+    effect    = mean(claimant) - mean(partner), with a percentile bootstrap CI (independent
+                resampling of each side, BOOTSTRAP_RESAMPLES, fixed seed)
+    p         = one-sided Mann-Whitney U p-value in the claimed direction; p_against in the
+                other; both Holm-corrected across every tested claim
+    verdict   = holds (adjusted p < ALPHA), fails (adjusted p_against < ALPHA), or inconclusive,
+                with `seeds_needed`: the seeds per side at which a one-sided test of level
+                ALPHA / m would have 80% power at the observed effect and spread (normal
+                approximation), and at least the smallest n at which Mann-Whitney can reach it.
+
+A "near" claim (the annealed VAE's KL at its capacity C) has no partner: it holds when the CI
+of the claimant's mean lies inside target ± tolerance, fails when it lies wholly outside, and is
+inconclusive otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from vaebench.files import content_hash
+from vaebench.reports.tables import Cell, Column, Table, ci_cell
+from vaebench.reports.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, holm, mean_ci, min_attainable_p
+from vaebench.variants import VARIANTS
+from vaebench.variants.claims import Claim
+
+POWER = 0.8
+COLUMNS = ["dataset", "setting", "claim", "value", "n", "partner_n", "effect", "ci_low", "ci_high",
+           "p", "p_holm", "verdict", "seeds_needed"]
+
+
+@dataclass(frozen=True)
+class _Tested:
+    claim: Claim
+    dataset: str
+    setting: str
+    values: np.ndarray
+    partner: np.ndarray | None
+    target: float | None
+
+
+def _context(spec: dict) -> str:
+    """What must be equal between a claimant and its partner: everything but the variant, its hyperparameters and seed."""
+    return content_hash({k: v for k, v in spec.items() if k not in ("variant", "hyperparameters", "seed")})
+
+
+def difference_ci(a: np.ndarray, b: np.ndarray, *, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile bootstrap CI (95%) of mean(a) - mean(b), resampling each side independently."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    diffs = (rng.choice(a, (BOOTSTRAP_RESAMPLES, len(a))).mean(1) - rng.choice(b, (BOOTSTRAP_RESAMPLES, len(b))).mean(1))
+    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+
+
+def seeds_needed(a: np.ndarray, b: np.ndarray, alpha: float) -> int:
+    """Seeds per side for a one-sided test at level `alpha` with POWER at the observed effect (normal approx.)."""
+    effect = abs(a.mean() - b.mean())
+    sd = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2) if len(a) > 1 and len(b) > 1 else math.nan
+    z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(POWER)
+    n = 2 * (z * sd / effect) ** 2 if effect > 0 and math.isfinite(sd) else math.inf
+    floor = next(k for k in range(2, 100) if min_attainable_p(k, k) / 2 < alpha)  # one-sided
+    return int(max(floor, math.ceil(n))) if math.isfinite(n) else -1
+
+
+def _collect(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[_Tested]:
+    done = runs[runs["status"] == "done"]
+    values = metrics.pivot(index="run_id", columns="name", values="value") if not metrics.empty else pd.DataFrame()
+    partners: dict[tuple[str, str], list[str]] = {}
+    for r in done.itertuples():
+        spec = r.spec
+        if spec["variant"] in VARIANTS:
+            defaults = VARIANTS.get(spec["variant"]).Hyperparameters().to_dict()
+            if all(spec["hyperparameters"].get(k) == v for k, v in defaults.items()):
+                partners.setdefault((spec["variant"], _context(spec)), []).append(r.run_id)
+    tested = []
+    for (setting, dataset), group in done.groupby(["setting", "dataset"], sort=True):
+        spec = group["spec"].iloc[0]
+        if spec["variant"] not in VARIANTS:
+            continue
+        for claim in VARIANTS.get(spec["variant"]).claims:
+            if not claim.applies(spec) or claim.value not in values.columns:
+                continue
+            mine = values.loc[group["run_id"], claim.value].dropna().to_numpy(float)
+            if claim.direction == "near":
+                tested.append(_Tested(claim, dataset, setting, mine, None, claim.target(spec)))
+                continue
+            partner_ids = partners.get((claim.partner, _context(spec)), [])
+            theirs = values.reindex(partner_ids)[claim.value].dropna().to_numpy(float) if partner_ids else np.array([])
+            if len(mine) and len(theirs):
+                tested.append(_Tested(claim, dataset, setting, mine, theirs, None))
+    return tested
+
+
+def claims_table(runs: pd.DataFrame, metrics: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per tested claim (see the module docstring); empty when no claim can be tested."""
+    tested = _collect(runs, metrics)
+    rows, p_for, p_against = [], [], []
+    for t in tested:
+        c = t.claim
+        if c.direction == "near":
+            mean, low, high = mean_ci(t.values.tolist())
+            rows.append({"effect": mean - t.target, "ci_low": low - t.target, "ci_high": high - t.target,
+                         "partner_n": 0, "claim": f"{c.value} near {t.target:.3g} ± {c.tolerance:g}"})
+            p_for.append(math.nan)
+            p_against.append(math.nan)
+            continue
+        low, high = difference_ci(t.values, t.partner)
+        rows.append({"effect": float(t.values.mean() - t.partner.mean()), "ci_low": low, "ci_high": high,
+                     "partner_n": len(t.partner), "claim": f"{c.value} {c.direction} than {c.partner}"})
+        claimed = "less" if c.direction == "lower" else "greater"
+        other = "greater" if claimed == "less" else "less"
+        p_for.append(float(stats.mannwhitneyu(t.values, t.partner, alternative=claimed).pvalue))
+        p_against.append(float(stats.mannwhitneyu(t.values, t.partner, alternative=other).pvalue))
+    adjusted_for, adjusted_against = holm(p_for), holm(p_against)
+    m = max(1, int(np.isfinite(p_for).sum()))
+    for row, t, p, adj, adj_against in zip(rows, tested, p_for, adjusted_for, adjusted_against):
+        row.update({"dataset": t.dataset, "setting": t.setting, "value": t.claim.value, "n": len(t.values), "p": p,
+                    "p_holm": adj})
+        if t.claim.direction == "near":
+            tol = t.claim.tolerance
+            inside = -tol <= row["ci_low"] and row["ci_high"] <= tol
+            outside = row["ci_low"] > tol or row["ci_high"] < -tol
+            row["verdict"] = "holds" if inside else "fails" if outside else "inconclusive"
+            row["seeds_needed"] = -1
+        else:
+            row["verdict"] = "holds" if adj < alpha else "fails" if adj_against < alpha else "inconclusive"
+            row["seeds_needed"] = seeds_needed(t.values, t.partner, alpha / m) if row["verdict"] == "inconclusive" else 0
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def claims_display(table: pd.DataFrame) -> Table:
+    """The verdicts as a report table (Markdown, LaTeX and HTML renderers of vaebench.reports.tables)."""
+    columns = [Column("dataset"), Column("setting"), Column("claim"), Column("n", numeric=True),
+               Column("partner n", numeric=True), Column("effect [95% CI]", numeric=True),
+               Column("p (Holm)", numeric=True), Column("verdict"), Column("seeds needed", numeric=True)]
+    rows = [
+        [Cell(r["dataset"]), Cell(r["setting"]), Cell(r["claim"]), Cell(str(r["n"])), Cell(str(r["partner_n"])),
+         Cell(ci_cell(r["effect"], r["ci_low"], r["ci_high"])),
+         Cell(f"{r['p_holm']:.3g}" if math.isfinite(r["p_holm"]) else "-"), Cell(r["verdict"], r["verdict"] != "inconclusive"),
+         Cell(str(r["seeds_needed"]) if r["seeds_needed"] > 0 else "")]
+        for r in table.to_dict("records")
+    ]
+    caption = ("Each variant's claim against the suite's vae of the same setup: difference of means (claimant - "
+               f"partner) with a bootstrap CI, one-sided Mann-Whitney p Holm-corrected across claims, alpha {ALPHA}; "
+               "seeds needed: per side, for 80% power at the observed effect.")
+    return Table(columns, rows, caption=caption)
+
+
+def format_claims(table: pd.DataFrame) -> str:
+    """The verdicts as a terminal table, with a one-line summary."""
+    if table.empty:
+        return "no claim can be tested here (each claim needs its variant and a `vae` partner of the same setup)"
+    shown = table.assign(
+        effect=[f"{e:+.3g} [{lo:+.3g}, {hi:+.3g}]" if math.isfinite(lo) else f"{e:+.3g}"
+                for e, lo, hi in zip(table["effect"], table["ci_low"], table["ci_high"])],
+        p_holm=[f"{p:.3g}" if math.isfinite(p) else "-" for p in table["p_holm"]],
+        seeds_needed=[str(s) if s > 0 else "" for s in table["seeds_needed"]],
+    )[["setting", "claim", "n", "partner_n", "effect", "p_holm", "verdict", "seeds_needed"]]
+    counts = table["verdict"].value_counts()
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "fails", "inconclusive"))
+    return shown.to_string(index=False) + f"\n{len(table)} claims: {summary} (one-sided Mann-Whitney, Holm, alpha {ALPHA})"
