@@ -7,10 +7,13 @@ never needed and nothing is downloaded).
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
+import os
 import pickle
 import struct
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -450,9 +453,97 @@ def test_registered_datasets_and_their_parameters():
         "dsprites_file": ["path", "test_size", "split_seed"], "shapes3d": ["path", "test_size", "split_seed"],
         "dsprites": ["size", "test_size", "split_seed"], "color_dsprites": ["size", "test_size", "split_seed"],
         "digits": ["test_size", "split_seed"],
+        "image_folder": ["path", "size", "channels", "labels", "test_size", "split_seed"], "cifar10": ["path"],
+        "npz": ["path", "test_size", "split_seed"],
     }
     for name, params in expected.items():
         assert data.dataset_parameters(name) == params
     with pytest.raises(ConfigError, match="key 'mode': unknown parameter for dataset 'dsprites'"):
         data.get("dsprites", mode="color")
     assert data.get("color_dsprites", size=32).image_shape == (3, 32, 32)
+
+
+# ---------------------------------------------------------------------------- files that load but are broken (issue 10)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_dsprites_file_with_a_truncated_imgs_array_is_refused_at_load(tmp_path):
+    path = tmp_path / "d.npz"
+    write_dsprites(path, drop=["imgs"])
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("imgs.npy", _npy_bytes(_row_bits(48))[:-100])
+    with pytest.raises(DataError, match=fr"^{path}: key 'imgs': the header declares uint8 data of shape \(48, 8, 8\) "
+                                        r"\(3072 bytes\), but 2972 bytes are stored \(truncated\)"):
+        data.get("dsprites_file", path=str(path), test_size=4)
+    write_dsprites(path)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(path.read_bytes()[:-200])  # a copy that stopped early: the archive's directory is gone
+    with pytest.raises(DataError, match=f"^{cut}: not a NumPy .npz archive"):
+        data.get("dsprites_file", path=str(cut), test_size=4)
+
+
+def test_dsprites_file_without_rows_is_refused_at_load(tmp_path):
+    path = tmp_path / "d.npz"
+    write_dsprites(path, imgs=np.zeros((0, 8, 8), np.uint8), latents_classes=np.zeros((0, 6), np.int64))
+    with pytest.raises(DataError, match=f"^{path}: holds no images \\(key 'latents_classes' has 0 rows\\)"):
+        data.get("dsprites_file", path=str(path), test_size=4)
+
+
+@pytest.mark.parametrize("which", ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"])
+def test_mnist_file_with_zero_images_is_refused_at_load(tmp_path, which):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / which, np.zeros((0, 28, 28), np.uint8))
+    write_idx(tmp_path / which.replace("images-idx3", "labels-idx1"), np.zeros(0, np.uint8))
+    with pytest.raises(DataError, match=fr"^{tmp_path / which}: holds an empty array of shape \(0, 28, 28\)"):
+        data.get("mnist", path=str(tmp_path))
+
+
+def test_idx_dimensions_whose_product_overflows_are_refused(tmp_path):
+    # 2**31 * 2**31 * 4 = 2**64: as an int64 product this wraps to 0 and matched an empty body
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2**31, 2**31, 4))
+    with pytest.raises(DataError, match=fr"^{path}: IDX header declares uint8 data of shape \(2147483648, 2147483648, 4\) "
+                                        fr"\({2**64} bytes\), but 0 bytes follow the header \(truncated\)"):
+        read_idx(path)
+
+
+def test_mnist_negative_labels_are_refused(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([1, -3, 2], np.int8))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: holds the negative label -3"):
+        data.get("mnist", path=str(tmp_path))
+
+
+@pytest.mark.parametrize("key", ["images", "labels"])
+def test_shapes3d_key_that_is_a_group_is_refused_at_load(tmp_path, key):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "3dshapes.h5"
+    write_shapes3d(path, **{key: None})
+    with h5py.File(path, "a") as f:
+        f.create_group(key).create_dataset("inner", data=np.zeros(3))
+    with pytest.raises(DataError, match=f"^{path}: key '{key}' is an HDF5 group, not a dataset"):
+        data.get("shapes3d", path=str(path), test_size=4)
+
+
+def test_shapes3d_scalar_labels_are_refused_at_load(tmp_path):
+    path = tmp_path / "3dshapes.h5"
+    write_shapes3d(path, labels=np.float64(3.0))
+    with pytest.raises(DataError, match=fr"^{path}: key 'labels': shape \(\); expected \(N, 6\) factor values"):
+        data.get("shapes3d", path=str(path), test_size=4)
+
+
+def test_describe_carries_the_files_fingerprint(tmp_path):
+    write_mnist(tmp_path / "m")
+    path = tmp_path / "d.npz"
+    write_dsprites(path)
+    before = {"mnist": data.DATASETS.get("mnist")(path=str(tmp_path / "m")).describe()["fingerprint"],
+              "dsprites_file": data.DATASETS.get("dsprites_file")(path=str(path), test_size=4).describe()["fingerprint"]}
+    os.utime(tmp_path / "m" / "t10k-images-idx3-ubyte", ns=(1, 1))
+    os.utime(path, ns=(1, 1))
+    assert data.DATASETS.get("mnist")(path=str(tmp_path / "m")).describe()["fingerprint"] != before["mnist"]
+    assert data.DATASETS.get("dsprites_file")(path=str(path), test_size=4).describe()["fingerprint"] != before["dsprites_file"]

@@ -113,6 +113,9 @@ def npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
                 header_bytes = member.tell()
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: key {key!r}: not a readable .npy array ({err})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: key {key!r}: an array of Python objects (stored as a pickle, which is never loaded); "
+                        "expected a numeric array")
     shape = tuple(int(d) for d in shape)
     expected = header_bytes + math.prod(shape) * dtype.itemsize
     if info.file_size != expected:

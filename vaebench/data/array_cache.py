@@ -1,0 +1,139 @@
+"""Decoded images cached on disk: a uint8 array built once, memory-mapped and verified on opening.
+
+For datasets whose images are expensive to produce from the user's files (an image folder's
+PNG and JPEG files, decoded, converted and resized), `open_array_cache` stores the result once,
+under the run directory's cache, and every run and worker process then maps the same file.
+
+What is stored, and where
+    `<cache_dir>/datasets/<kind>-<key>.npy`: the array, a .npy file (uint8, C order).
+    `<kind>-<key>.json`: the description it was built from, its shape and the SHA-256 of the .npy file.
+    `<kind>-<key>.lock`: the lock builders take.
+    `key` = `content_hash` of {format, kind, the caller's description, shape}; the description
+    names everything the bytes depend on (for an image folder: the files' fingerprint, the
+    decoding parameters and the decoder's version), so a change of any of them is a new entry
+    and a stale entry is never read.
+
+Integrity and concurrency
+    The array, then its sidecar, are written through `atomic_write` (a temporary file renamed
+    into place), so a file under its final name is complete. Opening checks the array's SHA-256
+    against the sidecar, once per process and file: a missing, truncated or altered file is
+    logged and rebuilt. Builders hold an exclusive `fcntl` lock and look again once they have it,
+    so processes asking at once build it once; readers need no lock. A `CachedArray` pickles as
+    its path and hash; a process that unpickles it maps and verifies the file again.
+
+The same scheme, specialised to bit-packed masks, is `vaebench.data.materialise`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from vaebench.errors import DataError
+from vaebench.files import atomic_write, content_hash, file_sha256
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+# fill(start, stop) -> the uint8 rows start..stop-1 of the array
+FillFn = Callable[[int, int], np.ndarray]
+
+# Verified memory maps by path: once per process and file.
+_MAPPED: dict[str, np.ndarray] = {}
+
+
+class CachedArray:
+    """A verified uint8 array in the cache, memory-mapped read-only."""
+
+    def __init__(self, path: Path, sha256: str):
+        self.path = path
+        self.sha256 = sha256
+
+    @property
+    def array(self) -> np.ndarray:
+        mapped = _MAPPED.get(str(self.path))
+        if mapped is None:
+            if not _verified(self.path, self.sha256):
+                raise DataError(f"{self.path}: changed since it was built; expected SHA-256 {self.sha256}")
+            mapped = _MAPPED[str(self.path)]
+        return mapped
+
+
+def open_array_cache(cache_dir: str | Path, *, kind: str, description: dict, shape: tuple[int, ...],
+                     fill: FillFn, chunk: int) -> CachedArray:
+    """The verified uint8 array of `shape` described by `description`, from `cache_dir`/datasets;
+    built first, `chunk` rows at a time from `fill`, when it is missing or does not verify."""
+    shape = tuple(int(d) for d in shape)
+    key = content_hash({"format": FORMAT, "kind": kind, "description": description, "shape": list(shape)})
+    stem = Path(cache_dir) / "datasets" / f"{kind}-{key}"
+    path, sidecar = stem.with_suffix(".npy"), stem.with_suffix(".json")
+    sha = _recorded_sha(sidecar)
+    if sha is not None and (str(path) in _MAPPED or _verified(path, sha)):
+        return CachedArray(path, sha)
+    with _exclusive(stem.with_suffix(".lock")):
+        sha = _recorded_sha(sidecar)  # another process may have built it while this one waited
+        if sha is None or not _verified(path, sha):
+            sha = _build(path, sidecar, description, shape, fill, chunk)
+            _MAPPED[str(path)] = np.load(path, mmap_mode="r")
+    return CachedArray(path, sha)
+
+
+def _recorded_sha(sidecar: Path) -> str | None:
+    try:
+        return json.loads(sidecar.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _verified(path: Path, sha: str) -> bool:
+    """Whether `path` hashes to `sha`; if so its memory map is registered for this process."""
+    if not path.is_file():
+        return False
+    actual = file_sha256(path)
+    if actual != sha:
+        log.warning("%s: SHA-256 %s, but its sidecar records %s: rebuilt", path, actual, sha)
+        return False
+    _MAPPED[str(path)] = np.load(path, mmap_mode="r")
+    return True
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(path: Path, sidecar: Path, description: dict, shape: tuple[int, ...], fill: FillFn, chunk: int) -> str:
+    """Write the array from `fill` (then the sidecar); returns the file's SHA-256."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    digest = hashlib.sha256(header.getvalue())
+    with atomic_write(path) as f:
+        f.write(header.getvalue())
+        for start in range(0, shape[0], chunk):
+            stop = min(shape[0], start + chunk)
+            block = np.ascontiguousarray(fill(start, stop))
+            expected = (stop - start, *shape[1:])
+            if block.dtype != np.uint8 or block.shape != expected:
+                raise ValueError(f"fill({start}, {stop}) gave {block.dtype} {block.shape}, expected uint8 {expected}")
+            digest.update(block.data)
+            f.write(block.data)
+    sha = digest.hexdigest()
+    with atomic_write(sidecar, "w") as f:
+        json.dump({"description": description, "shape": list(shape), "sha256": sha}, f, indent=1)
+    log.info("cached %s: %d rows, %d MB", path, shape[0], path.stat().st_size >> 20)
+    return sha
