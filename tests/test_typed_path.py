@@ -283,3 +283,10 @@ def test_data_flows_one_way():
     tree = ast.parse((PACKAGE / "bench" / "executors.py").read_text())
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "vaebench.bench.ray_executor" not in modules
+
+
+def test_a_model_grid_expands_and_keeps_settings_apart(tmp_path):
+    path = _labels_suite(tmp_path)
+    path.write_text(path.read_text().replace('architecture = "mlp"', 'architecture = ["mlp", "conv"]'))
+    suite = load_suite(path)
+    assert {s.architecture for s in suite.specs} == {"mlp", "conv"} and len(suite.specs) == 2 * 5 * 2

@@ -5,7 +5,7 @@
     seeds = [0, 1]
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
     [budget]    steps, batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every, log_every
-    [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian)
+    [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
     [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
     [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
@@ -187,6 +187,19 @@ def _metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: 
     return tuple(requested)
 
 
+def _parse_models(raw: dict, file: str) -> list[dict[str, Any]]:
+    """The [model] table, checked; a list value is a grid (architecture = ["conv", "pixelcnn"])."""
+    table = _table(raw, "model", file)
+    grid_keys = [k for k, v in table.items() if isinstance(v, list)]
+    for key in grid_keys:
+        if not table[key]:
+            raise ConfigError("a grid must list at least one value", file=file, key=f"model.{key}")
+    return [
+        check_params({**table, **dict(zip(grid_keys, values))}, MODEL_PARAMS, file=file, prefix="model.")
+        for values in itertools.product(*(table[k] for k in grid_keys))
+    ]
+
+
 def _parse_seeds(raw: dict, file: str) -> list[int]:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds:
@@ -280,9 +293,10 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     seeds = _parse_seeds(raw, file)
     max_runs = Param("max_runs", MAX_RUNS, minimum=1).check(raw.get("max_runs", MAX_RUNS), file=file)
     budget = check_params(_table(raw, "budget", file), BUDGET_PARAMS, file=file, prefix="budget.")
-    model = check_params(_table(raw, "model", file), MODEL_PARAMS, file=file, prefix="model.")
+    models = _parse_models(raw, file)
     variant_entries = _array_of_tables(raw, "variants", file)
-    n_runs = len(seeds) * len(_array_of_tables(raw, "datasets", file)) * sum(_grid_size(e) for e in variant_entries)
+    n_runs = (len(seeds) * len(models) * len(_array_of_tables(raw, "datasets", file))
+              * sum(_grid_size(e) for e in variant_entries))
     if n_runs > max_runs:
         raise ConfigError(f"the grid expands to {n_runs:,d} runs, more than max_runs = {max_runs:,d} "
                           "(raise max_runs to allow it)", file=file, key="variants")
@@ -291,7 +305,7 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     requested, metric_params = _parse_evaluation(raw, file)
     specs: list[RunSpec] = []
     written: dict[RunSpec, set[str]] = {}
-    for ds_name, ds_params, dataset in datasets:
+    for (ds_name, ds_params, dataset), model in itertools.product(datasets, models):
         try:
             make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"])
         except ConfigError as err:

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from vaebench.files import content_hash
+from vaebench.reports.summary import distinguish_settings
 from vaebench.reports.tables import Cell, Column, Table, ci_cell
 from vaebench.reports.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, holm, mean_ci, min_attainable_p
 from vaebench.variants import VARIANTS
@@ -75,6 +76,7 @@ def seeds_needed(a: np.ndarray, b: np.ndarray, alpha: float) -> int:
 
 def _collect(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[_Tested]:
     done = runs[runs["status"] == "done"]
+    done = done.assign(setting=distinguish_settings(done)) if not done.empty else done
     values = metrics.pivot(index="run_id", columns="name", values="value") if not metrics.empty else pd.DataFrame()
     partners: dict[tuple[str, str], list[str]] = {}
     for r in done.itertuples():
@@ -84,7 +86,8 @@ def _collect(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[_Tested]:
             if all(spec["hyperparameters"].get(k) == v for k, v in defaults.items()):
                 partners.setdefault((spec["variant"], _context(spec)), []).append(r.run_id)
     tested = []
-    for (setting, dataset), group in done.groupby(["setting", "dataset"], sort=True):
+    setting_ids = done["spec"].map(lambda spec: content_hash({k: v for k, v in spec.items() if k != "seed"}))
+    for (setting, dataset, _), group in done.groupby(["setting", "dataset", setting_ids], sort=True):
         spec = group["spec"].iloc[0]
         if spec["variant"] not in VARIANTS:
             continue
