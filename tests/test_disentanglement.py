@@ -1,4 +1,7 @@
-"""Tests of vaebench.metrics.disentanglement: MIG, SAP, DCI, modularity and their estimators."""
+"""Tests of vaebench.metrics.disentanglement: MIG, SAP, DCI, modularity and their estimators.
+
+The DCI learners (exact, binned, sklearn) are compared in test_disentanglement_learners.py.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,10 @@ from sklearn.metrics import mutual_info_score
 
 from vaebench.errors import ConfigError
 from vaebench.metrics import disentanglement as dm
+from vaebench.metrics.disentanglement.dci import completeness, disentanglement
+from vaebench.metrics.disentanglement.protocol import train_test_split
+from vaebench.metrics.disentanglement.sap import score_matrix
+from vaebench.metrics.registry import METRICS, check_metric_params
 
 # dSprites' factor grid without the single-valued colour: shape, scale, orientation, x, y
 DSPRITES_SIZES = (3, 6, 40, 32, 32)
@@ -166,21 +173,21 @@ def test_histogram_discretize_matches_disentanglement_lib():
 
 def test_dci_entropy_scores_by_hand():
     # one code per factor: fully disentangled and complete
-    assert dm._dci_disentanglement(np.eye(2)) == pytest.approx(1.0, abs=1e-9)
-    assert dm._dci_completeness(np.eye(2)) == pytest.approx(1.0, abs=1e-9)
+    assert disentanglement(np.eye(2)) == pytest.approx(1.0, abs=1e-9)
+    assert completeness(np.eye(2)) == pytest.approx(1.0, abs=1e-9)
     # one code carries both factors equally, the other nothing: D = 0, C = 1
     r = np.array([[1.0, 1.0], [0.0, 0.0]])
-    assert dm._dci_disentanglement(r) == pytest.approx(0.0, abs=1e-9)
-    assert dm._dci_completeness(r) == pytest.approx(1.0, abs=1e-9)
+    assert disentanglement(r) == pytest.approx(0.0, abs=1e-9)
+    assert completeness(r) == pytest.approx(1.0, abs=1e-9)
     # R = [[.5, 0], [.5, 1]]: D_1 = 1, D_2 = 1 - H_2(1/3, 2/3), rho = (1/4, 3/4);
     # C_1 = 1 - H_2(1/2, 1/2) = 0, C_2 = 1, factor weights (1/2, 1/2)
     r = np.array([[0.5, 0.0], [0.5, 1.0]])
     h = -(1 / 3 * math.log2(1 / 3) + 2 / 3 * math.log2(2 / 3))
-    assert dm._dci_disentanglement(r) == pytest.approx(0.25 + 0.75 * (1 - h), abs=1e-9)
-    assert dm._dci_completeness(r) == pytest.approx(0.5, abs=1e-9)
+    assert disentanglement(r) == pytest.approx(0.25 + 0.75 * (1 - h), abs=1e-9)
+    assert completeness(r) == pytest.approx(0.5, abs=1e-9)
     # no importance at all (a code that predicts nothing) scores 0
-    assert dm._dci_disentanglement(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-9)
-    assert dm._dci_completeness(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-9)
+    assert disentanglement(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-9)
+    assert completeness(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-9)
 
 
 # ------------------------------------------------------------------ metrics on known codes
@@ -263,9 +270,9 @@ def test_sap_svm1d_agrees_with_linearsvc(dsprites, code):
     exact = dm.sap(codes, factors, learner="linearsvc")
     assert abs(fast - exact) <= 0.02
     # the score matrices themselves agree point for point up to a few test points
-    train, test = dm._train_test_split(N, 0)
+    train, test = train_test_split(N, 0)
     matrices = [
-        dm._sap_score_matrix(codes[train], factors[train], codes[test], factors[test], learner)
+        score_matrix(codes[train], factors[train], codes[test], factors[test], learner)
         for learner in ("svm1d", "linearsvc")
     ]
     assert np.abs(matrices[0] - matrices[1]).max() <= 0.005
@@ -276,12 +283,14 @@ def test_sap_svm1d_agrees_with_linearsvc(dsprites, code):
 SMALL_SIZES = (3, 6, 8, 5, 4)
 
 
+@pytest.mark.parametrize("learner", ["exact-gbt", "hist-gbt"])
 @pytest.mark.parametrize("code", ["perfect", "rotated"])
-def test_dci_default_learner_agrees_with_gradient_boosting(code):
+def test_dci_fast_learners_agree_with_gradient_boosting(code, learner):
+    # (the exact learner's tighter agreement on noisy codes: test_disentanglement_learners.py)
     factors = sample_factors(1500, SMALL_SIZES, seed=0)
     make = perfect_code if code == "perfect" else rotated_code
     codes = make(factors, seed=1)
-    fast = dm.dci(codes, factors)
+    fast = dm.dci(codes, factors, learner=learner)
     exact = dm.dci(codes, factors, learner="gbt")
     for key in ("disentanglement", "completeness", "informativeness"):
         assert abs(fast[key] - exact[key]) <= 0.02, (key, fast, exact)
@@ -309,13 +318,17 @@ def test_seeded_metrics_are_deterministic():
         dm.sap(codes, factors, seed=None)
 
 
-def test_registry_entries():
-    from vaebench.metrics.registry import METRICS
-
-    factors = sample_factors(600, (3, 4), seed=5)
-    context = SimpleNamespace(
-        codes=perfect_code(factors, seed=6), factors=factors, seed=0, params={}
+def registry_context(codes, factors, **params):
+    """What the harness hands a metric: the codes as posterior means, every metric's params."""
+    return SimpleNamespace(
+        mu=codes, logvar=np.full(codes.shape, -4.0), codes=codes, factors=factors, seed=0,
+        params=check_metric_params(params), notes={}, cache={},
     )
+
+
+def test_registry_entries():
+    factors = sample_factors(600, (3, 4), seed=5)
+    context = registry_context(perfect_code(factors, seed=6), factors)
     expected = {
         "mig": {"mig"},
         "sap": {"sap"},
@@ -324,23 +337,21 @@ def test_registry_entries():
     }
     for name, keys in expected.items():
         info = METRICS.get(name)
-        assert info.higher_is_better and info.needs_factors
+        assert info.family == "disentanglement" and info.needs_factors
+        assert all(value.higher_is_better for value in info.values)
         values = info.compute(context)
         assert set(values) == keys
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values.values())
-    assert METRICS.get("mig").defaults == {"n_bins": dm.N_BINS}
-    assert METRICS.get("dci").compute(context)["dci_d"] == dm.dci(context.codes, factors)[
-        "disentanglement"
-    ]
+        assert all(info.value(key) is not None for key in keys)
+    params = {p.key: p.default for p in METRICS.get("mig").params}
+    assert params["mig_n_bins"] == dm.N_BINS
+    assert METRICS.get("dci").compute(context)["dci_d"] == dm.dci(context.codes, factors)["disentanglement"]
     # options from the suite's [evaluation.params]; a bad one names its key
-    context.params = {"mig_n_bins": 3, "sap_learner": "linearsvc"}
+    context = registry_context(context.codes, factors, mig_n_bins=3, sap_learner="linearsvc")
     assert METRICS.get("mig").compute(context)["mig"] == dm.mig(context.codes, factors, n_bins=3)
-    assert METRICS.get("sap").compute(context)["sap"] == dm.sap(
-        context.codes, factors, learner="linearsvc"
-    )
-    context.params = {"dci_learner": "forest"}
-    with pytest.raises(ConfigError, match="evaluation.params.dci_learner.*unknown DCI learner"):
-        METRICS.get("dci").compute(context)
+    assert METRICS.get("sap").compute(context)["sap"] == dm.sap(context.codes, factors, learner="linearsvc")
+    with pytest.raises(ConfigError, match="evaluation.params.dci_learner.*must be one of 'exact-gbt'"):
+        check_metric_params({"dci_learner": "forest"})
 
 
 GOOD_CODES = np.random.default_rng(0).normal(size=(20, 3))
@@ -376,7 +387,7 @@ def test_invalid_options():
         dm.modularity(GOOD_CODES, GOOD_FACTORS, n_bins=2.5)
     with pytest.raises(ValueError, match="unknown SAP learner 'svc'; allowed: svm1d, linearsvc"):
         dm.sap(GOOD_CODES, GOOD_FACTORS, learner="svc")
-    with pytest.raises(ValueError, match="unknown DCI learner"):
+    with pytest.raises(ValueError, match="unknown DCI learner 'xgboost'; allowed: exact-gbt, hist-gbt, gbt"):
         dm.dci(GOOD_CODES, GOOD_FACTORS, learner="xgboost")
     with pytest.raises(ValueError, match="codes_discrete must be a 2-D array"):
         dm.discrete_mutual_information(np.arange(5), np.arange(5)[:, None])

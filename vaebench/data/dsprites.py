@@ -14,6 +14,11 @@ Each pixel is 1 where its centre lies inside the rotated, scaled shape: binary i
 `size` 64 (the original) or rendered directly at 32. `mode="color"` paints the sprite in a
 per-image random colour, `mode="noisy"` puts it on a per-image uniform-noise background
 (Locatello et al. 2019); both are deterministic functions of the image index.
+
+`materialised(cache_dir, ...)` returns a view of the dataset whose masks are gathered from a
+bit-packed cache of the whole grid (`vaebench.data.materialise`) instead of rendered; colour
+and noise are still drawn per batch, by the same code, so its images are the same bits. On a
+CUDA device the binary images of a view are gathered and unpacked on the device (`batch`).
 """
 
 from __future__ import annotations

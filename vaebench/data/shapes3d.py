@@ -68,6 +68,8 @@ class Shapes3D(FileGroundTruthDataset):
         shape = tuple(images.shape)
         if len(shape) != 4 or shape[3] not in (1, 3) or min(shape[1:3]) < 1 or images.dtype != np.uint8:
             raise DataError(f"{file}: key 'images': {images.dtype} array of shape {shape}; expected uint8 images (N, H, W, 3)")
+        if np.ndim(labels) != 2:
+            raise DataError(f"{file}: key 'labels': shape {np.shape(labels)}; expected (N, {len(self.factor_names)}) factor values")
         if len(labels) != shape[0]:
             raise DataError(f"{file}: key 'images' holds {shape[0]} images but 'labels' {len(labels)} rows")
         self.image_shape = (shape[3], shape[1], shape[2])

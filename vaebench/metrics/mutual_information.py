@@ -3,9 +3,9 @@
 For N images x_1..x_N drawn from the data distribution, posteriors q(z | x_n) = N(mu_n, diag
 exp(logvar_n)) and one draw z_i ~ q(z | x_i) per image, the two estimates differ only in the
 mixture that stands for the aggregated posterior q(z) at z_i (Poole, Ozair, van den Oord,
-Alemi and Tucker 2019, "On variational bounds of mutual information", ICML, section 2.4,
-the bounds with a known conditional: the "minibatch" lower bound and the "leave-one-out"
-upper bound):
+Alemi and Tucker 2019, "On variational bounds of mutual information", ICML: the bounds for a
+known conditional, "structured bounds with tractable encoders": the minibatch lower bound and
+the leave-one-out upper bound, here with the whole evaluation set as the batch):
 
     lower  I_N  = 1/N sum_i [ log q(z_i | x_i) - log 1/N     sum_n      q(z_i | x_n) ]   <= log N
     upper  I_N' = 1/N sum_i [ log q(z_i | x_i) - log 1/(N-1) sum_{n!=i} q(z_i | x_n) ]

@@ -62,7 +62,8 @@ def reconstruction_pass(ctx: EvaluationContext) -> dict[str, np.ndarray]:
             sl = slice(start, start + DECODE_BATCH)
             z = reparameterize(mu_all[sl], lv_all[sl], generator).to(ctx.device)
             x = ctx.test_images[sl].to(ctx.device)
-            params = ctx.model.decode(z)
+            # an autoregressive decoder (pixelcnn) gives x's parameters by teacher forcing
+            params = ctx.model.decode(z, x) if getattr(ctx.model, "autoregressive", False) else ctx.model.decode(z)
             x_hat = ctx.model.likelihood.mean(params)
             parts["nll"].append(-ctx.model.likelihood.log_prob(x, params).cpu())
             parts["mse"].append(squared_error(x, x_hat).cpu())

@@ -131,9 +131,15 @@ class Variant(nn.Module):
         pass); without x it draws an image from p(x | z) pixel by pixel (the global RNG) and
         returns the parameters along that draw.
         """
-        if not getattr(self.decoder, "autoregressive", False):
+        if not self.autoregressive:
             return self.decoder(z)
         return self.decoder(z, x) if x is not None else self.decoder.sample(z, self.likelihood)[1]
+
+    @property
+    def autoregressive(self) -> bool:
+        """Whether the decoder's parameters at a pixel depend on the pixels before it (`pixelcnn`):
+        then the likelihood parameters of given images come from decode(z, x)."""
+        return getattr(self.decoder, "autoregressive", False)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """The mean image decoded from the posterior mean."""

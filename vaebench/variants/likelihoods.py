@@ -21,6 +21,10 @@ class Likelihood:
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x ~ p(x | params) (the global RNG without a generator)."""
+        raise NotImplementedError
+
 
 class Bernoulli(Likelihood):
     """x_p ~ Bernoulli(sigmoid(logit_p)); log p = -sum_p BCE(logit_p, x_p). x may be in [0, 1]."""
@@ -33,6 +37,10 @@ class Bernoulli(Likelihood):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        u = torch.rand(params.shape, generator=generator, dtype=params.dtype, device=params.device)
+        return (u < torch.sigmoid(params)).to(params.dtype)
 
 
 class Gaussian(Likelihood):
@@ -50,6 +58,10 @@ class Gaussian(Likelihood):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return params
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(params.shape, generator=generator, dtype=params.dtype, device=params.device)
+        return params + self.sigma * noise
 
 
 LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")

@@ -5,6 +5,8 @@
   side is even and above 4 (28 -> 7, 32 -> 4, 64 -> 4, 8 -> 4), then dense 256.
 - `burgess`: Burgess et al. 2018, "Understanding disentangling in beta-VAE", 64 px only:
   four 4x4 stride-2 convolutions with 32 channels, dense 256, dense 256, latent (10).
+- `pixelcnn`: the `conv` encoder and an autoregressive PixelCNN decoder conditioned on z
+  through the `conv` decoder (`vaebench.variants.pixelcnn`); 1-channel images.
 The encoder outputs (mu, logvar) concatenated; the decoder outputs likelihood parameters.
 """
 
@@ -15,8 +17,9 @@ import math
 from torch import nn
 
 from vaebench.errors import ConfigError
+from vaebench.variants.pixelcnn import CONDITIONING_CHANNELS, PixelCNNDecoder
 
-ARCHITECTURES = ("mlp", "conv", "burgess")
+ARCHITECTURES = ("mlp", "conv", "burgess", "pixelcnn")
 _CONV_CHANNELS = (32, 32, 64, 64)
 
 
@@ -35,7 +38,9 @@ def _layout(architecture: str, image_shape: tuple[int, int, int]) -> tuple[tuple
         return (), (512, 256)
     if height != width:
         raise ConfigError(f"needs square images, got {height}x{width}", key="architecture")
-    if architecture == "conv":
+    if architecture == "pixelcnn" and image_shape[0] != 1:
+        raise ConfigError(f"'pixelcnn' is defined for 1-channel images, got {image_shape[0]}", key="architecture")
+    if architecture in ("conv", "pixelcnn"):
         return _CONV_CHANNELS[: _halvings(height)], (256,)
     if architecture == "burgess":
         if height != 64:
@@ -68,6 +73,9 @@ def make_encoder(architecture: str, image_shape: tuple[int, int, int], latent_di
 def make_decoder(architecture: str, image_shape: tuple[int, int, int], latent_dim: int) -> nn.Module:
     """z (B, latent_dim) -> likelihood parameters (B, C, H, W)."""
     channels, dense = _layout(architecture, image_shape)
+    if architecture == "pixelcnn":
+        _, height, width = image_shape
+        return PixelCNNDecoder(image_shape, make_decoder("conv", (CONDITIONING_CHANNELS, height, width), latent_dim))
     c_img, side, _ = image_shape
     small = side >> len(channels)
     first = channels[-1] * small * small if channels else math.prod(image_shape)

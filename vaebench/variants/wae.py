@@ -57,7 +57,7 @@ class WAE(Variant):
     def loss(self, x: torch.Tensor, step: int) -> Losses:
         h = self.hparams
         z = sample_code(*self.encode(x), h.encoder)
-        params = self.decode(z)
+        params = self.decode(z, x)
         nll = -self.likelihood.log_prob(x, params).mean()
         sq_error = (x - self.likelihood.mean(params)).pow(2).flatten(1).sum(1).mean()
         mmd = mmd_to_prior(z, h.kernel)

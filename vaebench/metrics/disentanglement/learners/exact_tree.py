@@ -5,30 +5,30 @@ feature (values rounded to float32), considers a threshold between every two con
 values that differ by more than ``FEATURE_THRESHOLD`` (1e-7), at their midpoint
 ``a / 2 + b / 2``, and keeps the split with the largest squared-error decrease
 
-    n_node * impurity - n_l * impurity_l - n_r * impurity_r
-        = n_node / (n_l n_r) * (S_l - n_l * S_node / n_node)^2             (S: residual sums)
+    n * impurity - n_l * impurity_l - n_r * impurity_r = n / (n_l n_r) * (S_l - n_l * S / n)^2
 
-taking the first such candidate in its visiting order; a node splits unless it holds one
-sample or its impurity is at most machine epsilon. This grower finds the same splits without
-sorting per node:
+(S: the sum of the node's residuals, S_l of its left part). It visits the features in a random
+order and keeps the first of equally good candidates, so an exact tie between features (two
+features that split the node's samples the same way, which happened in 6-8% of the splits of
+the tests' codes, mostly in small nodes) goes to a random one of them; within a feature the
+lowest threshold wins. A node splits unless it holds one sample or its impurity is at most
+machine epsilon. This grower makes the same choices without sorting per node:
 
 - every feature is sorted once; each tree keeps, per feature, its samples sorted by
   (node, value): all nodes of a level lie side by side in one row per feature, so one
-  ``np.cumsum`` per row gives the prefix sums S_l of every candidate of every node;
+  ``np.cumsum`` per row gives the sums S_l of every candidate of every node;
 - after a level's splits, each row is partitioned stably (left children, then right children)
   by index arithmetic: the layout of the next level, still sorted within each node;
-- residuals enter the prefix sums in 64-bit fixed point (rounded to multiples of 2**-k with
+- residuals enter the sums in 64-bit fixed point (rounded to multiples of 2**-k with
   n * 2**k < 2**62), so the sums are exact integers (and ``np.cumsum`` on int64 is several
   times faster than on float64); the rounding, below 1e-15 per residual, is of the size of
-  sklearn's own floating-point rounding;
-- many trees (the trees of a stage, one per class) are processed at once in chunks of about
+  sklearn's own floating-point rounding, so only candidates whose gains agree to about 15
+  digits may be ordered differently;
+- exact ties between features are broken at random by a generator seeded with ``seed``, as
+  sklearn's ``random_state`` does (with another stream of random numbers: the two pick the same
+  split only where there is no tie);
+- many trees (one per class in a stage) are processed at once, in chunks of about
   ``CHUNK_ELEMENTS`` (tree, feature, sample) entries.
-
-Departures from sklearn, all about exact ties: sklearn visits the features of each node in a
-random order and keeps the first of equally good candidates, so between features that give
-exactly the same decrease (duplicated or equivalent features) it picks at random; this grower
-takes the lowest feature index. Candidates whose decreases differ only by floating-point
-rounding may be ordered differently. Neither moved DCI's scores by more than 0.001 in the tests.
 """
 
 from __future__ import annotations
@@ -53,37 +53,35 @@ HEAVY_TIES = 0.01
 class ExactTreeGrower:
     """:class:`.boosting.TreeGrower` with the exact splits of sklearn's best splitter."""
 
-    def __init__(self, x_train: np.ndarray, x_test: np.ndarray):
+    def __init__(self, x_train: np.ndarray, x_test: np.ndarray, seed: int = 0):
+        self.rng = np.random.default_rng(seed)  # breaks exact ties between features
         x32 = np.asarray(x_train, dtype=np.float32)
         self.x = x32.astype(np.float64)  # the values the trees compare: rounded to float32
         self.x_test = np.asarray(x_test, dtype=np.float32).astype(np.float64)
         self.n, self.d = n, d = x32.shape
-        order = np.argsort(x32, axis=0, kind="stable").T  # (d, n)
-        self.order = np.ascontiguousarray(order)
-        values = np.take_along_axis(self.x.T, order, axis=1)
+        self.order = np.ascontiguousarray(np.argsort(x32, axis=0, kind="stable").T)  # (d, n)
+        values = np.take_along_axis(self.x.T, self.order, axis=1)
         ties = (values[:, 1:] <= values[:, :-1] + FEATURE_THRESHOLD).sum(axis=1)
         self.heavy = np.flatnonzero(ties > HEAVY_TIES * n)
         self.light = np.flatnonzero((ties > 0) & (ties <= HEAVY_TIES * n))
         # fixed point: |residual| <= 1, so every prefix sum stays below n * scale < 2**62
         self.scale = float(2 ** (62 - math.ceil(math.log2(n + 1))))
-        self.chunk = max(1, CHUNK_ELEMENTS // (d * n))
-        c = self.chunk
-        rows = np.arange(c * d).reshape(c, d, 1) * n
-        # work arrays (chunk, d, n); a sample of tree t is addressed as t * n + i
+        # sqrt(n / (n_l n_r)) = sqrt(n) * root[n_l] * root[n_r], with root[0] = 0 (no split
+        # after a segment's last position)
+        self.root = np.concatenate([[0.0], 1.0 / np.sqrt(np.arange(1, n + 1))])
+        self.n_left = np.arange(1, n + 1)
+        self.weight0 = self.root[1:] * self.root[n - 1 :: -1] * (math.sqrt(n) / self.scale)
+        # work arrays of a chunk of c trees, (c, d, n); sample i of tree t is addressed t * n + i
+        self.chunk = c = max(1, CHUNK_ELEMENTS // (d * n))
         self.perm0 = np.ascontiguousarray(self.order[None] + (np.arange(c) * n)[:, None, None])
-        self.row_position = rows + np.arange(n)  # flat index of every (tree, feature, position)
-        self.row_offset = rows
+        self.row_position = np.arange(c * d).reshape(c, d, 1) * n + np.arange(n)
         self.perms = (np.empty((c, d, n), dtype=np.int64), np.empty((c, d, n), dtype=np.int64))
         self.prefix = np.empty((c, d, n), dtype=np.int64)
         self.routes = np.empty((c, d, n), dtype=np.int64)
         self.gains = np.empty((c, d, n), dtype=np.float64)
-        self.slot = np.tile(np.arange(n), c)
-        # the root's n_l at every position, and sqrt(n / (n_l n_r)) / scale (any finite value at
-        # the last position, which is masked)
-        self.n_left0 = np.arange(1, n + 1)
-        self.weight0 = np.sqrt(n / (self.n_left0 * np.maximum(n - self.n_left0, 1))) / self.scale
-        self.x_offset = np.tile(np.arange(n) * d, c)  # row of sample i in the flat x, per tree
-        self.x_test_offset = np.tile(np.arange(self.x_test.shape[0]) * d, c)
+        self.shift = np.empty((c, 1, n), dtype=np.int64)
+        self.weight = np.empty((c, 1, n), dtype=np.float64)
+        self.x_test_offset = np.arange(self.x_test.shape[0]) * d  # flat row of each test sample
         if self.heavy.size or self.light.size:  # x of sample i of tree t at [f, t * n + i]
             self.x_by_slot = np.tile(np.ascontiguousarray(self.x.T), (1, c))
 
@@ -100,23 +98,18 @@ class ExactTreeGrower:
     def _grow_chunk(self, residual: np.ndarray, importance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grow one tree per row of ``residual`` (c, n); returns the leaves (c, n), (c, n_test)."""
         c, n = residual.shape
-        d, n_test = self.d, self.x_test.shape[0]
-        trees = np.arange(c)
-        fixed = np.rint(residual * self.scale).astype(np.int64)
+        scale = self.scale
+        fixed = np.rint(residual * scale).astype(np.int64)
         squared = residual * residual
-        slot = self.slot[: c * n]  # position of every sample in its tree's row
-        node = np.zeros(c * n, dtype=np.int64)  # node of (tree t, sample i) at [t * n + i]
-        node_test = np.zeros(c * n_test, dtype=np.int64)
-        tree_of, tree_of_test = np.repeat(trees, n), np.repeat(trees, n_test)
+        node = np.zeros((c, n), dtype=np.int64)
+        node_test = np.zeros((c, self.x_test.shape[0]), dtype=np.int64)
+        go_right = np.empty((c, n), dtype=np.int64)
         perm = self.perm0[:c]
-        prefix, gains = self.prefix[:c], self.gains[:c]
-        layout = np.zeros(1, dtype=np.int64)  # node id of each segment of a row, left to right
-        size = np.full((c, 1), n)  # samples per segment (tree, layout position)
+        prefix, gains, shift, weight = self.prefix[:c], self.gains[:c], self.shift[:c], self.weight[:c]
+        # the segments of each tree's rows, left to right: (start, end, node id)
+        segments: list[list[tuple[int, int, int]]] = [[(0, n, 0)] for _ in range(c)]
         for level in range(MAX_DEPTH):
             m = 2**level
-            flat_node = node + tree_of * m  # (tree, node id) of every sample
-            start = np.cumsum(size, axis=1) - size
-            end = start + size
             # prefix sums of the fixed-point residuals along every (tree, feature) row
             if level == 0:
                 np.take(fixed, self.order, axis=1, out=prefix, mode="clip")
@@ -127,57 +120,92 @@ class ExactTreeGrower:
             #   n / (n_l n_r) * (S_l - n_l * S / n)^2
             # S_l - n_l S / n is prefix[p] - (prefix before the segment + n_l * S / n); the
             # segments' sums are exact integers, the same in every feature's row
-            last = prefix[trees[:, None], 0, end - 1]  # (the first segment of a row is never empty)
-            seg_sum = np.diff(last, axis=1, prepend=0)
-            if level == 0:
-                shift = np.rint(self.n_left0 * (seg_sum / n)).astype(np.int64)
-                weight = self.weight0
+            if level == 0:  # one segment per tree, the same positions in every tree
+                totals = prefix[:, 0, n - 1]
+                shift[:, 0] = np.rint(np.outer(totals / n, self.n_left))
+                weight[:] = self.weight0
+                sums = {(t, 0): int(totals[t]) for t in range(c)}
             else:
-                seg_size = size.ravel()
-                segment = np.repeat(np.arange(c * m), seg_size)  # segment of every (tree, position)
-                n_left = slot - start.ravel()[segment] + 1
-                n_seg = seg_size[segment]
-                mean = (seg_sum.ravel() / np.maximum(seg_size, 1))[segment]
-                shift = (last - seg_sum).ravel()[segment] + np.rint(n_left * mean).astype(np.int64)
-                weight = np.sqrt(n_seg / (n_left * np.maximum(n_seg - n_left, 1))) / self.scale
-            prefix -= shift.reshape(c, 1, n)
+                sums = {}
+                for t in range(c):
+                    for s, e, _ in segments[t]:
+                        before = int(prefix[t, 0, s - 1]) if s else 0
+                        total = int(prefix[t, 0, e - 1]) - before
+                        size = e - s
+                        sums[t, s] = total
+                        shift[t, 0, s:e] = np.rint(self.n_left[:size] * (total / size))
+                        shift[t, 0, s:e] += before
+                        np.multiply(self.root[1 : size + 1], self.root[size - 1 :: -1], out=weight[t, 0, s:e])
+                        weight[t, 0, s:e] *= math.sqrt(size) / scale
+            prefix -= shift
             np.copyto(gains, prefix, casting="unsafe")
-            gains *= weight.reshape(-1, 1, n)
+            gains *= weight
             gains *= gains
-            # no split after a segment's last position, nor between tied values
-            nonempty = size.ravel() > 0
-            gains[np.repeat(trees, m)[nonempty], :, (end.ravel() - 1)[nonempty]] = -1.0
             self._mask_ties(gains, perm, self.heavy)
-            best, feature, position = self._best_splits(gains, start, size)
-            a, b = self._values_around(perm, feature, position)
-            inside = position < end - 1
-            if self.light.size and (inside & (b <= a + FEATURE_THRESHOLD)).any():
-                self._mask_ties(gains, perm, self.light)  # rare: a tie won; search again
-                best, feature, position = self._best_splits(gains, start, size)
-                a, b = self._values_around(perm, feature, position)
-                inside = position < end - 1
-            # split decision, as sklearn's tree builder: impurity = mean of r^2 - (mean of r)^2
-            total_sq = np.bincount(flat_node, weights=squared.ravel(), minlength=c * m).reshape(c, m)[:, layout]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                impurity = total_sq / size - (seg_sum / (self.scale * size)) ** 2
-            split = (size > 1) & (impurity > EPSILON) & (best >= 0) & inside
-            importance += np.bincount(feature[split], weights=best[split], minlength=d) / n
-            threshold = np.where(split, a / 2.0 + b / 2.0, np.inf)
-            # route every sample (node-id order): right when x[feature] > threshold
-            by_node = np.argsort(layout)
-            feature, threshold = feature[:, by_node].ravel(), threshold[:, by_node].ravel()
-            go_right = self.x.ravel()[self.x_offset[: c * n] + feature[flat_node]] > threshold[flat_node]
-            flat_test = node_test + tree_of_test * m
-            go_right_test = self.x_test.ravel()[self.x_test_offset[: c * n_test] + feature[flat_test]] > threshold[flat_test]
+            # the best split of every segment, as sklearn's tree builder decides it
+            node_sq = np.bincount((node + np.arange(c)[:, None] * m).ravel(), weights=squared.ravel(), minlength=c * m)
+            split_feature = np.zeros((c, m), dtype=np.int64)
+            threshold = np.full((c, m), np.inf)
+            go_right[:] = 0
+            next_segments: list[list[tuple[int, int, int]]] = []
+            for t in range(c):
+                lefts, rights = [], []
+                for s, e, node_id in segments[t]:
+                    size = e - s
+                    mean = sums[t, s] / (scale * size)
+                    impurity = node_sq[t * m + node_id] / size - mean * mean
+                    found = self._best_split(gains, perm, t, s, e) if size > 1 and impurity > EPSILON else None
+                    if found is None:  # a leaf: every sample goes to the left child
+                        lefts.append((2 * node_id, size))
+                        continue
+                    gain, f, p, a, b = found
+                    importance[f] += gain / n
+                    split_feature[t, node_id] = f
+                    threshold[t, node_id] = a / 2.0 + b / 2.0
+                    go_right[t, perm[t, f, p + 1 : e] - t * n] = 1
+                    lefts.append((2 * node_id, p + 1 - s))
+                    rights.append((2 * node_id + 1, e - p - 1))
+                # the next level's layout: every left child, then every right child
+                layout, position = [], 0
+                for child, size in lefts + rights:
+                    layout.append((position, position + size, child))
+                    position += size
+                next_segments.append(layout)
+            # test samples follow the thresholds: right when x[feature] > threshold
+            flat = node_test + np.arange(c)[:, None] * m
+            values = self.x_test.ravel()[self.x_test_offset + split_feature.ravel()[flat]]
+            node_test = 2 * node_test + (values > threshold.ravel()[flat])
             if level + 1 < MAX_DEPTH:
                 perm = self._partition(perm, go_right, self.perms[level % 2][:c])
-                n_right = np.bincount(flat_node, weights=go_right, minlength=c * m).reshape(c, m)[:, layout]
-                n_right = n_right.astype(np.int64)
-                size = np.concatenate([size - n_right, n_right], axis=1)
-                layout = np.concatenate([2 * layout, 2 * layout + 1])
             node = 2 * node + go_right
-            node_test = 2 * node_test + go_right_test
-        return node.reshape(c, n), node_test.reshape(c, n_test)
+            segments = next_segments
+        return node, node_test
+
+    def _best_split(
+        self, gains: np.ndarray, perm: np.ndarray, t: int, s: int, e: int
+    ) -> tuple[float, int, int, float, float] | None:
+        """The best split of segment [s, e) of tree t: (gain, feature, last left position,
+        x there, x at the next position); among features with equal best gains a random one,
+        within the feature the first position; None where no two neighbours differ by more
+        than FEATURE_THRESHOLD."""
+        n = self.n
+        block = gains[t, :, s:e]
+        block[:, -1] = -1.0  # no split after the segment's last sample
+        for attempt in range(2):
+            row_max = block.max(axis=1)
+            tied = np.flatnonzero(row_max == row_max.max())
+            f = int(tied[0] if len(tied) == 1 else tied[self.rng.integers(len(tied))])
+            q = int(block[f].argmax())
+            gain = float(block[f, q])
+            if gain < 0:
+                return None
+            a = self.x[perm[t, f, s + q] - t * n, f]
+            b = self.x[perm[t, f, s + q + 1] - t * n, f]
+            if b > a + FEATURE_THRESHOLD:
+                return gain, f, s + q, a, b
+            # rare: two tied values of a feature with few ties won; mask those and search again
+            self._mask_ties(gains[t : t + 1, :, s:e], perm[t : t + 1, :, s:e], self.light)
+        return None
 
     def _mask_ties(self, gains: np.ndarray, perm: np.ndarray, features: np.ndarray) -> None:
         """Set gains[t, f, p] = -1 where the next sample in the row is within FEATURE_THRESHOLD."""
@@ -186,60 +214,22 @@ class ExactTreeGrower:
             tied = values[:, 1:] <= values[:, :-1] + FEATURE_THRESHOLD
             gains[:, f, :-1][tied] = -1.0
 
-    def _best_splits(
-        self, gains: np.ndarray, start: np.ndarray, size: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(best gain, feature, position) per (tree, segment); the first of equal gains in
-        (feature, position) order; gain -1 where a segment has no candidate."""
-        c, d, n = gains.shape
-        m = start.shape[1]
-        trees = np.arange(c)
-        if m == 1:
-            flat = gains.reshape(c, d * n).argmax(axis=1)
-            feature, position = np.divmod(flat, n)
-            return gains.reshape(c, d * n)[trees, flat][:, None], feature[:, None], position[:, None]
-        # maximum of every (tree, feature, segment); empty segments are cut off afterwards
-        first = np.minimum(start, n - 1)
-        seg_max = np.maximum.reduceat(gains.ravel(), (self.row_offset[:c] + first[:, None, :]).ravel())
-        seg_max = seg_max.reshape(c, d, m)
-        seg_max[np.broadcast_to((size == 0)[:, None, :], seg_max.shape)] = -1.0
-        feature = seg_max.argmax(axis=1)
-        best = np.take_along_axis(seg_max, feature[:, None, :], axis=1)[:, 0, :]
-        # first position of the best gain in the chosen feature's row of each segment
-        reps = size.ravel()
-        row = gains.reshape(c * d, n)[
-            (trees[:, None] * d + np.repeat(feature.ravel(), reps).reshape(c, n)), np.arange(n)
-        ]
-        hit = row == np.repeat(best.ravel(), reps).reshape(c, n)
-        candidate = np.where(hit, np.arange(n), n).ravel()
-        position = np.minimum.reduceat(candidate, (trees[:, None] * n + first).ravel()).reshape(c, m)
-        return best, feature, position
-
-    def _values_around(self, perm: np.ndarray, feature: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """x of the samples at ``position`` and at the next position of each chosen (tree, feature) row."""
-        c, d, n = perm.shape
-        slot = (np.arange(c)[:, None] * d + feature) * n + np.minimum(position, n - 2)
-        flat = perm.ravel()
-        return self.x[flat[slot] % n, feature], self.x[flat[slot + 1] % n, feature]
-
     def _partition(self, perm: np.ndarray, go_right: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The next level's rows: each row's left-going samples, then its right-going ones,
         both in their current order (so each child stays a sorted segment)."""
-        c = perm.shape[0]
+        c, d, n = perm.shape
         right = self.routes[:c]
-        np.take(go_right.astype(np.int64), perm, out=right, mode="clip")
+        np.take(go_right, perm, out=right, mode="clip")
         seen = self.prefix[:c]  # right-going samples up to and including each position
         np.cumsum(right, axis=2, out=seen)
-        # destination in the flat (c, d, n) array: a left-goer at row position p goes to
-        # row + p - seen, a right-goer to row + n_left + seen - 1
-        n_left = (self.n - go_right.reshape(c, self.n).sum(axis=1))[:, None, None] + self.row_offset[:c] - 1
+        # destination of position p: a left-goer goes to row + p - seen, a right-goer to
+        # row + n_left + seen - 1 = (row + p - seen) + (2 seen + n_left - 1 - p)
+        n_left = n - go_right.sum(axis=1)
         jump = self.gains[:c].view(np.int64)
         np.add(seen, seen, out=jump)
-        jump += n_left
-        jump -= self.row_position[:c]
+        jump += (n_left[:, None] - 1 - np.arange(n)).reshape(c, 1, n)
         jump *= right
         destination = np.subtract(self.row_position[:c], seen, out=seen)
         destination += jump
         out.ravel()[destination.ravel()] = perm.ravel()
         return out
-
