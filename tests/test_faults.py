@@ -367,3 +367,15 @@ def test_a_full_disk_while_writing_a_report_is_one_line(done_run, tmp_path, caps
     monkeypatch.setattr(Path, "write_text", no_space)
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 2
     assert "No space left on device" in _one_error_line(capsys)
+
+
+def test_a_run_diverging_during_dry_run_calibration_is_listed_not_a_traceback(write_suite, capsys, monkeypatch):
+    from vaebench.bench import cost
+    from vaebench.bench.optim import Diverged
+
+    def diverge(phases, optimizers, x, step):
+        raise Diverged(step, "model/loss")
+
+    monkeypatch.setattr(cost, "optimisation_step", diverge)
+    assert main(["run", str(write_suite(steps=5, variants=ONE_VAE)), "--dry-run"]) == 0
+    assert "diverged in calibration" in capsys.readouterr().out
