@@ -290,3 +290,14 @@ def test_a_model_grid_expands_and_keeps_settings_apart(tmp_path):
     path.write_text(path.read_text().replace('architecture = "mlp"', 'architecture = ["mlp", "conv"]'))
     suite = load_suite(path)
     assert {s.architecture for s in suite.specs} == {"mlp", "conv"} and len(suite.specs) == 2 * 5 * 2
+
+
+def test_opt_in_metrics_run_only_when_a_suite_names_them(write_suite):
+    text = Path(write_suite()).read_text()
+    everything = load_suite(write_suite(text.replace('metrics = ["recon_mse", "recon_bce", "neg_elbo", "kl", '
+                                                     '"active_units"]\n', ""), filename="all.toml"))
+    assert METRICS.get("downstream_logreg").opt_in and "downstream_logreg" not in everything.specs[0].metrics
+    assert "mig" in everything.specs[0].metrics
+    named = load_suite(write_suite(text.replace('"active_units"]', '"active_units", "downstream_logreg"]'),
+                                   filename="named.toml"))
+    assert "downstream_logreg" in named.specs[0].metrics

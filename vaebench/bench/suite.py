@@ -177,7 +177,8 @@ def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str,
 
 def _metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: str) -> tuple[str, ...]:
     if requested is None:
-        return tuple(n for n, info in METRICS.items() if dataset.has_factors or not info.needs_factors)
+        return tuple(n for n, info in METRICS.items()
+                     if not info.opt_in and (dataset.has_factors or not info.needs_factors))
     for m in requested:
         if METRICS.get(m).needs_factors and not dataset.has_factors:
             raise ConfigError(

@@ -13,9 +13,20 @@ from vaebench.metrics import (  # noqa: F401  (each module registers its metrics
     reconstruction,
 )
 from vaebench.metrics.aggregate_posterior import elbo_decomposition, latent_covariance_offdiagonal, prior_mmd
+from vaebench.metrics.disentanglement import (
+    dci,
+    downstream_accuracy,
+    explicitness,
+    interventional_robustness_score,
+    modularity,
+    mutual_information_gap,
+    separated_attribute_predictability,
+)
 from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, MetricValue, register_metric
 
 __all__ = [
     "METRICS", "EvaluationContext", "MetricInfo", "MetricValue", "register_metric",
     "elbo_decomposition", "latent_covariance_offdiagonal", "prior_mmd",
+    "dci", "downstream_accuracy", "explicitness", "interventional_robustness_score", "modularity",
+    "mutual_information_gap", "separated_attribute_predictability",
 ]

@@ -122,6 +122,7 @@ class MetricInfo:
     compute: context -> {value name: value}.
     needs_factors: only defined on datasets with ground-truth factors.
     needs_decoder: uses the model's decoder (skipped for an encoder-only external model).
+    opt_in: computed only when a suite names it (too costly for "every metric that applies").
     params: the keys this metric reads from [evaluation.params], with types and ranges.
     abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
     """
@@ -133,6 +134,7 @@ class MetricInfo:
     compute: Callable[[EvaluationContext], dict[str, float]]
     needs_factors: bool = False
     needs_decoder: bool = False
+    opt_in: bool = False
     params: tuple[Param, ...] = ()
     abs_tol: float = 1e-6
     rel_tol: float = 1e-6
@@ -168,6 +170,7 @@ def register_metric(
     values: Sequence[MetricValue],
     needs_factors: bool = False,
     needs_decoder: bool = False,
+    opt_in: bool = False,
     params: Iterable[Param] = (),
     abs_tol: float = 1e-6,
     rel_tol: float = 1e-6,
@@ -179,7 +182,7 @@ def register_metric(
             name,
             MetricInfo(
                 name=name, family=family, description=description, values=tuple(values), compute=compute,
-                needs_factors=needs_factors, needs_decoder=needs_decoder, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
+                needs_factors=needs_factors, needs_decoder=needs_decoder, opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
             ),
         )
         return compute

@@ -100,9 +100,9 @@ def downstream_accuracy(
     return scores
 
 
-def _register(name: str, what: str, params: list[Param], learner_of) -> None:
+def _register(name: str, what: str, params: list[Param], learner_of, *, opt_in: bool = False) -> None:
     @register_metric(
-        name, family="disentanglement",
+        name, family="disentanglement", opt_in=opt_in,
         description=f"downstream task (Locatello et al. 2019): {what} predicting the factors from 10 to 10,000 "
         "training rows",
         values=[MetricValue(f"{name}_{m}{suffix}", higher_is_better=True) for suffix in VALUE_SUFFIXES for m in TRAIN_SIZES],
@@ -120,7 +120,8 @@ def _register(name: str, what: str, params: list[Param], learner_of) -> None:
         return values
 
 
-_register("downstream_logreg", "cross-validated logistic regression", [], lambda ctx: "logreg")
+# opt-in: sklearn's LogisticRegressionCV takes about 140 s of CPU per run at the quick suite's size
+_register("downstream_logreg", "cross-validated logistic regression", [], lambda ctx: "logreg", opt_in=True)
 _register(
     "downstream_gbt", "gradient-boosted trees",
     [Param("downstream_gbt_learner", "exact-gbt", choices=("exact-gbt", "gbt"),
