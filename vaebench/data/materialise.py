@@ -120,7 +120,7 @@ class MaskStore:
         mapped = _MAPPED.get(str(self.path))
         if mapped is None:
             if not _verified(self.path, self.sha256):
-                raise DataError(f"{self.path}: changed since this process's parent verified it; expected SHA-256 {self.sha256}")
+                raise DataError(f"{self.path}: changed since it was verified: expected SHA-256 {self.sha256}")
             mapped = _MAPPED[str(self.path)]
         return mapped
 

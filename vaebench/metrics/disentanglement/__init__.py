@@ -1,7 +1,8 @@
-"""Disentanglement scores on codes with ground-truth factors, one module per score.
+"""Disentanglement scores of codes, one module per score.
 
 Every score takes ``codes``, an (N, D) float array (one row per image, e.g. the posterior
-means), and ``factors``, an (N, K) array of integer factor indices, and returns plain floats.
+means), and, except the unsupervised ones, ``factors``, an (N, K) array of integer factor
+indices, and returns plain floats.
 Definitions and defaults follow disentanglement_lib (Locatello et al. 2019, "Challenging
 Common Assumptions in the Unsupervised Learning of Disentangled Representations", ICML), the
 reference implementation behind most published tables; each module states its formula, its
