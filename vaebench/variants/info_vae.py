@@ -61,6 +61,7 @@ import torch
 
 from vaebench.variants.aggregate import minibatch_kl_to_prior
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.claims import Claim, with_pixelcnn
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.mmd import KERNELS, mmd_to_prior
 from vaebench.variants.registry import register_variant
@@ -92,6 +93,10 @@ class InfoVAE(GaussianEncoderVariant):
     """recon + (1 - alpha) KL(q(z|x) || p(z)) + (alpha + lambda - 1) D(q(z) || p(z))."""
 
     Hyperparameters = InfoVAEHyperparameters
+    # Zhao et al. 2019, "The Information Preference Property" and the experiments with a PixelCNN
+    # decoder: the latent code stays informative where the ELBO lets the decoder ignore it
+    claims = (Claim("mi_xz", "higher", "keeps more information in z than the VAE when the decoder can ignore z",
+                    applies=with_pixelcnn),)
 
     def weights(self) -> tuple[float, float]:
         """(weight of KL(q(z|x) || p(z)), weight of D(q(z) || p(z)))."""
@@ -133,6 +138,10 @@ class MMDVAE(InfoVAE):
     """InfoVAE with alpha = 1 and D = MMD: recon + lambda * MMD^2(q(z), p(z)); z = mu(x) by default."""
 
     Hyperparameters = MMDVAEHyperparameters
+    # the code is deterministic by default, so its I(x; z) is not that of a density (mi_xz would
+    # read the unused log-variance output): the claim is on the latents the code uses
+    claims = (Claim("active_units", "higher", "uses more latents than the VAE when the decoder can ignore z",
+                    applies=with_pixelcnn),)
 
     def posterior_code(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return sample_code(mu, logvar, self.hparams.encoder)

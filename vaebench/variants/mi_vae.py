@@ -40,6 +40,7 @@ import torch
 
 from vaebench.variants.aggregate import WEIGHTINGS, minibatch_mutual_information
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.claims import Claim, with_pixelcnn
 from vaebench.variants.registry import register_variant
 
 
@@ -60,6 +61,8 @@ class MIVAE(GaussianEncoderVariant):
     """-ELBO - gamma * I(x; z), I estimated on the minibatch with `estimator`."""
 
     Hyperparameters = MIVAEHyperparameters
+    claims = (Claim("mi_xz", "higher", "keeps more information in z than the VAE when the decoder can ignore z",
+                    applies=with_pixelcnn),)
 
     def loss(self, x: torch.Tensor, step: int) -> Losses:
         h = self.hparams
