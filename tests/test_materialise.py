@@ -123,6 +123,17 @@ def test_device_unpack_equals_host_unpack(tmp_path, fresh_process):
     np.testing.assert_array_equal(on_device.numpy(), _toy_render(idx).astype(np.float32))
 
 
+def test_copy_to_a_device_only_when_it_fits(tmp_path, fresh_process, monkeypatch):
+    """The GPU path's upload, run with CPU tensors: the device reports its free memory."""
+    store = _open_toy(tmp_path)
+    nbytes = store.packed.nbytes
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(nbytes / materialise.DEVICE_MEMORY_FRACTION), 0))
+    copied = materialise._to_device(store.packed, torch.device("cpu"))
+    np.testing.assert_array_equal(copied.numpy(), store.packed)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(nbytes / materialise.DEVICE_MEMORY_FRACTION) - 1, 0))
+    assert materialise._to_device(store.packed, torch.device("cpu")) is None
+
+
 def test_dsprites_batch_on_the_cpu_is_its_images(cache_dir):
     view = data.get("dsprites", size=SIZE).materialised(cache_dir, images_to_draw=0)
     idx = _indices(view, n=64)[:64]

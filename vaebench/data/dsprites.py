@@ -136,6 +136,8 @@ class DSprites(GroundTruthDataset):
 
     def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) <= _RENDER_CHUNK:  # a training batch: no copy into a preallocated array
+            return self._render(idx)
         out = np.empty((len(idx), *self.image_shape), dtype=np.float32)
         for start in range(0, len(idx), _RENDER_CHUNK):
             chunk = idx[start : start + _RENDER_CHUNK]
