@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from vaebench import data
-from vaebench.data import materialise
+from vaebench.data import array_cache, materialise
 
 SIZES = (32, 64)
 BATCH = 64
@@ -33,7 +33,7 @@ def test_build_cache(benchmark, tmp_path, size):
     dataset = data.get("dsprites", size=size)
     def fresh_directory():
         shutil.rmtree(tmp_path / "cache", ignore_errors=True)
-        materialise._MAPPED.clear()
+        array_cache._MAPPED.clear()
         return (tmp_path / "cache",), {}
 
     def build(cache_dir):

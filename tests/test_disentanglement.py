@@ -321,7 +321,7 @@ def test_seeded_metrics_are_deterministic():
 def registry_context(codes, factors, **params):
     """What the harness hands a metric: the codes as posterior means, every metric's params."""
     return SimpleNamespace(
-        mu=codes, logvar=np.full(codes.shape, -4.0), codes=codes, factors=factors, seed=0,
+        dataset=None, mu=codes, logvar=np.full(codes.shape, -4.0), codes=codes, factors=factors, seed=0,
         params=check_metric_params(params), notes={}, cache={},
     )
 

@@ -226,7 +226,7 @@ def test_downstream_gbt_default_learner_agrees_with_sklearn():
 
 def registry_context(mu, factors, **params):
     return SimpleNamespace(
-        mu=mu, logvar=np.full(mu.shape, -2.0), codes=mu, factors=factors, seed=3,
+        dataset=None, mu=mu, logvar=np.full(mu.shape, -2.0), codes=mu, factors=factors, seed=3,
         params=check_metric_params(params), notes={}, cache={},
     )
 
@@ -276,4 +276,4 @@ def test_sampled_representation():
     # every score of a run sees the same draw; "sampled" alone reports only suffixed values
     only = registry_context(mu, factors, disentanglement_representation="sampled")
     assert set(METRICS.get("dci").compute(only)) == {"dci_d_sampled", "dci_c_sampled", "dci_i_sampled"}
-    assert np.array_equal(only.cache["disentanglement.sampled_codes"], sampled)
+    assert np.array_equal(only.cache["disentanglement.sampled_codes.test_split"], sampled)

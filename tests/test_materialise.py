@@ -23,7 +23,7 @@ from vaebench.bench.runner import run_suite
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.bench.train import Trainer
-from vaebench.data import materialise
+from vaebench.data import array_cache, materialise
 from vaebench.data.materialise import open_mask_store, pack_masks, unpack_masks, unpack_rows
 
 SIZE = 32
@@ -68,7 +68,7 @@ def test_files_sizes_and_sidecar(cache_dir):
     npy, sidecar = files[".npy"], files[".json"]
     assert npy.stat().st_size == 128 + 737_280 * SIZE * SIZE // 8  # 94 MB: the .npy header, then 1 bit a pixel
     recorded = json.loads(sidecar.read_text())
-    assert recorded["params"] == {"size": SIZE} and recorded["shape"] == [737_280, 128]
+    assert recorded["description"]["params"] == {"size": SIZE} and recorded["shape"] == [737_280, 128]
     assert recorded["sha256"] == hashlib.sha256(npy.read_bytes()).hexdigest()
 
 
@@ -103,7 +103,7 @@ def _open_toy(cache_dir: Path, images_to_draw: int = TOY_N, render=_toy_render):
 @pytest.fixture
 def fresh_process(monkeypatch):
     """This process's memory maps forgotten, as in a new worker."""
-    monkeypatch.setattr(materialise, "_MAPPED", {})
+    monkeypatch.setattr(array_cache, "_MAPPED", {})
 
 
 def test_packing_round_trips_with_padding(tmp_path, fresh_process):
@@ -147,7 +147,7 @@ def test_an_existing_cache_is_reused_not_rebuilt(tmp_path, fresh_process):
     _open_toy(tmp_path)
     npy = next((tmp_path / "datasets").glob("toy-*.npy"))
     built = npy.stat().st_mtime_ns
-    materialise._MAPPED.clear()
+    array_cache._MAPPED.clear()
     assert _open_toy(tmp_path, images_to_draw=0) is not None
     assert npy.stat().st_mtime_ns == built
 
@@ -155,17 +155,17 @@ def test_an_existing_cache_is_reused_not_rebuilt(tmp_path, fresh_process):
 def test_a_changed_renderer_gets_its_own_cache(tmp_path, fresh_process):
     a = _open_toy(tmp_path)
     b = _open_toy(tmp_path, render=lambda idx: _toy_render(idx, salt=1))
-    assert a.path != b.path
+    assert a.cached.path != b.cached.path
     np.testing.assert_array_equal(b.masks(np.arange(10)), _toy_render(np.arange(10), salt=1))
 
 
 def test_a_corrupted_cache_is_logged_and_rebuilt(tmp_path, fresh_process, caplog):
-    npy = _open_toy(tmp_path).path
+    npy = _open_toy(tmp_path).cached.path
     raw = bytearray(npy.read_bytes())
     raw[-3] ^= 0xFF
     npy.write_bytes(bytes(raw))
-    materialise._MAPPED.clear()
-    with caplog.at_level(logging.WARNING, logger="vaebench.data.materialise"):
+    array_cache._MAPPED.clear()
+    with caplog.at_level(logging.WARNING, logger="vaebench.data.array_cache"):
         assert _open_toy(tmp_path, images_to_draw=0) is None  # not used; too few images to rebuild it
         store = _open_toy(tmp_path)
     assert sum("not used" in r.getMessage() for r in caplog.records) == 2
@@ -173,9 +173,9 @@ def test_a_corrupted_cache_is_logged_and_rebuilt(tmp_path, fresh_process, caplog
 
 
 def test_a_truncated_cache_is_rebuilt(tmp_path, fresh_process):
-    npy = _open_toy(tmp_path).path
+    npy = _open_toy(tmp_path).cached.path
     npy.write_bytes(npy.read_bytes()[:-100])
-    materialise._MAPPED.clear()
+    array_cache._MAPPED.clear()
     np.testing.assert_array_equal(_open_toy(tmp_path).masks([TOY_N - 1]), _toy_render([TOY_N - 1]))
 
 
@@ -194,7 +194,7 @@ def _slow_counting_render(log_path: str):
 
 def _build_in_child(cache_dir: str, log_path: str, queue) -> None:
     store = _open_toy(Path(cache_dir), render=_slow_counting_render(log_path))
-    queue.put((store.sha256, np.array_equal(store.masks(np.arange(TOY_N)), _toy_render(np.arange(TOY_N)))))
+    queue.put((store.cached.sha256, np.array_equal(store.masks(np.arange(TOY_N)), _toy_render(np.arange(TOY_N)))))
 
 
 def test_two_processes_asking_at_once_build_it_once(tmp_path):
@@ -216,7 +216,7 @@ def test_a_view_pickles_small_and_maps_again(cache_dir, fresh_process):
     view = data.get("dsprites", size=SIZE).materialised(cache_dir, images_to_draw=0)
     blob = pickle.dumps(view)
     assert len(blob) < 20 * view.num_images  # the split's indices, not the 94 MB of masks
-    materialise._MAPPED.clear()
+    array_cache._MAPPED.clear()
     idx = _indices(view, n=100)
     np.testing.assert_array_equal(pickle.loads(blob).images(idx), data.get("dsprites", size=SIZE).images(idx))
 
@@ -254,7 +254,7 @@ def test_a_run_directory_with_the_cache_gives_the_same_numbers(cache_dir, write_
         os.link(path, with_cache / "cache" / "datasets" / path.name)
     for out in (with_cache, tmp_path / "rendered"):
         run_suite(suite, out, InProcessExecutor(), threads=1)
-    assert [Path(p).parent.parent.parent for p in materialise._MAPPED] == [with_cache]  # the runs used it
+    assert [Path(p).parent.parent.parent for p in array_cache._MAPPED] == [with_cache]  # the runs used it
     assert not (tmp_path / "rendered" / "cache" / "datasets").exists()  # 20 steps do not pay for a build
     frames = []
     for out in (with_cache, tmp_path / "rendered"):

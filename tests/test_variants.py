@@ -417,3 +417,27 @@ def test_every_variant_steps_with_the_conv_networks(batch, name):
     phases = model.phases()
     terms = optimisation_step(phases, build_optimizers(phases, "adam", 1e-3), batch, 0)
     assert terms and all(math.isfinite(float(v)) for v in terms.values())
+
+
+def test_locatello_network_is_the_studys_table():
+    """Locatello et al. 2019, Table 1 (disentanglement_lib's conv_encoder / deconv_decoder), counted
+    layer by layer here: (in, out, kernel) of each convolution, then the dense layers."""
+    from vaebench.variants.networks import make_decoder, make_encoder
+
+    convs = [(1, 32, 4), (32, 32, 4), (32, 64, 2), (64, 64, 2)]
+    encoder_params = sum(i * o * k * k + o for i, o, k in convs) + (1024 * 256 + 256) + (256 * 20 + 20)
+    deconvs = [(64, 64), (64, 32), (32, 32), (32, 1)]
+    decoder_params = (10 * 256 + 256) + (256 * 1024 + 1024) + sum(i * o * 16 + o for i, o in deconvs)
+    encoder, decoder = make_encoder("locatello", (1, 64, 64), 10), make_decoder("locatello", (1, 64, 64), 10)
+    assert sum(p.numel() for p in encoder.parameters()) == encoder_params
+    assert sum(p.numel() for p in decoder.parameters()) == decoder_params
+    x = torch.zeros(2, 1, 64, 64)
+    sides = []
+    for layer in encoder:
+        x = layer(x)
+        if isinstance(layer, torch.nn.Conv2d):
+            sides.append(x.shape[-1])
+    assert sides == [32, 16, 8, 4] and x.shape == (2, 20)
+    assert decoder(torch.zeros(2, 10)).shape == (2, 1, 64, 64)
+    with pytest.raises(ConfigError, match="'locatello' is defined for 64 px images, got 32 px"):
+        make_encoder("locatello", (1, 32, 32), 10)

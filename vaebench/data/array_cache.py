@@ -1,8 +1,9 @@
-"""Decoded images cached on disk: a uint8 array built once, memory-mapped and verified on opening.
+"""Arrays cached on disk: a uint8 array built once, memory-mapped and verified on opening.
 
-For datasets whose images are expensive to produce from the user's files (an image folder's
-PNG and JPEG files, decoded, converted and resized), `open_array_cache` stores the result once,
-under the run directory's cache, and every run and worker process then maps the same file.
+For images that are expensive to produce (an image folder's PNG and JPEG files, decoded,
+converted and resized; dSprites' rendered masks, bit-packed by `vaebench.data.materialise`),
+`open_array_cache` stores the result once, under the run directory's cache, and every run and
+worker process then maps the same file; a batch is an index gather.
 
 What is stored, and where
     `<cache_dir>/datasets/<kind>-<key>.npy`: the array, a .npy file (uint8, C order).
@@ -18,10 +19,13 @@ Integrity and concurrency
     into place), so a file under its final name is complete. Opening checks the array's SHA-256
     against the sidecar, once per process and file: a missing, truncated or altered file is
     logged and rebuilt. Builders hold an exclusive `fcntl` lock and look again once they have it,
-    so processes asking at once build it once; readers need no lock. A `CachedArray` pickles as
+    so processes asking at once build it once (a file that changed while one waited is verified,
+    one that did not is rebuilt without hashing it twice); readers need no lock. A `CachedArray` pickles as
     its path and hash; a process that unpickles it maps and verifies the file again.
 
-The same scheme, specialised to bit-packed masks, is `vaebench.data.materialise`.
+When to build
+    A caller that would not draw enough rows to repay the build passes `build=False`: an
+    existing, verified entry is used, and a missing one is not built (None is returned).
 """
 
 from __future__ import annotations
@@ -69,22 +73,39 @@ class CachedArray:
 
 
 def open_array_cache(cache_dir: str | Path, *, kind: str, description: dict, shape: tuple[int, ...],
-                     fill: FillFn, chunk: int) -> CachedArray:
+                     fill: FillFn, chunk: int, build: bool = True) -> CachedArray | None:
     """The verified uint8 array of `shape` described by `description`, from `cache_dir`/datasets;
-    built first, `chunk` rows at a time from `fill`, when it is missing or does not verify."""
+    built first, `chunk` rows at a time from `fill`, when it is missing or does not verify, if
+    `build` (otherwise None)."""
     shape = tuple(int(d) for d in shape)
     key = content_hash({"format": FORMAT, "kind": kind, "description": description, "shape": list(shape)})
     stem = Path(cache_dir) / "datasets" / f"{kind}-{key}"
     path, sidecar = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    sha = _recorded_sha(sidecar)
+    sha, seen = _recorded_sha(sidecar), _identity(path, sidecar)
     if sha is not None and (str(path) in _MAPPED or _verified(path, sha)):
         return CachedArray(path, sha)
+    if not build:
+        return None
     with _exclusive(stem.with_suffix(".lock")):
-        sha = _recorded_sha(sidecar)  # another process may have built it while this one waited
-        if sha is None or not _verified(path, sha):
-            sha = _build(path, sidecar, description, shape, fill, chunk)
-            _MAPPED[str(path)] = np.load(path, mmap_mode="r")
+        if _identity(path, sidecar) != seen:  # another process wrote it while this one waited
+            sha = _recorded_sha(sidecar)
+            if sha is not None and _verified(path, sha):
+                return CachedArray(path, sha)
+        sha = _build(path, sidecar, description, shape, fill, chunk)
+        _map(path)
     return CachedArray(path, sha)
+
+
+def _identity(*paths: Path) -> tuple:
+    """What changes when a file is replaced or rewritten: (inode, size, mtime) of each, None if absent."""
+    out = []
+    for path in paths:
+        try:
+            st = path.stat()
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
 
 
 def _recorded_sha(sidecar: Path) -> str | None:
@@ -100,10 +121,16 @@ def _verified(path: Path, sha: str) -> bool:
         return False
     actual = file_sha256(path)
     if actual != sha:
-        log.warning("%s: SHA-256 %s, but its sidecar records %s: rebuilt", path, actual, sha)
+        log.warning("%s: SHA-256 %s, but its sidecar records %s: not used (rebuilt where the caller builds)",
+                    path, actual, sha)
         return False
-    _MAPPED[str(path)] = np.load(path, mmap_mode="r")
+    _map(path)
     return True
+
+
+def _map(path: Path) -> None:
+    # a plain ndarray over the map: indexing an np.memmap costs a few microseconds more per batch
+    _MAPPED[str(path)] = np.asarray(np.load(path, mmap_mode="r"))
 
 
 @contextmanager

@@ -9,24 +9,16 @@ waits. Gathering 64 images from the materialised array takes about 20 us at 32 p
 benchmarks/bench_data.py for the figures).
 
 What is stored, and where
-    `<cache_dir>/datasets/<kind>-<key>.npy`: uint8 (N, ceil(H*W/8)), row i = `np.packbits` of image
-    i's (H, W) mask, row-major, most significant bit first. The whole grid is stored, because the
-    factor scores sample any index of it: 94 MB for dSprites at 32 px, 377 MB at 64 px.
-    `<kind>-<key>.json`: the key's description and the SHA-256 of the .npy file.
-    `<kind>-<key>.lock`: the lock builders take.
-    `key` = `content_hash` of {format, kind, the parameters that determine the masks, N, the mask
-    shape, and the SHA-256 of the masks of `PROBE_IMAGES` images rendered now}: a change of the
-    renderer changes the probe, hence the key, so a stale cache is never used.
+    An entry of the array cache (`vaebench.data.array_cache`, which also gives the integrity
+    checks, the build lock and the memory map): uint8 (N, ceil(H*W/8)), row i = `np.packbits` of
+    image i's (H, W) mask, row-major, most significant bit first. The whole grid is stored,
+    because the factor scores sample any index of it: 94 MB for dSprites at 32 px, 377 MB at 64 px.
+    Its key describes {kind, the parameters that determine the masks, N, the mask shape, and the
+    SHA-256 of the masks of `PROBE_IMAGES` images rendered now}: a change of the renderer changes
+    the probe, hence the key, so a stale cache is never used.
     Only the masks are stored; what a dataset draws on top of them (dSprites' colour or noise
     background, a deterministic function of the index) is still computed per batch, by the same
     code as on demand, so the images are the same bits either way.
-
-Integrity and concurrency
-    The array and its sidecar are each written to a temporary file and renamed (`atomic_write`),
-    the array first. Opening checks the file's SHA-256 against the sidecar (once per process and
-    file): a missing, truncated or altered file is logged and rebuilt. Builders hold an exclusive
-    `fcntl` lock on the .lock file and look again once they have it, so two processes asking at
-    once build it once; readers need no lock, because a file under its final name is complete.
 
 When to build
     Building renders every image once, at the same cost per image as rendering on demand
@@ -44,24 +36,18 @@ On a device
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import io
-import json
 import logging
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
-from vaebench.errors import DataError
-from vaebench.files import atomic_write, content_hash, file_sha256
+from vaebench.data.array_cache import CachedArray, open_array_cache
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
 # Images rendered to fingerprint the renderer in the cache key (about 10 ms at 32 px, 25 ms at 64 px).
 PROBE_IMAGES = 1024
 # Images rendered per block while building: a few tens of MB of intermediate arrays at 64 px.
@@ -71,8 +57,7 @@ DEVICE_MEMORY_FRACTION = 0.25
 
 RenderFn = Callable[[np.ndarray], np.ndarray]
 
-# Verified memory maps, and their copies on devices, by path: once per process and file.
-_MAPPED: dict[str, np.ndarray] = {}
+# Copies of the packed masks on devices, by path and device: once per process.
 _ON_DEVICE: dict[tuple[str, str], torch.Tensor | None] = {}
 
 
@@ -105,24 +90,19 @@ def unpack_rows(packed: torch.Tensor, indices: torch.Tensor, mask_shape: tuple[i
 
 
 class MaskStore:
-    """The bit-packed masks of one dataset, memory-mapped read-only from the cache.
+    """The bit-packed masks of one dataset, memory-mapped read-only from the array cache.
 
-    Pickles as its path and hash; a process that unpickles it maps (and verifies) the file again.
+    Pickles as its cache entry's path and hash; a process that unpickles it maps (and verifies)
+    the file again.
     """
 
-    def __init__(self, path: Path, sha256: str, mask_shape: tuple[int, int]):
-        self.path = path
-        self.sha256 = sha256
+    def __init__(self, cached: CachedArray, mask_shape: tuple[int, int]):
+        self.cached = cached
         self.mask_shape = mask_shape
 
     @property
     def packed(self) -> np.ndarray:
-        mapped = _MAPPED.get(str(self.path))
-        if mapped is None:
-            if not _verified(self.path, self.sha256):
-                raise DataError(f"{self.path}: changed since it was verified: expected SHA-256 {self.sha256}")
-            mapped = _MAPPED[str(self.path)]
-        return mapped
+        return self.cached.array
 
     def masks(self, indices: np.ndarray) -> np.ndarray:
         """(n, H, W) boolean masks of the images at `indices`."""
@@ -130,7 +110,7 @@ class MaskStore:
 
     def on_device(self, device: torch.device) -> torch.Tensor | None:
         """The packed array on `device`, copied once per process; None when it does not fit."""
-        key = (str(self.path), str(device))
+        key = (str(self.cached.path), str(device))
         if key not in _ON_DEVICE:
             _ON_DEVICE[key] = _to_device(self.packed, device)
         return _ON_DEVICE[key]
@@ -164,94 +144,15 @@ def open_mask_store(
 
     `render(indices)` gives the (n, H, W) boolean masks of the images at `indices`.
     """
-    description = {
-        "format": FORMAT, "kind": kind, "params": params, "num_images": num_images,
-        "mask_shape": list(mask_shape), "probe": _probe_hash(render, num_images),
-    }
-    stem = Path(cache_dir) / "datasets" / f"{kind}-{content_hash(description)}"
-    path, sidecar = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    sha, seen = _recorded_sha(sidecar), _identity(path, sidecar)
-    if sha is not None and (str(path) in _MAPPED or _verified(path, sha)):
-        return MaskStore(path, sha, mask_shape)
-    if images_to_draw < num_images:
-        return None
-    with _exclusive(stem.with_suffix(".lock")):
-        if _identity(path, sidecar) != seen:  # another process wrote it while this one waited
-            sha = _recorded_sha(sidecar)
-            if sha is not None and _verified(path, sha):
-                return MaskStore(path, sha, mask_shape)
-        sha = _build(path, sidecar, description, num_images, mask_shape, render)
-        _map(path)
-    return MaskStore(path, sha, mask_shape)
-
-
-def _identity(*paths: Path) -> tuple:
-    """What changes when a file is replaced or rewritten: (inode, size, mtime) of each, None if absent."""
-    out = []
-    for path in paths:
-        try:
-            st = path.stat()
-            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        except FileNotFoundError:
-            out.append(None)
-    return tuple(out)
+    description = {"params": params, "mask_shape": list(mask_shape), "probe": _probe_hash(render, num_images)}
+    cached = open_array_cache(
+        cache_dir, kind=kind, description=description, shape=(num_images, packed_width(mask_shape)),
+        fill=lambda start, stop: pack_masks(render(np.arange(start, stop))), chunk=BUILD_CHUNK,
+        build=images_to_draw >= num_images,
+    )
+    return None if cached is None else MaskStore(cached, mask_shape)
 
 
 def _probe_hash(render: RenderFn, num_images: int) -> str:
     probe = np.unique(np.linspace(0, num_images - 1, PROBE_IMAGES).round().astype(np.int64))
     return hashlib.sha256(pack_masks(render(probe)).tobytes()).hexdigest()
-
-
-def _recorded_sha(sidecar: Path) -> str | None:
-    try:
-        return json.loads(sidecar.read_text())["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _verified(path: Path, sha: str) -> bool:
-    """Whether `path` hashes to `sha`; if so its memory map is registered for this process."""
-    if not path.is_file():
-        return False
-    actual = file_sha256(path)
-    if actual != sha:
-        log.warning("%s: SHA-256 %s, but its sidecar records %s: not used (rebuilt when worth building)", path, actual, sha)
-        return False
-    _map(path)
-    return True
-
-
-def _map(path: Path) -> None:
-    # a plain ndarray over the map: indexing an np.memmap costs a few microseconds more per batch
-    _MAPPED[str(path)] = np.asarray(np.load(path, mmap_mode="r"))
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _build(path: Path, sidecar: Path, description: dict, num_images: int, mask_shape: tuple[int, int],
-           render: RenderFn) -> str:
-    """Render, pack and write every mask (then the sidecar); returns the file's SHA-256."""
-    header = io.BytesIO()
-    shape = (num_images, packed_width(mask_shape))
-    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
-    digest = hashlib.sha256(header.getvalue())
-    with atomic_write(path) as f:
-        f.write(header.getvalue())
-        for start in range(0, num_images, BUILD_CHUNK):
-            block = pack_masks(render(np.arange(start, min(num_images, start + BUILD_CHUNK)))).tobytes()
-            digest.update(block)
-            f.write(block)
-    sha = digest.hexdigest()
-    with atomic_write(sidecar, "w") as f:
-        json.dump({**description, "shape": list(shape), "sha256": sha}, f, indent=1)
-    log.info("materialised %s: %d images, %d MB", path, num_images, path.stat().st_size >> 20)
-    return sha

@@ -3,6 +3,12 @@
 - `mlp`: flatten -> 512 -> 256 -> 2 * latent (ReLU); the decoder mirrors it.
 - `conv`: 4x4 stride-2 convolutions (32, 32, 64, 64 channels) halving the image while its
   side is even and above 4 (28 -> 7, 32 -> 4, 64 -> 4, 8 -> 4), then dense 256.
+- `locatello`: the network of Locatello et al. 2019 ("Challenging Common Assumptions in the
+  Unsupervised Learning of Disentangled Representations", Table 1; disentanglement_lib's
+  `conv_encoder` / `deconv_decoder`), 64 px only: convolutions of 32, 32, 64, 64 channels, all
+  stride 2, with 4x4 kernels in the first two and 2x2 kernels in the last two, dense 256;
+  the decoder is dense 256, dense 1024 (64 x 4 x 4) and 4x4 stride-2 transposed convolutions of
+  64, 32, 32 and C channels, i.e. the `conv` decoder at 64 px.
 - `burgess`: Burgess et al. 2018, "Understanding disentangling in beta-VAE", 64 px only:
   four 4x4 stride-2 convolutions with 32 channels, dense 256, dense 256, latent (10).
 - `pixelcnn`: the `conv` encoder and an autoregressive PixelCNN decoder conditioned on z
@@ -19,8 +25,11 @@ from torch import nn
 from vaebench.errors import ConfigError
 from vaebench.variants.pixelcnn import CONDITIONING_CHANNELS, PixelCNNDecoder
 
-ARCHITECTURES = ("mlp", "conv", "burgess", "pixelcnn")
+ARCHITECTURES = ("mlp", "conv", "locatello", "burgess", "pixelcnn")
 _CONV_CHANNELS = (32, 32, 64, 64)
+# Kernel sides of the encoder's convolutions where they are not all 4 (padding (k - 2) / 2 keeps
+# each convolution an exact halving, as TensorFlow's "same" padding does at stride 2).
+_ENCODER_KERNELS = {"locatello": (4, 4, 2, 2)}
 
 
 def _halvings(side: int) -> int:
@@ -42,9 +51,11 @@ def _layout(architecture: str, image_shape: tuple[int, int, int]) -> tuple[tuple
         raise ConfigError(f"'pixelcnn' is defined for 1-channel images, got {image_shape[0]}", key="architecture")
     if architecture in ("conv", "pixelcnn"):
         return _CONV_CHANNELS[: _halvings(height)], (256,)
+    if architecture in ("locatello", "burgess") and height != 64:
+        raise ConfigError(f"{architecture!r} is defined for 64 px images, got {height} px", key="architecture")
+    if architecture == "locatello":
+        return _CONV_CHANNELS, (256,)
     if architecture == "burgess":
-        if height != 64:
-            raise ConfigError(f"'burgess' is defined for 64 px images, got {height} px", key="architecture")
         return (32, 32, 32, 32), (256, 256)
     raise ConfigError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}", key="architecture")
 
@@ -60,9 +71,10 @@ def make_encoder(architecture: str, image_shape: tuple[int, int, int], latent_di
     """x (B, C, H, W) -> (B, 2 * latent_dim): mu and logvar concatenated."""
     channels, dense = _layout(architecture, image_shape)
     c, side, _ = image_shape
+    kernels = _ENCODER_KERNELS.get(architecture, (4,) * len(channels))
     layers: list[nn.Module] = []
-    for c_out in channels:
-        layers += [nn.Conv2d(c, c_out, 4, stride=2, padding=1), nn.ReLU()]
+    for c_out, k in zip(channels, kernels):
+        layers += [nn.Conv2d(c, c_out, k, stride=2, padding=(k - 2) // 2), nn.ReLU()]
         c, side = c_out, side // 2
     layers.append(nn.Flatten())
     layers += _dense_stack([c * side * side if channels else math.prod(image_shape), *dense])

@@ -23,8 +23,10 @@ uses no code at all (then that factor gets weight 0; an all-zero R scores 0).
 
 Departures from disentanglement_lib:
 
-- the scored rows are split at random into ``TRAIN_FRACTION`` (2/3) training and 1/3 test
-  rows (:mod:`.protocol`), not two fresh samples (2/3 and 1/3 as 10000 and 5000);
+- rows (:mod:`.protocol`): by default 10,000 fresh training and 5,000 fresh test samples per
+  evaluation seed, as disentanglement_lib, drawn once per run for every score (its scores draw
+  one after another); with ``disentanglement_protocol = "test_split"`` the test split, split at
+  random into ``TRAIN_FRACTION`` (2/3) training and 1/3 test rows;
 - the default learner "exact-gbt" is :mod:`.learners.boosting` with the exact splitter of
   :mod:`.learners.exact_tree`: the trees, importances and predictions of
   ``GradientBoostingClassifier()``, without its per-node sorting. Like sklearn it breaks exact
@@ -52,8 +54,8 @@ from vaebench.metrics.disentanglement.information import entropy
 from vaebench.metrics.disentanglement.learners.boosting import boosted_trees
 from vaebench.metrics.disentanglement.learners.exact_tree import ExactTreeGrower
 from vaebench.metrics.disentanglement.learners.histogram_tree import HistogramTreeGrower
-from vaebench.metrics.disentanglement.protocol import sklearn_note, train_test_split
-from vaebench.metrics.disentanglement.representation import REPRESENTATION_PARAM, VALUE_SUFFIXES, scored_codes
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples, sklearn_note, train_test_split
+from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
 
@@ -66,11 +68,12 @@ LEARNER = "exact-gbt"
 ENTROPY_EPS = 1e-11
 
 
-def dci(codes: Any, factors: Any, *, seed: int = 0, learner: str = LEARNER) -> dict[str, float]:
+def dci(codes: Any, factors: Any, *, seed: int = 0, learner: str = LEARNER,
+        train_size: int | None = None) -> dict[str, float]:
     """DCI disentanglement, completeness and informativeness (Eastwood & Williams 2018).
 
     Fits one gradient-boosted classifier per factor on a random ``TRAIN_FRACTION`` of the
-    rows (``seed``), takes its impurity-based feature importances as the columns of R (D x K)
+    rows (``seed``), or on the first ``train_size`` rows when it is given, takes its impurity-based feature importances as the columns of R (D x K)
     and its held-out accuracy as informativeness; disentanglement and completeness are the
     importance-weighted entropy scores of the module docstring. ``learner``: "exact-gbt"
     (default), "hist-gbt" or "gbt" (see the module docstring).
@@ -79,7 +82,7 @@ def dci(codes: Any, factors: Any, *, seed: int = 0, learner: str = LEARNER) -> d
     """
     check_choice(learner, LEARNERS, "DCI learner")
     codes, labels = check_inputs(codes, factors)
-    train, test = train_test_split(codes.shape[0], seed)
+    train, test = train_test_split(codes.shape[0], seed, train_size)
     importance, accuracy = importance_matrix(codes[train], labels[train], codes[test], labels[test], learner, seed)
     return {
         "disentanglement": disentanglement(importance),
@@ -154,15 +157,16 @@ def completeness(importance: np.ndarray) -> float:
         Param("dci_learner", LEARNER, choices=LEARNERS,
               doc="exact-gbt: GradientBoostingClassifier's trees, exact and vectorised; hist-gbt: on 256 "
               "quantile bins (approximate); gbt: scikit-learn's GradientBoostingClassifier"),
-        REPRESENTATION_PARAM,
+        *PROTOCOL_PARAMS,
     ],
     abs_tol=0.05, rel_tol=0.0,
 )
 def _compute_dci(ctx: EvaluationContext) -> dict[str, float]:
     learner = ctx.params["dci_learner"]
     values = {}
-    for suffix, codes in scored_codes(ctx):
-        scores = dci(codes, ctx.factors, seed=ctx.seed, learner=learner)
+    for sample in scored_samples(ctx):
+        scores = dci(sample.codes, sample.factors, seed=ctx.seed, learner=learner, train_size=sample.train_size)
+        suffix = sample.suffix
         names = {"dci_d" + suffix: "disentanglement", "dci_c" + suffix: "completeness", "dci_i" + suffix: "informativeness"}
         values.update({name: scores[key] for name, key in names.items()})
         if learner == "gbt":

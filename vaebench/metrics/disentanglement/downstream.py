@@ -19,9 +19,12 @@ and ``downstream_task_boosted_trees.gin``, ``num_test = 5000`` points):
 
 Departures from disentanglement_lib:
 
-- training rows: the first m rows of a random ``TRAIN_FRACTION`` (2/3) of the scored rows (one
-  permutation, so the training sets are nested); test rows: the rest (:mod:`.protocol`); a
-  training size larger than the training rows is not scored (no value);
+- rows (:mod:`.protocol`): by default 10,000 fresh training and 5,000 fresh test samples per
+  evaluation seed; the classifier for m trains on the first m training rows (the training
+  sets are nested, where disentanglement_lib draws each afresh); with
+  ``disentanglement_protocol = "test_split"`` the training rows are a random ``TRAIN_FRACTION``
+  (2/3) of the test split and the test rows the rest; a training size larger than the
+  training rows is not scored (no value);
 - the logistic regression is scikit-learn's current multinomial ``LogisticRegressionCV``
   (scoring by accuracy, as its old default); the scikit-learn of disentanglement_lib's time
   fitted one-vs-rest models instead;
@@ -40,8 +43,8 @@ import numpy as np
 from vaebench.metrics.disentanglement.checks import check_choice, check_inputs
 from vaebench.metrics.disentanglement.learners.boosting import boosted_trees
 from vaebench.metrics.disentanglement.learners.exact_tree import ExactTreeGrower
-from vaebench.metrics.disentanglement.protocol import sklearn_note, train_test_split
-from vaebench.metrics.disentanglement.representation import REPRESENTATION_PARAM, VALUE_SUFFIXES, scored_codes
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples, sklearn_note, train_test_split
+from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
 
@@ -80,13 +83,16 @@ def _fit_predict(learner: str, x_train: np.ndarray, y_train: np.ndarray, x_test:
 
 
 def downstream_accuracy(
-    codes: Any, factors: Any, *, learner: str = "logreg", train_sizes: tuple[int, ...] = TRAIN_SIZES, seed: int = 0
+    codes: Any, factors: Any, *, learner: str = "logreg", train_sizes: tuple[int, ...] = TRAIN_SIZES, seed: int = 0,
+    train_size: int | None = None,
 ) -> dict[int, float]:
     """{m: mean over factors of the held-out accuracy of ``learner`` trained on m rows} for
-    every m in ``train_sizes`` that the training rows hold (module docstring)."""
+    every m in ``train_sizes`` that the training rows hold (module docstring). The training rows
+    are a random ``TRAIN_FRACTION`` of the rows (``seed``), or the first ``train_size`` rows when
+    it is given; the test rows are the rest."""
     check_choice(learner, LEARNERS, "downstream learner")
     codes, labels = check_inputs(codes, factors)
-    train, test = train_test_split(codes.shape[0], seed)
+    train, test = train_test_split(codes.shape[0], seed, train_size)
     scores = {}
     for m in train_sizes:
         if m > len(train):
@@ -106,17 +112,19 @@ def _register(name: str, what: str, params: list[Param], learner_of, *, opt_in: 
         description=f"downstream task (Locatello et al. 2019): {what} predicting the factors from 10 to 10,000 "
         "training rows",
         values=[MetricValue(f"{name}_{m}{suffix}", higher_is_better=True) for suffix in VALUE_SUFFIXES for m in TRAIN_SIZES],
-        needs_factors=True, params=[*params, REPRESENTATION_PARAM],
+        needs_factors=True, params=[*params, *PROTOCOL_PARAMS],
         abs_tol=0.03, rel_tol=0.0,
     )
     def _compute(ctx: EvaluationContext) -> dict[str, float]:
         learner = learner_of(ctx)
         values = {}
-        for suffix, codes in scored_codes(ctx):
-            for m, accuracy in downstream_accuracy(codes, ctx.factors, learner=learner, seed=ctx.seed).items():
-                values[f"{name}_{m}{suffix}"] = accuracy
+        for sample in scored_samples(ctx):
+            scores = downstream_accuracy(sample.codes, sample.factors, learner=learner, seed=ctx.seed,
+                                         train_size=sample.train_size)
+            for m, accuracy in scores.items():
+                values[f"{name}_{m}{sample.suffix}"] = accuracy
                 if learner != "exact-gbt":
-                    ctx.notes[f"{name}_{m}{suffix}"] = sklearn_note()
+                    ctx.notes[f"{name}_{m}{sample.suffix}"] = sklearn_note()
         return values
 
 

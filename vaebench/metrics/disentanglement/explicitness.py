@@ -20,8 +20,9 @@ liblinear model (``OneVsRestClassifier(LogisticRegression(solver="liblinear"))``
 
 Departures from disentanglement_lib:
 
-- the scored rows are split at random into ``TRAIN_FRACTION`` (2/3) training and 1/3 test
-  rows (:mod:`.protocol`), not two fresh samples;
+- rows (:mod:`.protocol`): by default 10,000 fresh training and 5,000 fresh test samples per
+  evaluation seed, as disentanglement_lib, shared with the other scores of the run; with
+  ``disentanglement_protocol = "test_split"`` the test split, split at random 2/3 / 1/3;
 - a code dimension that is constant on the training rows is left at 0 after standardising
   (disentanglement_lib divides by its zero deviation);
 - the AUC averages over the classes present in both the training and the test rows (with
@@ -38,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from vaebench.metrics.disentanglement.checks import check_inputs
-from vaebench.metrics.disentanglement.protocol import sklearn_note, train_test_split
-from vaebench.metrics.disentanglement.representation import REPRESENTATION_PARAM, VALUE_SUFFIXES, scored_codes
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples, sklearn_note, train_test_split
+from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 
 #: Inverse regularisation of the logistic regressions (sklearn's default C = 1).
@@ -79,12 +80,13 @@ def macro_auc(y_true: np.ndarray, probability: np.ndarray, classes: np.ndarray) 
     return float(np.mean(aucs)) if aucs else 0.5
 
 
-def explicitness(codes: Any, factors: Any, *, seed: int = 0) -> float:
+def explicitness(codes: Any, factors: Any, *, seed: int = 0, train_size: int | None = None) -> float:
     """Explicitness (Ridgeway & Mozer 2018): mean over factors of the macro ROC-AUC of a
-    one-vs-rest logistic regression on the standardised codes (module docstring). In [0, 1],
-    0.5 is chance; higher is better."""
+    one-vs-rest logistic regression on the standardised codes (module docstring), trained on
+    a random ``TRAIN_FRACTION`` of the rows (``seed``), or on the first ``train_size`` rows when it
+    is given, and tested on the rest. In [0, 1], 0.5 is chance; higher is better."""
     codes, labels = check_inputs(codes, factors)
-    train, test = train_test_split(codes.shape[0], seed)
+    train, test = train_test_split(codes.shape[0], seed, train_size)
     x_train, x_test = standardize(codes[train], codes[test])
     scores = []
     for y_train, y_test in zip(labels[train].T, labels[test].T):
@@ -101,12 +103,14 @@ def explicitness(codes: Any, factors: Any, *, seed: int = 0) -> float:
     "explicitness", family="disentanglement",
     description="explicitness (Ridgeway & Mozer 2018): ROC-AUC of one-vs-rest logistic regressions",
     values=[MetricValue("explicitness" + suffix, higher_is_better=True) for suffix in VALUE_SUFFIXES],
-    needs_factors=True, params=[REPRESENTATION_PARAM],
+    needs_factors=True, params=list(PROTOCOL_PARAMS),
     abs_tol=0.02, rel_tol=0.0,
 )
 def _compute_explicitness(ctx: EvaluationContext) -> dict[str, float]:
     values = {}
-    for suffix, codes in scored_codes(ctx):
-        values["explicitness" + suffix] = explicitness(codes, ctx.factors, seed=ctx.seed)
-        ctx.notes["explicitness" + suffix] = sklearn_note()
+    for sample in scored_samples(ctx):
+        values["explicitness" + sample.suffix] = explicitness(
+            sample.codes, sample.factors, seed=ctx.seed, train_size=sample.train_size
+        )
+        ctx.notes["explicitness" + sample.suffix] = sklearn_note()
     return values

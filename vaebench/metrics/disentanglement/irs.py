@@ -17,8 +17,10 @@ disentanglement_lib defaults (gin ``irs.gin``): ``diff_quantile = 0.99`` (``DIFF
 binned by the histogram discretizer with ``num_bins = 20`` (``FACTOR_BINS``, so a factor with
 more than 20 values has neighbouring values merged).
 
-Departures from disentanglement_lib: the scored rows are the test split vaebench encoded once
-(any number); single-valued factors are ignored; with every code dimension constant the
+Rows (:mod:`.protocol`): by default 10,000 fresh samples of the factor grid per evaluation seed,
+as disentanglement_lib; the encoded test split with ``disentanglement_protocol = "test_split"``.
+
+Departures from disentanglement_lib: single-valued factors are ignored; with every code dimension constant the
 score is 0, as disentanglement_lib.
 """
 
@@ -30,7 +32,8 @@ import numpy as np
 
 from vaebench.metrics.disentanglement.checks import check_inputs, encode_labels
 from vaebench.metrics.disentanglement.discretize import histogram_bins
-from vaebench.metrics.disentanglement.representation import REPRESENTATION_PARAM, VALUE_SUFFIXES, scored_codes
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
+from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 
 #: Quantile of the deviations from each factor value's mean code (disentanglement_lib: 0.99;
@@ -72,8 +75,11 @@ irs = interventional_robustness_score
     "irs", family="disentanglement",
     description="interventional robustness score (Suter et al. 2019)",
     values=[MetricValue("irs" + suffix, higher_is_better=True) for suffix in VALUE_SUFFIXES],
-    needs_factors=True, params=[REPRESENTATION_PARAM],
+    needs_factors=True, params=list(PROTOCOL_PARAMS),
     abs_tol=0.05, rel_tol=0.0,
 )
 def _compute_irs(ctx: EvaluationContext) -> dict[str, float]:
-    return {"irs" + suffix: interventional_robustness_score(codes, ctx.factors) for suffix, codes in scored_codes(ctx)}
+    return {
+        "irs" + sample.suffix: interventional_robustness_score(sample.train_codes, sample.train_factors)
+        for sample in scored_samples(ctx)
+    }

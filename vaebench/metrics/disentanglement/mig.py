@@ -10,10 +10,11 @@ equal-width bins (:mod:`.information`, :mod:`.discretize`). In [0, 1]; higher is
 disentanglement_lib (``evaluation/metrics/mig.py``, gin ``mig.gin``) defaults:
 ``discretizer.num_bins = 20`` (``N_BINS``, :mod:`.discretize`) on ``num_train = 10000`` points.
 
+Rows (:mod:`.protocol`): by default 10,000 fresh samples of the factor grid per evaluation seed,
+as disentanglement_lib; the encoded test split with ``disentanglement_protocol = "test_split"``.
+
 Departures from disentanglement_lib:
 
-- the scored rows are the test split vaebench encoded once (any number), not 10000 fresh
-  samples;
 - factors that take a single value are ignored (disentanglement_lib divides by their zero
   entropy);
 - with a single code dimension the second-best mutual information is 0.
@@ -29,7 +30,8 @@ from vaebench.metrics.disentanglement.checks import check_inputs, check_n_bins
 from vaebench.metrics.disentanglement.discretize import N_BINS
 from vaebench.metrics.disentanglement.information import binned_mutual_information
 from vaebench.metrics.disentanglement.protocol import top_two
-from vaebench.metrics.disentanglement.representation import REPRESENTATION_PARAM, VALUE_SUFFIXES, scored_codes
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
+from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
 
@@ -59,7 +61,7 @@ mig = mutual_information_gap
     needs_factors=True,
     params=[
         Param("mig_n_bins", N_BINS, minimum=2, doc="equal-width bins per code dimension (disentanglement_lib: 20)"),
-        REPRESENTATION_PARAM,
+        *PROTOCOL_PARAMS,
     ],
     # for given codes the score is deterministic, so a baseline moves only when the trained
     # model does (another platform, library version or device); a few hundredths is the
@@ -68,6 +70,8 @@ mig = mutual_information_gap
 )
 def _compute_mig(ctx: EvaluationContext) -> dict[str, float]:
     return {
-        "mig" + suffix: mutual_information_gap(codes, ctx.factors, n_bins=ctx.params["mig_n_bins"])
-        for suffix, codes in scored_codes(ctx)
+        "mig" + sample.suffix: mutual_information_gap(
+            sample.train_codes, sample.train_factors, n_bins=ctx.params["mig_n_bins"]
+        )
+        for sample in scored_samples(ctx)
     }

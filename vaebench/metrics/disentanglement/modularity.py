@@ -12,7 +12,10 @@ divides by zero there).
 disentanglement_lib defaults (gin ``modularity_explicitness.gin``): ``discretizer.num_bins =
 20`` equal-width bins (``N_BINS``, :mod:`.discretize`), ``num_train = 10000`` points.
 
-Departures from disentanglement_lib: the scored rows are the test split vaebench encoded once;
+Rows (:mod:`.protocol`): by default 10,000 fresh samples of the factor grid per evaluation seed,
+as disentanglement_lib; the encoded test split with ``disentanglement_protocol = "test_split"``.
+
+Departures from disentanglement_lib:
 single-valued factors are ignored; an uninformative code dimension scores 0 instead of NaN.
 """
 
@@ -25,7 +28,8 @@ import numpy as np
 from vaebench.metrics.disentanglement.checks import check_inputs, check_n_bins
 from vaebench.metrics.disentanglement.discretize import N_BINS
 from vaebench.metrics.disentanglement.information import binned_mutual_information
-from vaebench.metrics.disentanglement.representation import REPRESENTATION_PARAM, VALUE_SUFFIXES, scored_codes
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
+from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
 
@@ -58,12 +62,14 @@ def modularity(codes: Any, factors: Any, *, n_bins: int = N_BINS) -> float:
     params=[
         Param("modularity_n_bins", N_BINS, minimum=2,
               doc="equal-width bins per code dimension (disentanglement_lib: 20)"),
-        REPRESENTATION_PARAM,
+        *PROTOCOL_PARAMS,
     ],
     abs_tol=0.05, rel_tol=0.0,
 )
 def _compute_modularity(ctx: EvaluationContext) -> dict[str, float]:
     return {
-        "modularity" + suffix: modularity(codes, ctx.factors, n_bins=ctx.params["modularity_n_bins"])
-        for suffix, codes in scored_codes(ctx)
+        "modularity" + sample.suffix: modularity(
+            sample.train_codes, sample.train_factors, n_bins=ctx.params["modularity_n_bins"]
+        )
+        for sample in scored_samples(ctx)
     }

@@ -8,14 +8,13 @@ disentanglement_lib scores two post-processed representations of every model
 per image. The suite parameter ``disentanglement_representation`` picks "mean" (default),
 "sampled" or "both"; values scored on the sample carry the suffix ``_sampled`` (``mig_sampled``,
 ``dci_d_sampled``, ...). The draw is seeded by the run's seed and shared by every score of
-the run, so all sampled values describe the same sample.
+the run, so all sampled values describe the same sample (:func:`.protocol.scored_samples`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from vaebench.metrics.registry import EvaluationContext
 from vaebench.params import Param
 
 REPRESENTATIONS = ("mean", "sampled", "both")
@@ -37,19 +36,3 @@ def sampled_codes(mu: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:
     """One draw mu + exp(logvar / 2) * eps, eps ~ N(0, I), from default_rng([seed, stream])."""
     eps = np.random.default_rng([seed, _SAMPLE_STREAM]).standard_normal(mu.shape)
     return mu + np.exp(logvar / 2.0) * eps
-
-
-def scored_codes(ctx: EvaluationContext) -> list[tuple[str, np.ndarray]]:
-    """(value-name suffix, codes) for each representation the suite asks for."""
-    choice = ctx.params[REPRESENTATION_PARAM.key]
-    wanted = ("mean", "sampled") if choice == "both" else (choice,)
-    out = []
-    for name in wanted:
-        if name == "mean":
-            out.append((SUFFIX[name], ctx.codes))
-        else:
-            key = "disentanglement.sampled_codes"
-            if key not in ctx.cache:
-                ctx.cache[key] = sampled_codes(ctx.mu, ctx.logvar, ctx.seed)
-            out.append((SUFFIX[name], ctx.cache[key]))
-    return out

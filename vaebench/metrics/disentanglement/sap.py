@@ -14,8 +14,10 @@ orientation and position add little). In [0, 1); higher is better.
 
 Departures from disentanglement_lib:
 
-- the scored rows are split at random into ``TRAIN_FRACTION`` (2/3) training and 1/3 test
-  rows (:mod:`.protocol`), not two fresh samples;
+- rows (:mod:`.protocol`): by default 10,000 fresh training and 5,000 fresh test samples per
+  evaluation seed, as disentanglement_lib, drawn once per run for every score (its scores draw
+  one after another); with ``disentanglement_protocol = "test_split"`` the test split, split at
+  random into ``TRAIN_FRACTION`` (2/3) training and 1/3 test rows;
 - the default learner "svm1d" (:mod:`.learners.svm1d`) solves LinearSVC's optimization
   problem to convergence for one feature, vectorised over all problems; LinearSVC itself
   (liblinear, which stops at a tolerance) stays selectable as ``learner="linearsvc"`` (15-20x
@@ -34,8 +36,14 @@ import numpy as np
 
 from vaebench.metrics.disentanglement.checks import check_choice, check_inputs
 from vaebench.metrics.disentanglement.learners.svm1d import svm1d_score_matrix
-from vaebench.metrics.disentanglement.protocol import sklearn_note, top_two, train_test_split
-from vaebench.metrics.disentanglement.representation import REPRESENTATION_PARAM, VALUE_SUFFIXES, scored_codes
+from vaebench.metrics.disentanglement.protocol import (
+    PROTOCOL_PARAMS,
+    scored_samples,
+    sklearn_note,
+    top_two,
+    train_test_split,
+)
+from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
 
@@ -48,19 +56,21 @@ LEARNERS = ("svm1d", "linearsvc")
 LEARNER = "svm1d"
 
 
-def separated_attribute_predictability(codes: Any, factors: Any, *, seed: int = 0, learner: str = LEARNER) -> float:
+def separated_attribute_predictability(codes: Any, factors: Any, *, seed: int = 0, learner: str = LEARNER,
+                                       train_size: int | None = None) -> float:
     """SAP (Kumar et al. 2018), disentanglement_lib's discrete-factor variant.
 
     S_ij is the held-out accuracy of a linear SVM predicting factor j from code dimension i
     alone (squared hinge loss, L2 penalty on weight and intercept, C = ``SVM_C``,
     class_weight "balanced", one-vs-rest for more than two classes), trained on a random
-    ``TRAIN_FRACTION`` of the rows (``seed``) and tested on the rest;
+    ``TRAIN_FRACTION`` of the rows (``seed``), or on the first ``train_size`` rows when it is
+    given, and tested on the rest;
     SAP = 1/K sum_j (S_(1)j - S_(2)j). In [0, 1), higher is better; even a perfect code
     stays well below 1 (see the module docstring). ``learner``: "svm1d" or "linearsvc".
     """
     check_choice(learner, LEARNERS, "SAP learner")
     codes, labels = check_inputs(codes, factors)
-    train, test = train_test_split(codes.shape[0], seed)
+    train, test = train_test_split(codes.shape[0], seed, train_size)
     scores = score_matrix(codes[train], labels[train], codes[test], labels[test], learner, seed)
     first, second = top_two(scores)
     return float(np.mean(first - second))
@@ -109,15 +119,17 @@ def _linearsvc_score_matrix(
     params=[
         Param("sap_learner", LEARNER, choices=LEARNERS,
               doc="svm1d: LinearSVC's problem solved exactly; linearsvc: scikit-learn's LinearSVC"),
-        REPRESENTATION_PARAM,
+        *PROTOCOL_PARAMS,
     ],
     abs_tol=0.03, rel_tol=0.0,
 )
 def _compute_sap(ctx: EvaluationContext) -> dict[str, float]:
     learner = ctx.params["sap_learner"]
     values = {}
-    for suffix, codes in scored_codes(ctx):
-        values["sap" + suffix] = separated_attribute_predictability(codes, ctx.factors, seed=ctx.seed, learner=learner)
+    for sample in scored_samples(ctx):
+        values["sap" + sample.suffix] = separated_attribute_predictability(
+            sample.codes, sample.factors, seed=ctx.seed, learner=learner, train_size=sample.train_size
+        )
         if learner == "linearsvc":
-            ctx.notes["sap" + suffix] = sklearn_note()
+            ctx.notes["sap" + sample.suffix] = sklearn_note()
     return values

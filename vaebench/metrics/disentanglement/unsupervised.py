@@ -18,8 +18,10 @@ All are 0 for independent (uncorrelated) dimensions; lower is better.
 disentanglement_lib defaults (gin ``unsupervised.gin``): ``num_train = 10000`` points,
 ``discretizer.num_bins = 20``.
 
-Departures from disentanglement_lib: the scored rows are the test split vaebench encoded once;
-a constant code dimension (C_ii = 0), for which the Gaussian scores are undefined (log 0),
+Rows (:mod:`.protocol`): by default 10,000 fresh samples of the factor grid per evaluation seed,
+as disentanglement_lib; the encoded test split with ``disentanglement_protocol = "test_split"``.
+
+Departures from disentanglement_lib: a constant code dimension (C_ii = 0), for which the Gaussian scores are undefined (log 0),
 is left out of them (it is independent of the others); the mutual information score needs
 at least two code dimensions.
 """
@@ -33,7 +35,8 @@ import numpy as np
 from vaebench.metrics.disentanglement.checks import check_codes, check_n_bins
 from vaebench.metrics.disentanglement.discretize import N_BINS, histogram_bins
 from vaebench.metrics.disentanglement.information import mutual_information_matrix
-from vaebench.metrics.disentanglement.representation import REPRESENTATION_PARAM, VALUE_SUFFIXES, scored_codes
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
+from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 
 VALUE_NAMES = (
@@ -90,11 +93,11 @@ def unsupervised_scores(codes: Any, *, n_bins: int = N_BINS) -> dict[str, float]
     description="dependence between code dimensions: Gaussian total and Wasserstein correlation, "
     "mean pairwise mutual information (Locatello et al. 2019)",
     values=[MetricValue(name + suffix, higher_is_better=False) for suffix in VALUE_SUFFIXES for name in VALUE_NAMES],
-    params=[REPRESENTATION_PARAM],
+    params=list(PROTOCOL_PARAMS),
     abs_tol=0.05, rel_tol=0.05,
 )
 def _compute_unsupervised(ctx: EvaluationContext) -> dict[str, float]:
     values = {}
-    for suffix, codes in scored_codes(ctx):
-        values.update({name + suffix: value for name, value in unsupervised_scores(codes).items()})
+    for sample in scored_samples(ctx):
+        values.update({name + sample.suffix: value for name, value in unsupervised_scores(sample.train_codes).items()})
     return values
