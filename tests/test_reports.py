@@ -306,3 +306,36 @@ def test_evaluate_stores_image_grids(tmp_path):
     assert "kl" in values
     assert set(GRID_NAMES) <= set(artifacts)
     assert all(v.startswith(PNG_MAGIC) for v in artifacts.values())
+
+
+def _store_with_mi_xz(path: Path, values: dict[str, list[float]], n: int) -> Path:
+    """Runs whose mi_xz (with the note the metric writes for N images) is given per variant."""
+    from vaebench.bench.spec import RunResult
+
+    path.mkdir(parents=True, exist_ok=True)
+    with ResultsStore(path) as store:
+        for variant, per_seed in values.items():
+            for seed, value in enumerate(per_seed):
+                spec = spec_for(variant, {}, seed, metrics=("mi_xz",))
+                result = RunResult(spec=spec, status="done", metrics={"mi_xz": value, "mi_xz_upper": value + 1},
+                                   notes={"mi_xz": f"N={n} ceiling=log N={math.log(n):.3f}"})
+                store.write_result(result, suite="info", setting=variant)
+    return path
+
+
+def test_mi_xz_shows_its_ceiling_and_flags_saturation(tmp_path, capsys):
+    ceiling = math.log(2000)  # 7.601
+    run_dir = _store_with_mi_xz(tmp_path / "runs", {"vae": [7.2, 7.3], "mmd_vae": [3.0, 3.2]}, n=2000)
+    assert main(["results", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("dsprites")}
+    assert "≤7.6!" in rows["vae"]  # 7.25 is within 0.5 nats of log 2000
+    assert "≤7.6" in rows["mmd_vae"] and "≤7.6!" not in rows["mmd_vae"]
+    assert "mi_xz ≤c: at most c, log N of the N images it is estimated on; ! within 0.5 of c" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    # the report's comparison (HTML, CSV) carries the same mark and the ceiling itself
+    write_report(run_dir, tmp_path / "report")
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "≤7.6!" in page and "saturated" in page
+    csv = pd.read_csv(tmp_path / "report" / "comparison.csv")
+    assert csv.loc[csv["metric"] == "mi_xz", "ceiling"].tolist() == pytest.approx([round(ceiling, 3)] * 2)

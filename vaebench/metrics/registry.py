@@ -80,17 +80,40 @@ ROLES = ("rate", "distortion")
 
 
 @dataclass(frozen=True)
+class Ceiling:
+    """The most a value can be on its evaluation set, read from the note stored beside it.
+
+    pattern: a regular expression whose first group, found in the note, is the ceiling.
+    margin: a mean within `margin` of the ceiling is flagged as saturated in reports (the
+        value then says only that the quantity is at least about the ceiling).
+    meaning: what the ceiling is, for the reports' footnote.
+    """
+
+    pattern: str
+    margin: float
+    meaning: str
+
+    def of(self, note: str | None) -> float | None:
+        """The ceiling recorded in `note`, or None when it records none."""
+        found = re.search(self.pattern, note or "")
+        return float(found.group(1)) if found else None
+
+
+@dataclass(frozen=True)
 class MetricValue:
     """One value a metric produces: a name, or a per-latent pattern such as 'kl_dim_{i}'.
 
     role: what reports may use the value as: "rate" (nats of KL per image, the x axis of the
     rate-distortion plane) or "distortion" (reconstruction nats per image, its y axis).
+    ceiling: the value's known upper limit, where its estimator has one (reports show it and
+    flag values that reach it).
     """
 
     name: str
     higher_is_better: bool
     description: str = ""
     role: str | None = None
+    ceiling: Ceiling | None = None
 
     def __post_init__(self) -> None:
         if self.role is not None and self.role not in ROLES:

@@ -27,6 +27,8 @@ from vaebench.reports.stats import natural_key
 FORMATS = ("table", "csv", "json", "markdown")
 ID_COLUMNS = ["suite", "dataset", "variant", "setting"]
 TERMINAL_WIDTH = 120
+# wide-frame column of a value's per-run ceiling; in a comparison, "<value>_ceiling" (the lowest)
+CEILING_PREFIX = "ceiling:"
 
 
 def value_columns(frame: pd.DataFrame, *, per_latent: bool = False) -> list[str]:
@@ -81,12 +83,21 @@ def distinguish_settings(runs: pd.DataFrame) -> pd.Series:
 
 
 def wide_frame(store: ResultsStore) -> pd.DataFrame:
-    """`store.wide()` with settings distinguished (see `distinguish_settings`): the frame every table groups."""
+    """`store.wide()` with settings distinguished (see `distinguish_settings`), and a column
+    `ceiling:<value>` per run for each value whose declaration has a `Ceiling` (read from the
+    value's note): the frame every table groups."""
     wide = store.wide()
     if wide.empty:
         return wide
     runs = store.runs().set_index("run_id").loc[wide["run_id"]].reset_index()
     wide["setting"] = distinguish_settings(runs).to_numpy()
+    notes = store.metrics()
+    for value in value_columns(wide, per_latent=True):
+        ceiling = declaration_of(value).value.ceiling
+        if ceiling is not None:
+            rows = notes[notes["name"] == value]
+            per_run = dict(zip(rows["run_id"], (ceiling.of(n) for n in rows["note"])))
+            wide[CEILING_PREFIX + value] = wide["run_id"].map(per_run).astype(float)
     return wide
 
 
@@ -113,13 +124,38 @@ def comparison_from_wide(frame: pd.DataFrame, *, per_latent: bool = False) -> pd
         stats = done.groupby(ID_COLUMNS)[metrics].agg(["mean", "std"])
         stats.columns = [f"{m}_{s}" for m, s in stats.columns]
         out = out.join(stats, how="left")
+        ceilings = [c for c in frame.columns if c.startswith(CEILING_PREFIX) and c[len(CEILING_PREFIX):] in metrics]
+        if ceilings:
+            lowest = done.groupby(ID_COLUMNS)[ceilings].min()
+            lowest.columns = [f"{c[len(CEILING_PREFIX):]}_ceiling" for c in ceilings]
+            out = out.join(lowest, how="left")
     return out.reset_index()
 
 
-def _cell(mean: float, sd: float) -> str:
+def ceiling_mark(value: str, mean: float, ceiling: float) -> str:
+    """' ≤c' after a value with a known ceiling c, ' ≤c!' when the mean is within the ceiling's
+    margin of it (saturated); '' without a ceiling."""
+    declared = declaration_of(value).value.ceiling
+    if declared is None or pd.isna(ceiling) or pd.isna(mean):
+        return ""
+    return f" ≤{ceiling:.3g}" + ("!" if mean >= ceiling - declared.margin else "")
+
+
+def ceiling_footnote(values: Sequence[str]) -> str:
+    """The explanation of the ceiling marks of `values`, or '' when none has a ceiling."""
+    parts = []
+    for value in values:
+        declared = declaration_of(value).value.ceiling
+        if declared is not None:
+            parts.append(f"{value} ≤c: at most c, {declared.meaning}; ! within {declared.margin:g} of c "
+                         "(saturated: it may be higher)")
+    return "; ".join(parts)
+
+
+def _cell(mean: float, sd: float, mark: str = "") -> str:
     if pd.isna(mean):
         return "-"
-    return f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}"
+    return (f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}") + mark
 
 
 def _header(value: str) -> str:
@@ -166,7 +202,8 @@ def display_frame(comparison: pd.DataFrame, values: Sequence[str]) -> pd.DataFra
     for value in values:
         mean = comparison.get(f"{value}_mean", pd.Series(float("nan"), index=comparison.index))
         sd = comparison.get(f"{value}_std", pd.Series(float("nan"), index=comparison.index))
-        shown[_header(value)] = [_cell(m, s) for m, s in zip(mean, sd)]
+        ceiling = comparison.get(f"{value}_ceiling", pd.Series(float("nan"), index=comparison.index))
+        shown[_header(value)] = [_cell(m, s, ceiling_mark(value, m, c)) for m, s, c in zip(mean, sd, ceiling)]
     return shown
 
 
@@ -210,13 +247,17 @@ def format_results(
     available = value_columns(wide, per_latent=True)
     values = available if all_values else choose_columns(available, metrics, suite_metric_order(store))
     shown = display_frame(comparison, values)
+    footnote = ceiling_footnote(values)
     if fmt == "markdown":
-        return _markdown(shown)
-    if all_values or metrics:
-        return shown.to_string(index=False)
-    fixed = len(shown.columns) - len(values)
-    fitted, left_out = fit_width(shown, fixed, width)
-    text = fitted.to_string(index=False)
+        return _markdown(shown) + (f"\n\n{footnote}" if footnote else "")
+    left_out: list[str] = []
+    if not (all_values or metrics):
+        fixed = len(shown.columns) - len(values)
+        shown, left_out = fit_width(shown, fixed, width)
+        footnote = ceiling_footnote([v for v in values if v not in left_out])
+    text = shown.to_string(index=False)
+    if footnote:
+        text += f"\n{footnote}"
     if left_out:
         text += f"\n({len(left_out)} more: {', '.join(left_out)}; show them with --metrics NAME,... or --all)"
     return text

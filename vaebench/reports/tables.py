@@ -20,7 +20,7 @@ from vaebench.reports.stats import (
     ALPHA, BOOTSTRAP_RESAMPLES, CONFIDENCE, higher_is_better, mean_ci, min_attainable_p, natural_key, pairwise_tests,
     rank_table,
 )
-from vaebench.reports.summary import ID_COLUMNS, comparison_from_wide, value_columns
+from vaebench.reports.summary import ID_COLUMNS, ceiling_footnote, ceiling_mark, comparison_from_wide, value_columns
 
 NUMBER_FORMAT = "{:.4g}"
 
@@ -101,8 +101,10 @@ def comparison_long(comp: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
                 **{c: r[c] for c in ID_COLUMNS}, "n": r["n"], "diverged": r["diverged"], "failed": r["failed"],
                 "metric": m, "direction": direction_of(m), "mean": r[f"{m}_mean"], "sd": r[f"{m}_std"],
                 "ci_low": r[f"{m}_ci_low"], "ci_high": r[f"{m}_ci_high"], "best": bool(r[f"{m}_best"]),
+                "ceiling": r.get(f"{m}_ceiling", math.nan),
             })
-    columns = [*ID_COLUMNS, "n", "diverged", "failed", "metric", "direction", "mean", "sd", "ci_low", "ci_high", "best"]
+    columns = [*ID_COLUMNS, "n", "diverged", "failed", "metric", "direction", "mean", "sd", "ci_low", "ci_high", "best",
+               "ceiling"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -126,14 +128,17 @@ def comparison_display(comp: pd.DataFrame, metrics: Sequence[str], *, title: str
         cells = [Cell(str(r[c])) for c in group] + [Cell(str(r["setting"])), Cell(str(r["n"]))]
         cells += [Cell(str(r[c])) for c in counts]
         for m in metrics:
-            cells.append(Cell(ci_cell(r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"]), bool(r[f"{m}_best"])))
+            mark = ceiling_mark(m, r[f"{m}_mean"], r.get(f"{m}_ceiling", math.nan))
+            cells.append(Cell(ci_cell(r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"]) + mark, bool(r[f"{m}_best"])))
         rows.append(cells)
     caption = (
         f"Mean over seeds and {CONFIDENCE:.0%} bootstrap confidence interval (percentile, "
         f"{BOOTSTRAP_RESAMPLES} resamples, fixed seed); the mean alone where a setting has one seed. "
         "Arrows give each metric's direction; the best value in each column is in bold."
     )
-    return Table(columns, rows, caption=f"{title}: {caption}" if title else caption)
+    footnote = ceiling_footnote(metrics)
+    return Table(columns, rows, caption=f"{title}: {caption}" if title else caption,
+                 notes=[footnote] if footnote else [])
 
 
 # ---------------------------------------------------------------- pairwise tests and ranks
