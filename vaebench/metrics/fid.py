@@ -291,11 +291,13 @@ def _distance_pass(ctx: EvaluationContext) -> dict[str, Any]:
     model = ctx.model
     generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
     latent_dim = ctx.mu.shape[1]
+    # the reconstructions decode the posterior means the harness already computed (no second encoding)
+    means = torch.as_tensor(ctx.mu[chosen], dtype=torch.float32)
     for start in range(0, n, BATCH_SIZE):
-        x = real_images[start : start + BATCH_SIZE].to(ctx.device)
-        z = torch.randn((len(x), latent_dim), generator=generator).to(ctx.device)
+        z = torch.randn((len(means[start : start + BATCH_SIZE]), latent_dim), generator=generator).to(ctx.device)
         generated.update(model.likelihood.mean(model.decode(z)).clamp(0, 1))
-        reconstructed.update(model.likelihood.mean(model.decode(model.encode(x)[0])).clamp(0, 1))
+        mean_codes = means[start : start + BATCH_SIZE].to(ctx.device)
+        reconstructed.update(model.likelihood.mean(model.decode(mean_codes)).clamp(0, 1))
     ctx.cache["fid_kid"] = {"network": network, "generated": generated, "reconstructed": reconstructed}
     return ctx.cache["fid_kid"]
 

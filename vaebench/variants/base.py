@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -61,16 +61,6 @@ class Hyperparameters:
     def require(condition: bool, key: str, allowed: str, value: Any) -> None:
         if not condition:
             raise ConfigError(f"must be {allowed}, got {value!r}", key=key)
-
-    def require_nonnegative(self, *keys: str) -> None:
-        for key in keys:
-            value = getattr(self, key)
-            self.require(value >= 0, key, ">= 0", value)
-
-    def require_one_of(self, key: str, choices: Iterable[str]) -> None:
-        value = getattr(self, key)
-        choices = tuple(choices)
-        self.require(value in choices, key, "one of " + ", ".join(repr(c) for c in choices), value)
 
     @classmethod
     def params(cls) -> list[Param]:

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.aggregate import minibatch_kl_to_prior
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.claims import Claim, with_pixelcnn
@@ -73,19 +74,15 @@ DIVERGENCE_TERMS = {"mmd": "mmd", "kl": "kl_qz"}
 
 @dataclass(frozen=True)
 class InfoVAEHyperparameters(Hyperparameters):
-    alpha: float = 0.0
-    lambda_: float = 1000.0
-    divergence: str = "mmd"
-    kernel: str = "rbf"
+    alpha: float = hyperparameter(0.0, maximum=1.0, doc="information preference; the KL weight is 1 - alpha >= 0")
+    lambda_: float = hyperparameter(1000.0, minimum=0.0, doc="weight of D(q(z) || p(z))")
+    divergence: str = hyperparameter("mmd", choices=DIVERGENCES)
+    kernel: str = hyperparameter("rbf", choices=KERNELS)
 
     def validate(self) -> None:
-        self.require(self.alpha <= 1, "alpha", "<= 1 (the KL weight 1 - alpha is >= 0)", self.alpha)
-        self.require_nonnegative("lambda_")
         self.require(
             self.alpha + self.lambda_ - 1 >= 0, "lambda_", ">= 1 - alpha (the divergence weight is >= 0)", self.lambda_
         )
-        self.require_one_of("divergence", DIVERGENCES)
-        self.require_one_of("kernel", KERNELS)
 
 
 @register_variant("info_vae")
@@ -120,17 +117,12 @@ class InfoVAE(GaussianEncoderVariant):
 
 @dataclass(frozen=True)
 class MMDVAEHyperparameters(Hyperparameters):
-    lambda_: float = 1000.0
-    kernel: str = "rbf"
-    encoder: str = "deterministic"
+    lambda_: float = hyperparameter(1000.0, minimum=0.0, doc="weight of MMD^2(q(z), p(z))")
+    kernel: str = hyperparameter("rbf", choices=KERNELS)
+    encoder: str = hyperparameter("deterministic", choices=ENCODERS)
     # InfoVAE's settings this special case fixes (not hyperparameters of mmd_vae).
     alpha = 1.0
     divergence = "mmd"
-
-    def validate(self) -> None:
-        self.require_nonnegative("lambda_")
-        self.require_one_of("kernel", KERNELS)
-        self.require_one_of("encoder", ENCODERS)
 
 
 @register_variant("mmd_vae")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench.params import hyperparameter
 from vaebench.variants.aggregate import WEIGHTINGS, minibatch_mutual_information
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.claims import Claim, with_pixelcnn
@@ -46,14 +47,9 @@ from vaebench.variants.registry import register_variant
 
 @dataclass(frozen=True)
 class MIVAEHyperparameters(Hyperparameters):
-    gamma: float = 1.0
-    estimator: str = "mss"
-    dataset_size: int = 737280
-
-    def validate(self) -> None:
-        self.require_nonnegative("gamma")
-        self.require_one_of("estimator", WEIGHTINGS)
-        self.require(self.dataset_size >= 1, "dataset_size", ">= 1", self.dataset_size)
+    gamma: float = hyperparameter(1.0, minimum=0.0, doc="weight of the I(x; z) term")
+    estimator: str = hyperparameter("mss", choices=WEIGHTINGS)
+    dataset_size: int = hyperparameter(737280, minimum=1, doc="training images N, for the estimator's weights")
 
 
 @register_variant("mi_vae")
