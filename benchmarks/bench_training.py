@@ -5,8 +5,8 @@ The harness draws each batch from the dataset materialised in the run directory'
 a suite's runs do once the cache is built: the build is timed in bench_data.py), checks every
 loss for divergence, logs curves every 50 steps and writes a checkpoint every 500 steps and at
 the end of a round; the bare loop indexes a pre-rendered tensor. Both train `STEPS[name]` steps
-per round: 500 (one checkpoint per round), and 50 for the 64 px conv network of Locatello et
-al. 2019, whose steps take about a second on this 2-core CPU (a checkpoint every 50 steps:
+per round: 500 (one checkpoint per round), and 50 for the 64 px network of Locatello et
+al. 2019 (`locatello`), whose steps take about a second on this 2-core CPU (a checkpoint every 50 steps:
 ten times the suites' rate, so its ratio errs against the harness). The README reports the
 median of the interleaved rounds' ratios.
 """
@@ -23,8 +23,8 @@ from vaebench import data
 from vaebench.bench.suite import RunSpec
 from vaebench.bench.train import Trainer, build_model
 
-ARCHITECTURES = {"conv32": ("conv", 32), "mlp32": ("mlp", 32), "conv64": ("conv", 64)}
-STEPS = {"conv32": 500, "mlp32": 500, "conv64": 50}
+ARCHITECTURES = {"conv32": ("conv", 32), "mlp32": ("mlp", 32), "locatello64": ("locatello", 64)}
+STEPS = {"conv32": 500, "mlp32": 500, "locatello64": 50}
 CHECKPOINT_EVERY, LOG_EVERY = 500, 50
 
 

@@ -441,3 +441,42 @@ def test_locatello_network_is_the_studys_table():
     assert decoder(torch.zeros(2, 10)).shape == (2, 1, 64, 64)
     with pytest.raises(ConfigError, match="'locatello' is defined for 64 px images, got 32 px"):
         make_encoder("locatello", (1, 32, 32), 10)
+
+
+def test_a_deterministic_encoder_is_evaluated_as_a_point_mass(tmp_path):
+    """aae, wae and mmd_vae code z = mu(x): the unused log-variance head must not leak into the
+    metrics (it did: sampled codes got unit-variance noise). Sampled codes are the means, and the
+    metrics that need a density are not stored."""
+    from vaebench.bench.evaluate import evaluate
+    from vaebench.bench.seeding import derived_seed
+    from vaebench.bench.spec import RunSpec
+    from vaebench.bench.train import build_model
+    from vaebench.metrics.aggregate_posterior import prior_mmd
+    from vaebench.variants.base import encode_in_batches
+
+    dataset = data.get("dsprites", size=32, test_size=300)
+    metrics = ("recon_bce", "kl", "neg_elbo", "mi_xz", "elbo_decomposition", "prior_mmd", "active_units")
+    values = {}
+    for variant in ("aae", "vae"):
+        spec = RunSpec(
+            variant=variant, hyperparameters=(), dataset="dsprites", dataset_params=(("size", 32), ("test_size", 300)),
+            architecture="mlp", latent_dim=4, likelihood="bernoulli", steps=1, batch_size=8, optimizer="adam",
+            learning_rate=1e-3, checkpoint_every=1, log_every=1, seed=0, metrics=metrics,
+        )
+        torch.manual_seed(0)
+        model = build_model(spec, dataset).eval()
+        values[variant], _, _ = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path,
+                                         grids=False)
+        if variant == "aae":
+            images = torch.from_numpy(dataset.images(dataset.test_indices))
+            mu, logvar = encode_in_batches(model, images)
+            assert torch.isneginf(logvar).all()
+            with torch.no_grad():
+                x_hat = model.likelihood.mean(model.decode(mu.float()))
+            bce = torch.nn.functional.binary_cross_entropy(x_hat.double(), images.double(), reduction="none")
+            assert values["aae"]["recon_bce"] == pytest.approx(float(bce.sum((1, 2, 3)).mean()), rel=1e-5)
+            # prior_mmd compares the codes themselves, the means, with the prior
+            seed = derived_seed(0, "evaluate")
+            assert values["aae"]["prior_mmd"] == pytest.approx(prior_mmd(mu.numpy(), seed=seed), rel=1e-9)
+    assert set(values["aae"]) == {"recon_bce", "prior_mmd", "active_units"}
+    assert {"kl", "neg_elbo", "mi_xz", "tc"} <= set(values["vae"])

@@ -39,8 +39,11 @@ def evaluate(
         params=dict(spec.metric_params),
     )
     values: dict[str, float] = {}
+    point_mass = getattr(model, "deterministic_encoder", False)
     for name in spec.metrics:
         info = METRICS.get(name)
+        if info.needs_density and point_mass:
+            continue  # a point mass has no density: KL, ELBO and I(x; z) are infinite (not stored)
         for value_name, value in info.compute(ctx).items():
             if info.value(value_name) is None:
                 raise RuntimeError(f"metric {name!r} returned {value_name!r}, which it does not declare")

@@ -121,7 +121,7 @@ def _sampled_codes(ctx: EvaluationContext) -> np.ndarray:
 
 
 @register_metric(
-    "elbo_decomposition", family="aggregate_posterior",
+    "elbo_decomposition", family="aggregate_posterior", needs_density=True,
     description="total correlation and dimension-wise KL of the aggregated posterior (Chen et al. 2018, sec. 3)",
     values=[MetricValue("tc", higher_is_better=False), MetricValue("dimwise_kl", higher_is_better=False)],
     abs_tol=0.05, rel_tol=0.02,

@@ -200,6 +200,7 @@ def evaluation_posteriors(ctx: EvaluationContext) -> tuple[np.ndarray, np.ndarra
 @register_metric(
     "mi_xz",
     family="information",
+    needs_density=True,
     description="I(x; z) of the encoder on an evaluation set of N images: a lower bound (at most its "
     "ceiling log N, stored in the note) and the leave-one-out upper bound (no ceiling)",
     values=[

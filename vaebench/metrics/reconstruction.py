@@ -89,7 +89,7 @@ def _recon_bce(ctx: EvaluationContext) -> dict[str, float]:
 
 
 @register_metric(
-    "neg_elbo", needs_decoder=True, family="likelihood", description="negative ELBO per image (nats), one posterior sample",
+    "neg_elbo", needs_decoder=True, needs_density=True, family="likelihood", description="negative ELBO per image (nats), one posterior sample",
     values=[MetricValue("neg_elbo", higher_is_better=False)], abs_tol=1.0, rel_tol=0.05,
 )
 def _neg_elbo(ctx: EvaluationContext) -> dict[str, float]:
@@ -98,7 +98,7 @@ def _neg_elbo(ctx: EvaluationContext) -> dict[str, float]:
 
 
 @register_metric(
-    "kl", family="information", description="KL(q(z|x) || p(z)) per image, total and per latent (kl_dim_i)",
+    "kl", needs_density=True, family="information", description="KL(q(z|x) || p(z)) per image, total and per latent (kl_dim_i)",
     values=[MetricValue("kl", higher_is_better=False, role="rate"), MetricValue("kl_dim_{i}", higher_is_better=False)],
     abs_tol=0.5, rel_tol=0.1,
 )

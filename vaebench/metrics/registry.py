@@ -45,7 +45,8 @@ FAMILIES = (
 class EvaluationContext:
     """What the harness hands every metric: the test split encoded once, and the model.
 
-    mu, logvar: (N, D) float64 numpy arrays, the encoder's posterior on the test images.
+    mu, logvar: (N, D) float64 numpy arrays, the encoder's posterior on the test images (logvar
+        is -inf for a deterministic encoder's point mass).
     factors: (N, K) integer factor indices of the test images, or None without ground truth.
     params: the suite's [evaluation.params]; checked on construction and completed with every
         declared default, so a metric reads `params[key]` and never validates it.
@@ -145,6 +146,8 @@ class MetricInfo:
     compute: context -> {value name: value}.
     needs_factors: only defined on datasets with ground-truth factors.
     needs_decoder: uses the model's decoder (skipped for an encoder-only external model).
+    needs_density: uses the density of q(z|x) (skipped for a deterministic encoder, whose
+        posterior is a point mass: its KL to the prior and its I(x; z) are infinite).
     opt_in: computed only when a suite names it (too costly for "every metric that applies").
     params: the keys this metric reads from [evaluation.params], with types and ranges.
     abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
@@ -157,6 +160,7 @@ class MetricInfo:
     compute: Callable[[EvaluationContext], dict[str, float]]
     needs_factors: bool = False
     needs_decoder: bool = False
+    needs_density: bool = False
     opt_in: bool = False
     params: tuple[Param, ...] = ()
     abs_tol: float = 1e-6
@@ -193,6 +197,7 @@ def register_metric(
     values: Sequence[MetricValue],
     needs_factors: bool = False,
     needs_decoder: bool = False,
+    needs_density: bool = False,
     opt_in: bool = False,
     params: Iterable[Param] = (),
     abs_tol: float = 1e-6,
@@ -205,7 +210,7 @@ def register_metric(
             name,
             MetricInfo(
                 name=name, family=family, description=description, values=tuple(values), compute=compute,
-                needs_factors=needs_factors, needs_decoder=needs_decoder, opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
+                needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
             ),
         )
         return compute

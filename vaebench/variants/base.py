@@ -8,6 +8,7 @@ loop zeroes, back-propagates and steps each phase in turn on every batch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -126,6 +127,14 @@ class Variant(nn.Module):
         return self.decoder(z, x) if x is not None else self.decoder.sample(z, self.likelihood)[1]
 
     @property
+    def deterministic_encoder(self) -> bool:
+        """Whether the code is z = mu(x) (`encoder = "deterministic"`): q(z|x) is a point mass with
+        no density, and the encoder's log-variance output is unused. Evaluation then reads the
+        posterior as logvar = -inf (`encode_in_batches`), so sampled codes are the means, and
+        skips the metrics that need a density (`MetricInfo.needs_density`: KL, ELBO, I(x; z))."""
+        return getattr(self.hparams, "encoder", "gaussian") == "deterministic"
+
+    @property
     def autoregressive(self) -> bool:
         """Whether the decoder's parameters at a pixel depend on the pixels before it (`pixelcnn`):
         then the likelihood parameters of given images come from decode(z, x)."""
@@ -177,12 +186,14 @@ ENCODE_BATCH = 500
 def encode_in_batches(
     model: nn.Module, images: Any, device: torch.device | str = "cpu", batch_size: int = ENCODE_BATCH
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The posterior (mu, logvar) of every image (a tensor or numpy array), float64 on the CPU, in batches."""
+    """The posterior (mu, logvar) of every image (a tensor or numpy array), float64 on the CPU, in
+    batches; logvar = -inf (a point mass) for a model with a deterministic encoder."""
     x = torch.as_tensor(images)
+    point_mass = getattr(model, "deterministic_encoder", False)
     mus, logvars = [], []
     for start in range(0, len(x), batch_size):
         mu, logvar = model.encode(x[start : start + batch_size].to(device))
         mus.append(mu.double().cpu())
-        logvars.append(logvar.double().cpu())
+        logvars.append(torch.full_like(mus[-1], -math.inf) if point_mass else logvar.double().cpu())
     return torch.cat(mus), torch.cat(logvars)
 
