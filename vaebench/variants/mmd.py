@@ -29,8 +29,13 @@ def kernel_scale(latent_dim: int, prior_variance: float = 1.0) -> float:
 
 
 def kernel_matrix(x: torch.Tensor, y: torch.Tensor, kernel: str, scale: float) -> torch.Tensor:
-    """(n, m) kernel values k(x_i, y_j) for x (n, d) and y (m, d)."""
-    sq = (x.unsqueeze(1) - y.unsqueeze(0)).pow(2).sum(-1)
+    """(n, m) kernel values k(x_i, y_j) for x (n, d) and y (m, d).
+
+    The squared distances are ||x_i||^2 + ||y_j||^2 - 2 x_i . y_j (one matrix product, no (n, m, d)
+    intermediate: 2,000 x 2,000 codes of 10 latents in milliseconds, not seconds), clamped at 0
+    against rounding.
+    """
+    sq = ((x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)).clamp_min(0.0)
     if kernel == "imq":
         return scale / (scale + sq)
     if kernel == "rbf":
