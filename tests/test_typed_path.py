@@ -223,6 +223,9 @@ def test_results_fit_120_columns_with_the_suites_metrics_first(tmp_path, capsys)
     assert main(["results", str(run), "--metrics", "mig,dci"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert "mig ↑" in header and "dci_d ↑" in header and "dci_i ↑" in header and "recon_mse" not in header
+    assert main(["results", str(run), "--metrics", "kl,kl_dim_3"]) == 0  # a metric without its per-latent values
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "kl ↓" in header and "kl_dim_3 ↓" in header and "kl_dim_0" not in header
     assert main(["results", str(run), "--all"]) == 0
     assert "kl_dim_9 ↓" in capsys.readouterr().out
     assert main(["results", str(run), "--metrics", "nope"]) == 2

@@ -171,12 +171,15 @@ def suite_metric_order(store: ResultsStore) -> list[str]:
 
 
 def choose_columns(available: Sequence[str], requested: Sequence[str] | None, suite_order: Sequence[str]) -> list[str]:
-    """The value columns to show: those `requested` names (metric or value names, in that order), else
+    """The value columns to show: those `requested` names (metric names, whose per-latent values come
+    only with --all, or value names, in that order), else
     the available non-per-latent values ordered by family, then by the suite's metric order."""
     if requested:
         chosen = []
         for name in requested:
-            matches = [v for v in available if v == name or declaration_of(v).metric.name == name]
+            # a metric name brings its values, without the per-latent ones (those by value name or --all)
+            matches = [v for v in available if v == name or (
+                declaration_of(v).metric.name == name and not declaration_of(v).value.per_latent)]
             if not matches:
                 raise ConfigError(f"no values of {name!r} in these results; available: {', '.join(available)}",
                                   key="--metrics")
