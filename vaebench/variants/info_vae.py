@@ -92,8 +92,12 @@ class InfoVAE(GaussianEncoderVariant):
     Hyperparameters = InfoVAEHyperparameters
     # Zhao et al. 2019, "The Information Preference Property" and the experiments with a PixelCNN
     # decoder: the latent code stays informative where the ELBO lets the decoder ignore it
-    claims = (Claim("mi_xz", "higher", "keeps more information in z than the VAE when the decoder can ignore z",
-                    applies=with_pixelcnn),)
+    claims = (
+        # the (alpha + lambda - 1) D(q(z) || p(z)) term (section "The InfoVAE model family")
+        Claim("prior_mmd", "lower", "matches the aggregated posterior to the prior"),
+        Claim("mi_xz", "higher", "keeps more information in z than the VAE when the decoder can ignore z",
+              applies=with_pixelcnn),
+    )
 
     def weights(self) -> tuple[float, float]:
         """(weight of KL(q(z|x) || p(z)), weight of D(q(z) || p(z)))."""
@@ -132,8 +136,11 @@ class MMDVAE(InfoVAE):
     Hyperparameters = MMDVAEHyperparameters
     # the code is deterministic by default, so its I(x; z) is not that of a density (mi_xz would
     # read the unused log-variance output): the claim is on the latents the code uses
-    claims = (Claim("active_units", "higher", "uses more latents than the VAE when the decoder can ignore z",
-                    applies=with_pixelcnn),)
+    claims = (
+        Claim("prior_mmd", "lower", "matches the aggregated posterior to the prior"),
+        Claim("active_units", "higher", "uses more latents than the VAE when the decoder can ignore z",
+              applies=with_pixelcnn),
+    )
 
     def posterior_code(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return sample_code(mu, logvar, self.hparams.encoder)
