@@ -264,3 +264,17 @@ def test_a_run_directory_with_the_cache_gives_the_same_numbers(cache_dir, write_
     assert len(frames[0][0]) > 0
     pd.testing.assert_frame_equal(frames[0][0], frames[1][0], check_exact=True)
     pd.testing.assert_frame_equal(frames[0][1], frames[1][1], check_exact=True)
+
+
+def test_the_factor_scores_samples_count_toward_materialising():
+    """beta_vae draws 2 x 64 images for each of 10,000 + 5,000 points, factor_vae 64 for each of
+    10,000 + 5,000 votes and 10,000 for the variances (disentanglement_lib's defaults): a run that
+    scores them draws more than the 737,280 images of dSprites, so its dataset is materialised."""
+    from vaebench.bench.train import images_to_draw
+
+    spec = dataclasses.replace(_spec(100), batch_size=32)
+    assert images_to_draw(spec) == 100 * 32
+    scored = dataclasses.replace(spec, metrics=("kl", "beta_vae", "factor_vae"))
+    assert images_to_draw(scored) == 100 * 32 + 2 * 64 * 15_000 + (64 * 15_000 + 10_000)
+    small = dataclasses.replace(scored, metric_params=(("beta_vae_num_train", 100),))
+    assert images_to_draw(small) == images_to_draw(scored) - 2 * 64 * (10_000 - 100)

@@ -24,6 +24,8 @@ from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
+from vaebench.metrics import METRICS
+from vaebench.metrics.registry import check_metric_params
 from vaebench.plugins import imported_plugins, import_plugins
 from vaebench.variants import build_variant
 
@@ -132,6 +134,13 @@ class Trainer:
         self.train_time_s += time.perf_counter() - started
 
 
+def images_to_draw(spec: RunSpec) -> int:
+    """Images a run draws from its dataset: its training batches, and the factor scores' samples."""
+    params = check_metric_params(dict(spec.metric_params))
+    drawn = [METRICS.get(m).images_drawn for m in spec.metrics]
+    return spec.steps * spec.batch_size + sum(count(params) for count in drawn if count is not None)
+
+
 def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     """Train and score one run; never raises for a run's own failure (it becomes the status)."""
     spec = task.spec
@@ -146,7 +155,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         import_plugins(task.plugins)
         result.environment["plugins"] = imported_plugins()
         dataset = data.get(spec.dataset, **dict(spec.dataset_params)).materialised(
-            run_dir_path / "cache", images_to_draw=spec.steps * spec.batch_size
+            run_dir_path / "cache", images_to_draw=images_to_draw(spec)
         )
         trainer = Trainer(spec, dataset, dev)
         state = load_checkpoint(ckpt, dev)

@@ -183,6 +183,8 @@ def _sample_count(key: str, default: int, doc: str) -> Param:
     "beta_vae", family="disentanglement",
     description="beta-VAE score (Higgins et al. 2017): accuracy of a linear classifier of the fixed factor",
     values=[MetricValue("beta_vae", higher_is_better=True)], needs_factors=True,
+    # pairs of batches for every training and evaluation point
+    images_drawn=lambda p: 2 * p["beta_vae_batch_size"] * (p["beta_vae_num_train"] + p["beta_vae_num_eval"]),
     params=[
         _sample_count("beta_vae_batch_size", BATCH_SIZE, "pairs per training point"),
         _sample_count("beta_vae_num_train", NUM_TRAIN, "training points"),
@@ -203,6 +205,8 @@ def _beta_vae(ctx: EvaluationContext) -> dict[str, float]:
     "factor_vae", family="disentanglement",
     description="FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on the least-varying code",
     values=[MetricValue("factor_vae", higher_is_better=True)], needs_factors=True,
+    images_drawn=lambda p: (p["factor_vae_batch_size"] * (p["factor_vae_num_train"] + p["factor_vae_num_eval"])
+                            + p["factor_vae_num_variance_estimate"]),
     params=[
         _sample_count("factor_vae_batch_size", BATCH_SIZE, "images per vote"),
         _sample_count("factor_vae_num_train", NUM_TRAIN, "training votes"),

@@ -148,6 +148,9 @@ class MetricInfo:
     needs_decoder: uses the model's decoder (skipped for an encoder-only external model).
     needs_density: uses the density of q(z|x) (skipped for a deterministic encoder, whose
         posterior is a point mass: its KL to the prior and its I(x; z) are infinite).
+    images_drawn: params -> how many images the metric draws from the dataset beyond the test
+        split (the factor scores); the harness materialises a dataset when training and scoring
+        together draw at least as many images as it holds.
     opt_in: computed only when a suite names it (too costly for "every metric that applies").
     params: the keys this metric reads from [evaluation.params], with types and ranges.
     abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
@@ -161,6 +164,7 @@ class MetricInfo:
     needs_factors: bool = False
     needs_decoder: bool = False
     needs_density: bool = False
+    images_drawn: Callable[[Mapping[str, Any]], int] | None = None
     opt_in: bool = False
     params: tuple[Param, ...] = ()
     abs_tol: float = 1e-6
@@ -198,6 +202,7 @@ def register_metric(
     needs_factors: bool = False,
     needs_decoder: bool = False,
     needs_density: bool = False,
+    images_drawn: Callable[[Mapping[str, Any]], int] | None = None,
     opt_in: bool = False,
     params: Iterable[Param] = (),
     abs_tol: float = 1e-6,
@@ -210,7 +215,8 @@ def register_metric(
             name,
             MetricInfo(
                 name=name, family=family, description=description, values=tuple(values), compute=compute,
-                needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
+                needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
+                opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
             ),
         )
         return compute
