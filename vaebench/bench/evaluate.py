@@ -48,6 +48,7 @@ def evaluate(
             if info.value(value_name) is None:
                 raise RuntimeError(f"metric {name!r} returned {value_name!r}, which it does not declare")
             values[value_name] = float(value)
-    # image grids for reports (PNG bytes); own seeded generator, so no metric value changes
+    # image grids for reports (PNG bytes), last: a pixelcnn decoder samples them with the global
+    # generator (see model_image_grids), which no metric may depend on
     artifacts: dict[str, bytes] = model_image_grids(model, images, seed=seed) if grids else {}
     return values, dict(ctx.notes), artifacts

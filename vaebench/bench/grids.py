@@ -78,8 +78,11 @@ def _mean_image(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
 def model_image_grids(model: torch.nn.Module, test_images: torch.Tensor, *, seed: int, n: int = 8) -> dict[str, bytes]:
     """PNG grids of reconstructions, prior samples and latent traversals (see the module docstring).
 
-    Uses its own seeded generator for the prior samples: the global RNGs are untouched, so making
-    the grids changes no other number of the run. Leaves the model in eval mode.
+    Uses its own seeded generator for the prior samples. An autoregressive decoder (`pixelcnn`)
+    draws its images pixel by pixel from torch's global generator, so for such a model the grids
+    advance it: the harness makes them after every metric (`evaluate`), where no number of the
+    run depends on it any more, and they are still the same for the same seed. Leaves the model
+    in eval mode.
     """
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
