@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 TINY_SUITE = """
 name = "{name}"
@@ -74,3 +75,14 @@ def _restore_torch_threads():
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: intra-op threads only add synchronisation, which on a shared 2-core
+    machine costs far more than the arithmetic. Modules of small-tensor tests use it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import mutual_info_score
 
+from disentanglement_codes import perfect_code, rotated_code, sample_factors
 from vaebench.errors import ConfigError
 from vaebench.metrics import disentanglement as dm
 from vaebench.metrics.disentanglement.dci import completeness, disentanglement
@@ -24,35 +25,13 @@ DSPRITES_SIZES = (3, 6, 40, 32, 32)
 N = 5000
 
 
-def sample_factors(n, sizes, seed):
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.integers(0, s, n) for s in sizes], axis=1)
-
-
-def perfect_code(factors, seed):
-    """A permuted, rescaled and shifted copy of the factors: one code dim per factor."""
-    rng = np.random.default_rng(seed)
-    k = factors.shape[1]
-    permutation = rng.permutation(k)
-    return factors[:, permutation] * rng.uniform(0.5, 2.0, k) + rng.normal(size=k)
-
-
-def rotated_code(factors, seed, extra_dims=2):
-    """The perfect code standardized, padded with zero dims and rotated at random."""
-    code = perfect_code(factors, seed)
-    z = (code - code.mean(axis=0)) / code.std(axis=0)
-    z = np.hstack([z, np.zeros((len(z), extra_dims))])
-    q, r = np.linalg.qr(np.random.default_rng(seed + 1).normal(size=(z.shape[1],) * 2))
-    return z @ (q * np.sign(np.diag(r)))  # a Haar-random orthogonal matrix
-
-
 @pytest.fixture(scope="module")
 def dsprites():
     factors = sample_factors(N, DSPRITES_SIZES, seed=0)
     return SimpleNamespace(
         factors=factors,
         perfect=perfect_code(factors, seed=1),
-        rotated=rotated_code(factors, seed=2),
+        rotated=rotated_code(factors, seed=2, extra_dims=2),
     )
 
 
@@ -301,7 +280,7 @@ def test_dci_fast_learners_agree_with_gradient_boosting(code, learner):
 
 def test_seeded_metrics_are_deterministic():
     factors = sample_factors(600, SMALL_SIZES, seed=7)
-    codes = rotated_code(factors, seed=8)
+    codes = rotated_code(factors, seed=8, extra_dims=2)
     # the metrics must not read the global RNGs: reseed them between calls (and restore)
     state = np.random.get_state()
     try:

@@ -14,6 +14,7 @@ from scipy.stats import chisquare
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.svm import LinearSVC
 
+from disentanglement_codes import sample_factors
 from vaebench import data
 from vaebench.metrics import METRICS, EvaluationContext
 from vaebench.metrics.disentanglement import dci, mig, separated_attribute_predictability
@@ -67,13 +68,8 @@ def test_train_size_takes_the_first_rows_and_the_random_split_stays():
         train_test_split(9, seed=0, train_size=9)
 
 
-def _factors(n, sizes, seed):
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.integers(0, s, n) for s in sizes], axis=1)
-
-
 def test_dci_with_a_train_size_equals_gradient_boosting_on_those_rows():
-    factors = _factors(900, (3, 4), seed=1)
+    factors = sample_factors(900, (3, 4), seed=1)
     codes = factors + np.random.default_rng(2).normal(scale=0.7, size=factors.shape) @ [[1.0, 0.3], [0.2, 1.0]]
     scores = dci(codes, factors, learner="gbt", train_size=600)
     importance = np.stack([
@@ -95,7 +91,7 @@ def test_dci_with_a_train_size_equals_gradient_boosting_on_those_rows():
 
 
 def test_sap_with_a_train_size_equals_linear_svms_on_those_rows():
-    factors = _factors(600, (2, 3), seed=3)
+    factors = sample_factors(600, (2, 3), seed=3)
     codes = factors[:, ::-1] + np.random.default_rng(4).normal(scale=0.4, size=factors.shape)
     matrix = np.array([[
         np.mean(LinearSVC(C=0.01, class_weight="balanced").fit(codes[:400, i:i + 1], factors[:400, j])

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import MultiLabelBinarizer
 
+from disentanglement_codes import perfect_code, rotated_code, sample_factors
 from vaebench.metrics.disentanglement import (
     downstream_accuracy,
     explicitness,
@@ -29,24 +30,6 @@ from vaebench.metrics.disentanglement import (
 from vaebench.metrics.disentanglement.protocol import train_test_split
 from vaebench.metrics.disentanglement.representation import sampled_codes
 from vaebench.metrics.registry import METRICS, check_metric_params
-
-
-def sample_factors(n, sizes, seed):
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.integers(0, s, n) for s in sizes], axis=1)
-
-
-def perfect_code(factors, seed):
-    rng = np.random.default_rng(seed)
-    k = factors.shape[1]
-    return factors[:, rng.permutation(k)] * rng.uniform(0.5, 2.0, k) + rng.normal(size=k)
-
-
-def rotated_code(factors, seed):
-    code = perfect_code(factors, seed)
-    z = (code - code.mean(axis=0)) / code.std(axis=0)
-    q, r = np.linalg.qr(np.random.default_rng(seed + 1).normal(size=(z.shape[1],) * 2))
-    return z @ (q * np.sign(np.diag(r)))
 
 
 def with_covariance(cov, n=2000, seed=0):

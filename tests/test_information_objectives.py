@@ -20,14 +20,7 @@ from vaebench.variants.mmd import kernel_scale, mmd_unbiased
 B, D, N = 64, 10, 10**6  # batch, latents, dataset size
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: intra-op threads only add synchronisation, which on a shared 2-core
-    machine costs far more than the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def channel_batches(target: float, batches: int, seed: int = 0):

@@ -21,14 +21,7 @@ from vaebench.metrics.registry import check_metric_params
 from vaebench.variants.gaussian import pairwise_log_normal
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: intra-op threads only add synchronisation, which on a shared 2-core
-    machine costs far more than the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussian_channel(

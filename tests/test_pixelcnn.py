@@ -15,14 +15,7 @@ from vaebench.variants.likelihoods import Bernoulli
 from vaebench.variants.pixelcnn import RADIUS, causal_mask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The sampler's per-pixel operations are tiny: intra-op threads only add synchronisation,
-    which on a shared 2-core machine costs far more than the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model(image_shape: tuple[int, int, int], *, seed: int = 0, name: str = "vae", likelihood: str = "bernoulli"):

@@ -383,14 +383,6 @@ def test_mss_rejects_a_dataset_smaller_than_the_batch():
 TRAINING_OVERRIDES = {"aae": {"discriminator_width": 128}, "factor_vae": {"discriminator_width": 128}}
 
 
-@pytest.fixture
-def one_thread():
-    """These small networks gain nothing from intra-op threads; on a shared 2-core machine
-    the threads' spinning only costs time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", VARIANTS.names())

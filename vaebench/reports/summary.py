@@ -91,13 +91,13 @@ def wide_frame(store: ResultsStore) -> pd.DataFrame:
         return wide
     runs = store.runs().set_index("run_id").loc[wide["run_id"]].reset_index()
     wide["setting"] = distinguish_settings(runs).to_numpy()
-    notes = store.metrics()
-    for value in value_columns(wide, per_latent=True):
+    bounded = [v for v in value_columns(wide, per_latent=True) if declaration_of(v).value.ceiling is not None]
+    notes = store.metrics() if bounded else None  # the notes are read only where a ceiling lives in them
+    for value in bounded:
         ceiling = declaration_of(value).value.ceiling
-        if ceiling is not None:
-            rows = notes[notes["name"] == value]
-            per_run = dict(zip(rows["run_id"], (ceiling.of(n) for n in rows["note"])))
-            wide[CEILING_PREFIX + value] = wide["run_id"].map(per_run).astype(float)
+        rows = notes[notes["name"] == value]
+        per_run = dict(zip(rows["run_id"], (ceiling.of(n) for n in rows["note"])))
+        wide[CEILING_PREFIX + value] = wide["run_id"].map(per_run).astype(float)
     return wide
 
 
