@@ -61,7 +61,7 @@ class ExactTreeGrower:
     def __init__(self, x_train: np.ndarray, x_test: np.ndarray, seed: int = 0):
         self.rng = np.random.default_rng(seed)  # breaks exact ties between features
         x32 = np.asarray(x_train, dtype=np.float32)
-        self.n, self.d = n, _ = x32.shape
+        self.n = n = x32.shape[0]
         self.x_t = np.ascontiguousarray(x32.T, dtype=np.float64)  # (d, n): the values the trees compare
         self.x_test = np.ascontiguousarray(np.asarray(x_test, dtype=np.float32), dtype=np.float64)
         self.order = np.ascontiguousarray(np.argsort(x32, axis=0, kind="stable").T)  # (d, n)
