@@ -115,8 +115,8 @@ def _leave_one_out_log_sums(left: torch.Tensor, column_blocks: list[torch.Tensor
     left: (M, 2D+2) rows [z^2, z, 1, -log q(z_m|x_m)]; column_blocks: the (2D+2, ...) column
     blocks of the transposed component factor with a row of ones appended, times
     ``BITS_PER_NAT``, in order: each product is a log-ratio in bits, so e^r is taken as
-    2^(r log2 e). Each row's own entry (the
-    diagonal of the full matrix) is set to -inf before the exponential.
+    2^(r log2 e). Each row's own entry (the diagonal of the full matrix) is set to -inf
+    before the exponential.
     """
     sums = torch.zeros(len(left), dtype=left.dtype, device=left.device)
     buffer = torch.empty((len(left), column_blocks[0].shape[1]), dtype=left.dtype, device=left.device)
@@ -158,7 +158,8 @@ def mutual_information_bounds(
     n, d = mu_t.shape
     generator = torch.Generator(device=mu_t.device).manual_seed(seed)
     components = _component_factor(mu_t, lv_t)
-    components_t = torch.cat([components, torch.ones_like(components[:, :1])], dim=1).T * BITS_PER_NAT  # (2D+2, N)
+    # (2D+2, N), in bits
+    components_t = torch.cat([components, torch.ones_like(components[:, :1])], dim=1).T * BITS_PER_NAT
     column_blocks = [components_t[:, c : c + block_cols].contiguous() for c in range(0, n, block_cols)]
     # all the noise up front, so the estimate does not depend on the block sizes
     eps = torch.randn((num_samples, n, d), generator=generator, dtype=torch.float64, device=mu_t.device)

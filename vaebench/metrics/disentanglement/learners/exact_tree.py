@@ -35,7 +35,7 @@ machine epsilon. This grower makes the same choices without sorting per node:
   for the vectorised NumPy form of the same algorithm it replaces (medians of 3 rounds,
   interleaved in one process), which made about fifteen passes over (tree, feature, sample)
   arrays per level and was bound by memory traffic and per-node Python work; scikit-learn's
-  ``GradientBoostingClassifier`` took 20.1x the time (README, performance).
+  ``GradientBoostingClassifier`` took 21.3x the time (README, performance).
 """
 
 from __future__ import annotations
@@ -175,9 +175,10 @@ def _sum_and_impurity(fixed, squared, row, start, size, scale):
 @numba.njit(cache=True, inline="always")
 def _best_split(fixed, perm, x_t, root, scale, start, size, total, tied, draw):
     """(gain, feature, last left position) of the best split of the node perm[:, start : start
-    + size] whose residuals sum to ``total`` (fixed point): the first position of the largest gain of each feature, and among features with
-    equal gains the one that ``draw`` (uniform in [0, 1)) picks; gain -1 where no two
-    neighbours of any feature differ by more than FEATURE_THRESHOLD.
+    + size] whose residuals sum to ``total`` (fixed point): the first position of the largest
+    gain of each feature, and among features with equal gains the one that ``draw`` (uniform
+    in [0, 1)) picks; gain -1 where no two neighbours of any feature differ by more than
+    FEATURE_THRESHOLD.
 
     gain = n / (n_l n_r) * (S_l - n_l * S / n)^2 with S_l - n_l S / n = running sum minus
     rint(n_l * S / n), an exact integer difference in fixed point, then weighted by
