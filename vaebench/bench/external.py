@@ -107,7 +107,7 @@ def evaluate_external(
     label = label or Path(source.split(":")[0]).stem
     spec = RunSpec(
         variant="external", hyperparameters=freeze({"model": identity, "label": label}), dataset=dataset,
-        dataset_params=freeze(dataset_params), architecture="external", latent_dim=int(mu.shape[1]),
+        dataset_params=freeze(dataset_params), dataset_version=images.version, architecture="external", latent_dim=int(mu.shape[1]),
         likelihood=likelihood, steps=0, batch_size=0, optimizer="none", learning_rate=0.0, checkpoint_every=1,
         log_every=1, seed=seed, metrics=chosen,
     )

@@ -37,6 +37,9 @@ class RunSpec:
     Parameters are canonical: hyperparameters are complete (defaults filled in), dataset and
     metric parameters list only what differs from the defaults, so a parameter written out at
     its default and one left out give the same spec and the same run_id.
+    `dataset_version` is the dataset's `version` (what makes its images beyond its parameters,
+    e.g. dSprites' renderer); it is left out of the canonical JSON when empty, so datasets
+    without one keep the run ids they had before it existed.
     """
 
     variant: str
@@ -55,9 +58,12 @@ class RunSpec:
     seed: int
     metrics: tuple[str, ...]
     metric_params: Frozen = ()
+    dataset_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        if not self.dataset_version:
+            del out["dataset_version"]
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             out[key] = dict(getattr(self, key))
         out["metrics"] = list(self.metrics)

@@ -317,7 +317,8 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
         for (v_name, given), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
-                dataset=ds_name, dataset_params=freeze(ds_params), seed=seed, metrics=metrics,
+                dataset=ds_name, dataset_params=freeze(ds_params), dataset_version=dataset.version,
+                seed=seed, metrics=metrics,
                 metric_params=freeze(metric_params), **model, **budget,
             )
             specs.append(spec)

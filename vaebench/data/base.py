@@ -32,6 +32,10 @@ class ImageDataset:
     train_indices: np.ndarray
     test_indices: np.ndarray
     has_factors: bool = False
+    # What determines the images beyond the dataset's name and parameters (a procedural renderer's
+    # version): part of every run's spec and of every cache key made from the images, so results
+    # and caches of another version are never mixed with these. Empty: the parameters say it all.
+    version: str = ""
 
     def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -62,7 +66,8 @@ class ImageDataset:
         return None
 
     def describe(self) -> dict:
-        return {"name": self.name, "image_shape": list(self.image_shape), "num_images": self.num_images}
+        described = {"name": self.name, "image_shape": list(self.image_shape), "num_images": self.num_images}
+        return {**described, "version": self.version} if self.version else described
 
 
 class GroundTruthDataset(ImageDataset):
