@@ -129,6 +129,12 @@ def test_shipped_metric_names_are_known():
             assert re.fullmatch(r"[a-z_]+/[a-z_]+", ref.metric.name), ref.id
 
 
+def test_shipped_dataset_names_are_registered():
+    from vaebench.data import DATASETS
+
+    assert {ref.dataset.name for ref in REFERENCES.values()} <= set(DATASETS.names())
+
+
 def test_get_reference_names_the_known_ids():
     assert get_reference("burda2016-iwae-k50-l1").source.citation == "Burda, Grosse & Salakhutdinov 2016"
     with pytest.raises(UnknownNameError, match="burda2016-iwae-k50-l1"):

@@ -113,7 +113,7 @@ class Trainer:
     def batch(self) -> torch.Tensor:
         train = self.dataset.train_indices
         idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
-        return self.dataset.batch(idx, self.device)
+        return self.dataset.training_batch(idx, self.device, self.rng)
 
     def train(self, checkpoint: Path | None, progress: ProgressFn | None) -> None:
         """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end."""
