@@ -35,8 +35,9 @@ class RunSpec:
     """Everything that determines one training run and its scores.
 
     Parameters are canonical: hyperparameters are complete (defaults filled in), dataset and
-    metric parameters list only what differs from the defaults, so a parameter written out at
-    its default and one left out give the same spec and the same run_id.
+    metric parameters and the network options (`mlp` widths, activation) list only what differs
+    from the defaults, so a parameter written out at its default and one left out give the same
+    spec and the same run_id.
     """
 
     variant: str
@@ -55,12 +56,18 @@ class RunSpec:
     seed: int
     metrics: tuple[str, ...]
     metric_params: Frozen = ()
+    network: Frozen = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             out[key] = dict(getattr(self, key))
         out["metrics"] = list(self.metrics)
+        # the mlp's non-default options (widths as lists); absent when there are none, so the
+        # specs (and run ids) written before the options existed are unchanged
+        del out["network"]
+        if self.network:
+            out["network"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.network}
         return out
 
     @classmethod
@@ -68,6 +75,7 @@ class RunSpec:
         d = dict(d)
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             d[key] = freeze(d.get(key, {}))
+        d["network"] = freeze({k: tuple(v) if isinstance(v, list) else v for k, v in d.get("network", {}).items()})
         d["metrics"] = tuple(d["metrics"])
         return cls(**d)
 

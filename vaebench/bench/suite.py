@@ -5,7 +5,9 @@
     seeds = [0, 1]
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
     [budget]    steps, batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every, log_every
-    [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid
+    [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid;
+                for mlp: hidden = [400] (widths), activation (relu|tanh|...), decoder_hidden, decoder_activation
+                (default: the encoder's mirror); a list of width lists is a grid (hidden = [[400], [200, 200]])
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
     [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
     [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
@@ -39,7 +41,7 @@ from vaebench.params import Param, check_params
 from vaebench.plugins import import_plugins
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
-from vaebench.variants.networks import ARCHITECTURES, make_encoder
+from vaebench.variants.networks import ARCHITECTURES, NETWORK_KEYS, WIDTH_KEYS, canonical_network, make_encoder, network_options
 
 TOP_LEVEL_KEYS = (
     "name", "description", "plugins", "seeds", "max_runs", "budget", "model", "datasets", "variants", "evaluation",
@@ -188,17 +190,36 @@ def _metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: 
     return tuple(requested)
 
 
+def _is_grid(key: str, value: Any) -> bool:
+    """A list is a grid, except a list of widths (hidden = [400]), whose grid is a list of lists."""
+    if key in WIDTH_KEYS:
+        return isinstance(value, list) and bool(value) and all(isinstance(v, list) for v in value)
+    return isinstance(value, list)
+
+
 def _parse_models(raw: dict, file: str) -> list[dict[str, Any]]:
-    """The [model] table, checked; a list value is a grid (architecture = ["conv", "pixelcnn"])."""
+    """The [model] table, checked; a list value is a grid (architecture = ["conv", "pixelcnn"]).
+    Each model carries `network`: the canonical mlp options, frozen (`RunSpec.network`)."""
     table = _table(raw, "model", file)
-    grid_keys = [k for k, v in table.items() if isinstance(v, list)]
+    allowed = [p.key for p in MODEL_PARAMS] + list(NETWORK_KEYS)
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"unknown key; allowed: {', '.join(allowed)}", file=file, key=f"model.{key}")
+    grid_keys = [k for k, v in table.items() if _is_grid(k, v)]
     for key in grid_keys:
         if not table[key]:
             raise ConfigError("a grid must list at least one value", file=file, key=f"model.{key}")
-    return [
-        check_params({**table, **dict(zip(grid_keys, values))}, MODEL_PARAMS, file=file, prefix="model.")
-        for values in itertools.product(*(table[k] for k in grid_keys))
-    ]
+    models = []
+    for values in itertools.product(*(table[k] for k in grid_keys)):
+        point = {**table, **dict(zip(grid_keys, values))}
+        given = {k: point.pop(k) for k in NETWORK_KEYS if k in point}
+        model = check_params(point, MODEL_PARAMS, file=file, prefix="model.")
+        try:
+            network = canonical_network(model["architecture"], given)
+        except ConfigError as err:
+            raise err.located(file, "model.") from None
+        models.append({**model, "network": freeze(network)})
+    return models
 
 
 def _parse_seeds(raw: dict, file: str) -> list[int]:
@@ -308,7 +329,8 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     written: dict[RunSpec, set[str]] = {}
     for (ds_name, ds_params, dataset), model in itertools.product(datasets, models):
         try:
-            make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"])
+            make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"],
+                         **network_options(dict(model["network"]))[0])
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = _metrics_for(requested, dataset, file)

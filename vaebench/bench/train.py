@@ -70,7 +70,7 @@ def model_path(run_dir: Path, run_id: str) -> Path:
 def build_model(spec: RunSpec, dataset: data.ImageDataset) -> torch.nn.Module:
     return build_variant(
         spec.variant, dict(spec.hyperparameters), image_shape=dataset.image_shape, latent_dim=spec.latent_dim,
-        architecture=spec.architecture, likelihood=spec.likelihood,
+        architecture=spec.architecture, likelihood=spec.likelihood, network=spec.network,
     )
 
 
