@@ -25,6 +25,9 @@ ProgressFn = Callable[[str, int], None]
 Frozen = tuple[tuple[str, Any], ...]
 
 
+OPTIONAL_TABLES = ("network", "lr_schedule")  # RunSpec fields left out of its JSON when empty
+
+
 def freeze(d: dict[str, Any]) -> Frozen:
     """A dict as a sorted tuple of items: hashable, and equal for equal dicts."""
     return tuple(sorted(d.items()))
@@ -37,7 +40,8 @@ class RunSpec:
     Parameters are canonical: hyperparameters are complete (defaults filled in), dataset and
     metric parameters and the network options (`mlp` widths, activation) list only what differs
     from the defaults, so a parameter written out at its default and one left out give the same
-    spec and the same run_id.
+    spec and the same run_id. `steps` and `lr_schedule` are in steps whatever unit the suite
+    wrote (`vaebench.bench.schedules`).
     """
 
     variant: str
@@ -57,17 +61,20 @@ class RunSpec:
     metrics: tuple[str, ...]
     metric_params: Frozen = ()
     network: Frozen = ()
+    lr_schedule: Frozen = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             out[key] = dict(getattr(self, key))
         out["metrics"] = list(self.metrics)
-        # the mlp's non-default options (widths as lists); absent when there are none, so the
-        # specs (and run ids) written before the options existed are unchanged
-        del out["network"]
-        if self.network:
-            out["network"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.network}
+        # the mlp's non-default options and the learning-rate schedule (in steps; tuples as
+        # lists) are absent when there are none, so the specs (and run ids) written before
+        # they existed are unchanged
+        for key in OPTIONAL_TABLES:
+            del out[key]
+            if getattr(self, key):
+                out[key] = {k: list(v) if isinstance(v, tuple) else v for k, v in getattr(self, key)}
         return out
 
     @classmethod
@@ -75,7 +82,8 @@ class RunSpec:
         d = dict(d)
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             d[key] = freeze(d.get(key, {}))
-        d["network"] = freeze({k: tuple(v) if isinstance(v, list) else v for k, v in d.get("network", {}).items()})
+        for key in OPTIONAL_TABLES:
+            d[key] = freeze({k: tuple(v) if isinstance(v, list) else v for k, v in d.get(key, {}).items()})
         d["metrics"] = tuple(d["metrics"])
         return cls(**d)
 
