@@ -153,3 +153,10 @@ def test_run_ids_of_specs_without_options_are_unchanged():
     assert spec.network == () and spec.to_dict() == LEGACY
     text = json.dumps(LEGACY, sort_keys=True, separators=(",", ":"))
     assert spec.run_id == hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_the_dry_run_calibrates_each_network_apart(tmp_path):
+    from vaebench.bench.cost import _calibration_key
+
+    grid = load_suite(_suite(tmp_path, "hidden = [[400], [200, 200]]")).specs
+    assert len({_calibration_key(s) for s in grid}) == 2
