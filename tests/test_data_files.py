@@ -212,7 +212,7 @@ def test_a_run_trains_and_scores_on_mnist_files(tmp_path):
 
 
 def test_suite_file_dataset_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"key 'datasets\[0\]\.test_size': unknown parameter for dataset 'mnist'; allowed: path"):
+    with pytest.raises(ConfigError, match=r"key 'datasets\[0\]\.test_size': unknown parameter for dataset 'mnist'; allowed: path, binarize, binarize_seed"):
         load_suite(_suite(tmp_path, "path = 'x'\ntest_size = 3"))
     with pytest.raises(ConfigError, match=r"key 'datasets\[0\]\.path': required"):
         load_suite(_suite(tmp_path, ""))
@@ -449,8 +449,8 @@ def test_shapes3d_without_h5py_says_how_to_install_it(tmp_path, monkeypatch):
 
 def test_registered_datasets_and_their_parameters():
     expected = {
-        "mnist": ["path"], "fashion_mnist": ["path"],
-        "dsprites_file": ["path", "test_size", "split_seed"], "shapes3d": ["path", "test_size", "split_seed"],
+        "mnist": ["path", "binarize", "binarize_seed"], "fashion_mnist": ["path", "binarize", "binarize_seed"],
+        "binarized_mnist": ["path", "train", "test"], "dsprites_file": ["path", "test_size", "split_seed"], "shapes3d": ["path", "test_size", "split_seed"],
         "dsprites": ["size", "test_size", "split_seed"], "color_dsprites": ["size", "test_size", "split_seed"],
         "digits": ["test_size", "split_seed"],
         "image_folder": ["path", "size", "channels", "labels", "test_size", "split_seed"], "cifar10": ["path"],

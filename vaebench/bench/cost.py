@@ -43,7 +43,8 @@ def calibrate(spec: RunSpec, device: str = "cpu") -> float:
 
 
 def _calibration_key(spec: RunSpec) -> tuple:
-    return (spec.dataset, spec.dataset_params, spec.architecture, spec.latent_dim, spec.variant, spec.batch_size)
+    return (spec.dataset, spec.dataset_params, spec.architecture, spec.network, spec.latent_dim, spec.variant,
+            spec.batch_size)
 
 
 def estimate(suite: Suite, device: str = "cpu") -> tuple[list[tuple[RunSpec, float]], float]:

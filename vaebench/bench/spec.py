@@ -25,6 +25,12 @@ ProgressFn = Callable[[str, int], None]
 Frozen = tuple[tuple[str, Any], ...]
 
 
+# RunSpec fields added after stores existed: left out of its JSON when empty, so the specs (and
+# run ids) written before they existed are unchanged. The tables are written as dicts of lists.
+OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version")
+OPTIONAL_TABLES = ("network", "lr_schedule")
+
+
 def freeze(d: dict[str, Any]) -> Frozen:
     """A dict as a sorted tuple of items: hashable, and equal for equal dicts."""
     return tuple(sorted(d.items()))
@@ -35,11 +41,11 @@ class RunSpec:
     """Everything that determines one training run and its scores.
 
     Parameters are canonical: hyperparameters are complete (defaults filled in), dataset and
-    metric parameters list only what differs from the defaults, so a parameter written out at
-    its default and one left out give the same spec and the same run_id.
-    `dataset_version` is the dataset's `version` (what makes its images beyond its parameters,
-    e.g. dSprites' renderer); it is left out of the canonical JSON when empty, so datasets
-    without one keep the run ids they had before it existed.
+    metric parameters and the network options (`mlp` widths, activation) list only what differs
+    from the defaults, so a parameter written out at its default and one left out give the same
+    spec and the same run_id. `steps` and `lr_schedule` are in steps whatever unit the suite
+    wrote (`vaebench.bench.schedules`). `dataset_version` is the dataset's `version` (what makes
+    its images beyond its parameters, e.g. dSprites' renderer).
     """
 
     variant: str
@@ -58,22 +64,26 @@ class RunSpec:
     seed: int
     metrics: tuple[str, ...]
     metric_params: Frozen = ()
+    network: Frozen = ()
+    lr_schedule: Frozen = ()
     dataset_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if not self.dataset_version:
-            del out["dataset_version"]
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             out[key] = dict(getattr(self, key))
         out["metrics"] = list(self.metrics)
-        return out
+        for key in OPTIONAL_TABLES:
+            out[key] = {k: list(v) if isinstance(v, tuple) else v for k, v in getattr(self, key)}
+        return {k: v for k, v in out.items() if k not in OPTIONAL_FIELDS or v}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
         d = dict(d)
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             d[key] = freeze(d.get(key, {}))
+        for key in OPTIONAL_TABLES:
+            d[key] = freeze({k: tuple(v) if isinstance(v, list) else v for k, v in d.get(key, {}).items()})
         d["metrics"] = tuple(d["metrics"])
         return cls(**d)
 

@@ -4,8 +4,12 @@
     plugins = ["my_vaes", "lab/metrics.py"]  # optional: users' modules to import first (vaebench.plugins)
     seeds = [0, 1]
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
-    [budget]    steps, batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every, log_every
-    [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid
+    [budget]    steps (or epochs), batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every,
+                log_every; lr_schedule (constant|multistep|exponential|burda), lr_milestones, lr_factor
+                (vaebench.bench.schedules: converted to steps for each dataset)
+    [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid;
+                for mlp: hidden = [400] (widths), activation (relu|tanh|...), decoder_hidden, decoder_activation
+                (default: the encoder's mirror); a list of width lists is a grid (hidden = [[400], [200, 200]])
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
     [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
     [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
@@ -31,6 +35,7 @@ import torch
 
 from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
+from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
 from vaebench.bench.spec import RunSpec, freeze
 from vaebench.errors import ConfigError
 from vaebench.metrics import METRICS
@@ -39,7 +44,7 @@ from vaebench.params import Param, check_params
 from vaebench.plugins import import_plugins
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
-from vaebench.variants.networks import ARCHITECTURES, make_encoder
+from vaebench.variants.networks import ARCHITECTURES, NETWORK_KEYS, WIDTH_KEYS, canonical_network, make_encoder, network_options
 
 TOP_LEVEL_KEYS = (
     "name", "description", "plugins", "seeds", "max_runs", "budget", "model", "datasets", "variants", "evaluation",
@@ -54,7 +59,13 @@ BUDGET_PARAMS = (
     Param("learning_rate", 1e-3, greater_than=0.0, less_than=10.0),
     Param("checkpoint_every", 500, minimum=1, doc="steps between checkpoints"),
     Param("log_every", 50, minimum=1, doc="steps between logged loss terms"),
+    Param("epochs", None, type=int, minimum=1, maximum=10**7,
+          doc="passes over the training split, instead of steps (ceil(N / batch_size) steps each)"),
+    Param("lr_schedule", "constant", choices=SCHEDULES, doc="learning-rate schedule (vaebench.bench.schedules)"),
+    Param("lr_factor", None, type=float, greater_than=0.0, maximum=1.0,
+          doc="multistep: factor at each milestone; exponential: factor per epoch (or step)"),
 )
+SCHEDULE_KEYS = ("epochs", "lr_schedule", "lr_factor", "lr_milestones")
 MODEL_PARAMS = (
     Param("architecture", "conv", choices=ARCHITECTURES, doc="shared encoder/decoder networks"),
     Param("latent_dim", 10, minimum=1, maximum=4096),
@@ -188,17 +199,81 @@ def _metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: 
     return tuple(requested)
 
 
+def _is_grid(key: str, value: Any) -> bool:
+    """A list is a grid, except a list of widths (hidden = [400]), whose grid is a list of lists."""
+    if key in WIDTH_KEYS:
+        return isinstance(value, list) and bool(value) and all(isinstance(v, list) for v in value)
+    return isinstance(value, list)
+
+
 def _parse_models(raw: dict, file: str) -> list[dict[str, Any]]:
-    """The [model] table, checked; a list value is a grid (architecture = ["conv", "pixelcnn"])."""
+    """The [model] table, checked; a list value is a grid (architecture = ["conv", "pixelcnn"]).
+    Each model carries `network`: the canonical mlp options, frozen (`RunSpec.network`)."""
     table = _table(raw, "model", file)
-    grid_keys = [k for k, v in table.items() if isinstance(v, list)]
+    allowed = [p.key for p in MODEL_PARAMS] + list(NETWORK_KEYS)
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"unknown key; allowed: {', '.join(allowed)}", file=file, key=f"model.{key}")
+    grid_keys = [k for k, v in table.items() if _is_grid(k, v)]
     for key in grid_keys:
         if not table[key]:
             raise ConfigError("a grid must list at least one value", file=file, key=f"model.{key}")
-    return [
-        check_params({**table, **dict(zip(grid_keys, values))}, MODEL_PARAMS, file=file, prefix="model.")
-        for values in itertools.product(*(table[k] for k in grid_keys))
-    ]
+    models = []
+    for values in itertools.product(*(table[k] for k in grid_keys)):
+        point = {**table, **dict(zip(grid_keys, values))}
+        given = {k: point.pop(k) for k in NETWORK_KEYS if k in point}
+        model = check_params(point, MODEL_PARAMS, file=file, prefix="model.")
+        try:
+            network = canonical_network(model["architecture"], given)
+        except ConfigError as err:
+            raise err.located(file, "model.") from None
+        models.append({**model, "network": freeze(network)})
+    return models
+
+
+def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the RunSpec budget fields but `steps` when the budget is in epochs, the budget's unit and
+    schedule as written), every key checked; `_steps_and_schedule` converts the second per dataset."""
+    table = dict(_table(raw, "budget", file))
+    allowed = [p.key for p in BUDGET_PARAMS] + ["lr_milestones"]
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"unknown key; allowed: {', '.join(allowed)}", file=file, key=f"budget.{key}")
+    milestones = table.pop("lr_milestones", None)
+    budget = check_params(table, BUDGET_PARAMS, file=file, prefix="budget.")
+    plan = {key: budget.pop(key) for key in ("epochs", "lr_schedule", "lr_factor")}
+    kind = plan["lr_schedule"]
+    if plan["epochs"] is not None:
+        if "steps" in table:
+            raise ConfigError("give steps or epochs, not both", file=file, key="budget.epochs")
+        del budget["steps"]
+    if kind == "multistep":
+        ok = (isinstance(milestones, list) and milestones
+              and all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones)
+              and all(a < b for a, b in zip(milestones, milestones[1:])))
+        if not ok:
+            what = "required" if milestones is None else f"got {milestones!r}"
+            raise ConfigError(f"lr_schedule = 'multistep' needs lr_milestones, a non-empty array of increasing "
+                              "integers >= 1 (epochs with an epochs budget, else steps); " + what,
+                              file=file, key="budget.lr_milestones")
+    elif milestones is not None:
+        raise ConfigError(f"applies to lr_schedule = 'multistep' only, not {kind!r}", file=file, key="budget.lr_milestones")
+    if kind in ("multistep", "exponential") and plan["lr_factor"] is None:
+        raise ConfigError(f"required by lr_schedule = {kind!r}: a number > 0 and <= 1", file=file, key="budget.lr_factor")
+    if kind in ("constant", "burda") and plan["lr_factor"] is not None:
+        fixed = "is fixed (10^(-1/7))" if kind == "burda" else "has no factor"
+        raise ConfigError(f"lr_schedule = {kind!r} {fixed}", file=file, key="budget.lr_factor")
+    plan["lr_milestones"] = milestones or []
+    return budget, plan
+
+
+def _steps_and_schedule(plan: dict[str, Any], budget: dict[str, Any], dataset: data.ImageDataset) -> dict[str, Any]:
+    """`steps` and the frozen `lr_schedule` of a run on `dataset`, both in steps."""
+    epoch = steps_per_epoch(len(dataset.train_indices), budget["batch_size"])
+    steps = plan["epochs"] * epoch if plan["epochs"] is not None else budget["steps"]
+    schedule = schedule_in_steps(plan["lr_schedule"], milestones=plan["lr_milestones"], factor=plan["lr_factor"],
+                                 unit_steps=epoch if plan["epochs"] is not None else 1, epoch_steps=epoch)
+    return {"steps": steps, "lr_schedule": freeze(schedule)}
 
 
 def _parse_seeds(raw: dict, file: str) -> list[int]:
@@ -293,7 +368,7 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     name = _parse_name(raw, default_name, file)
     seeds = _parse_seeds(raw, file)
     max_runs = Param("max_runs", MAX_RUNS, minimum=1).check(raw.get("max_runs", MAX_RUNS), file=file)
-    budget = check_params(_table(raw, "budget", file), BUDGET_PARAMS, file=file, prefix="budget.")
+    budget, plan = _parse_budget(raw, file)
     models = _parse_models(raw, file)
     variant_entries = _array_of_tables(raw, "variants", file)
     n_runs = (len(seeds) * len(models) * len(_array_of_tables(raw, "datasets", file))
@@ -308,18 +383,20 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     written: dict[RunSpec, set[str]] = {}
     for (ds_name, ds_params, dataset), model in itertools.product(datasets, models):
         try:
-            make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"])
+            make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"],
+                         **network_options(dict(model["network"]))[0])
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = _metrics_for(requested, dataset, file)
         for v_name, given in variants:
             check_variant_contract(v_name, given, dataset, model, file)
+        in_steps = _steps_and_schedule(plan, budget, dataset)
         for (v_name, given), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
                 dataset=ds_name, dataset_params=freeze(ds_params), dataset_version=dataset.version,
                 seed=seed, metrics=metrics,
-                metric_params=freeze(metric_params), **model, **budget,
+                metric_params=freeze(metric_params), **model, **{**budget, **in_steps},
             )
             specs.append(spec)
             written.setdefault(spec, set()).update(given)

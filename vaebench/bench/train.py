@@ -1,5 +1,8 @@
 """One run: seed, build, train for a budget of steps with checkpoints, score, return a RunResult.
 
+A spec with a learning-rate schedule (`vaebench.bench.schedules`) sets every optimizer's rate
+before each update from the step, and logs it as the curve '<phase>/lr'.
+
 Resuming is exact: a checkpoint holds the model, every optimizer, the step, the curves so
 far and the states of torch's and NumPy's generators, so a run killed at any point and
 resumed gives the same numbers, bit for bit, as one that was never interrupted.
@@ -21,6 +24,7 @@ from vaebench import data
 from vaebench.bench.environment import describe_environment
 from vaebench.bench.evaluate import evaluate
 from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
+from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
@@ -70,7 +74,7 @@ def model_path(run_dir: Path, run_id: str) -> Path:
 def build_model(spec: RunSpec, dataset: data.ImageDataset) -> torch.nn.Module:
     return build_variant(
         spec.variant, dict(spec.hyperparameters), image_shape=dataset.image_shape, latent_dim=spec.latent_dim,
-        architecture=spec.architecture, likelihood=spec.likelihood,
+        architecture=spec.architecture, likelihood=spec.likelihood, network=spec.network,
     )
 
 
@@ -85,6 +89,7 @@ class Trainer:
         self.model = build_model(spec, dataset).to(device)
         self.phases = self.model.phases()
         self.optimizers = build_optimizers(self.phases, spec.optimizer, spec.learning_rate)
+        self.base_lrs = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
         self.step = 0
         self.curves: list[tuple[int, str, float]] = []
         self.train_time_s = 0.0
@@ -110,10 +115,18 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = state["numpy_rng"]
 
+    def schedule_learning_rates(self) -> None:
+        """Every optimizer's rate for the next update: its base rate times the schedule's multiplier
+        at this step (a function of the step alone, so resuming needs no schedule state)."""
+        multiplier = lr_multiplier(self.step, self.spec.lr_schedule)
+        for opt, bases in zip(self.optimizers, self.base_lrs):
+            for group, base in zip(opt.param_groups, bases):
+                group["lr"] = base * multiplier
+
     def batch(self) -> torch.Tensor:
         train = self.dataset.train_indices
         idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
-        return self.dataset.batch(idx, self.device)
+        return self.dataset.training_batch(idx, self.device, self.rng)
 
     def train(self, checkpoint: Path | None, progress: ProgressFn | None) -> None:
         """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end."""
@@ -121,10 +134,15 @@ class Trainer:
         self.model.train()
         started = time.perf_counter()
         while self.step < spec.steps:
+            if spec.lr_schedule:
+                self.schedule_learning_rates()
             terms = optimisation_step(self.phases, self.optimizers, self.batch(), self.step)
             self.step += 1
             if self.step % spec.log_every == 0 or self.step == spec.steps:
                 self.curves.extend((self.step, name, float(v)) for name, v in terms.items())
+                if spec.lr_schedule:
+                    self.curves.extend((self.step, f"{phase.name}/lr", opt.param_groups[0]["lr"])
+                                       for phase, opt in zip(self.phases, self.optimizers))
                 if progress is not None:
                     progress(spec.run_id, self.step)
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):

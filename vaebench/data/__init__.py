@@ -7,7 +7,9 @@ from functools import lru_cache, partial
 from typing import Any
 
 # each module registers its datasets with @register_dataset
-from vaebench.data import cifar10, digits, dsprites, idx, image_folder, npz_dsprites, npz_images, shapes3d  # noqa: F401
+from vaebench.data import (  # noqa: F401
+    binarized_mnist, cifar10, digits, dsprites, idx, image_folder, npz_dsprites, npz_images, shapes3d,
+)
 from vaebench.data.base import GroundTruthDataset, ImageDataset
 from vaebench.data.registry import DATASETS, register_dataset
 from vaebench.errors import ConfigError

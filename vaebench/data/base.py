@@ -19,6 +19,12 @@ def fixed_split(n: int, test_size: int, split_seed: int) -> tuple[np.ndarray, np
     return np.sort(order[test_size:]), np.sort(order[:test_size])
 
 
+def to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Host images as a tensor on `device`; to a CUDA device through pinned memory, asynchronously."""
+    x = torch.from_numpy(images)
+    return x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
+
+
 class ImageDataset:
     """Images as float32 in [0, 1], shape (N, C, H, W), addressed by index.
 
@@ -46,8 +52,14 @@ class ImageDataset:
         On a CUDA device the host's images go through pinned memory with an asynchronous copy,
         so the host draws the next batch while the device works.
         """
-        x = torch.from_numpy(self.images(indices))
-        return x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
+        return to_device(self.images(indices), device)
+
+    def training_batch(self, indices: np.ndarray, device: torch.device, rng: np.random.Generator) -> torch.Tensor:
+        """The training batch of the images at `indices`: `batch(indices, device)`, unless the
+        dataset draws something afresh for every batch (the dynamic binarisation of `mnist`).
+        Such a draw comes from `rng`, the run's generator, whose state every checkpoint holds, so
+        a run stays deterministic and a resumed run bit-identical."""
+        return self.batch(indices, device)
 
     def materialised(self, cache_dir: str | Path, *, images_to_draw: int) -> ImageDataset:
         """This dataset served from a cache of its images under `cache_dir`, for a caller that

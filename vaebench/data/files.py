@@ -41,6 +41,7 @@ smaller `factor_sizes`.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import zipfile
@@ -55,6 +56,7 @@ from vaebench.errors import ConfigError, DataError
 from vaebench.files import content_hash
 
 PathLike = str | os.PathLike
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def required_path(path: PathLike | None, dataset: str, expected: str) -> Path:
@@ -74,6 +76,23 @@ def find_file(path: PathLike | None, dataset: str, standard_name: str, expected:
     if not p.is_file():
         raise DataError(f"{p}: no such file; dataset {dataset!r} expected {expected}")
     return p
+
+
+def read_maybe_gzipped(path: Path, expected: str) -> bytes:
+    """The bytes of the file at `path`, decompressed when they are gzipped (detected from the
+    content, not the name); a DataError naming the file and what was `expected` otherwise."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; expected {expected}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read: {err.strerror or err}") from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise DataError(f"{path}: starts like a gzip file but does not decompress: {err}") from None
+    return raw
 
 
 def fingerprint(files: Iterable[Path], root: Path | None = None) -> str:

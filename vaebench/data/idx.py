@@ -12,6 +12,15 @@ Images are float32 in [0, 1] (byte / 255), shape (N, 1, H, W) with H x W as in t
 training file then the test file, so `train_indices` are the training file's images and
 `test_indices` the test file's. `labels(indices)` are the (n, 1) integer classes.
 
+`binarize` (default "none") makes the images binary, each pixel a Bernoulli draw with its
+intensity (`vaebench.data.binarize`):
+
+    "static"    one draw of every image, fixed by `binarize_seed` (a seeded static binarisation);
+    "dynamic"   a fresh draw of every pixel for every training batch, from the run's generator,
+                as Burda et al. 2016 train on MNIST; `images()` (evaluation, test images, FID
+                statistics) give the fixed draw of "static" with the same `binarize_seed`, as
+                Burda et al.'s code binarises the test set once with a fixed seed.
+
 The IDX format (LeCun et al.): a big-endian header of two zero bytes, a type code (0x08
 ubyte, 0x09 byte, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64), the number of
 dimensions, then one uint32 per dimension; the data follows, big-endian, row-major.
@@ -19,18 +28,19 @@ dimensions, then one uint32 per dimension; the data follows, big-endian, row-maj
 
 from __future__ import annotations
 
-import gzip
 import math
 import struct
-import zlib
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from vaebench.data.base import ImageDataset
-from vaebench.data.files import PathLike, fingerprint, required_path
-from vaebench.errors import DataError
+import torch
+
+from vaebench.data.base import ImageDataset, to_device
+from vaebench.data.binarize import BINARIZE_MODES, bernoulli_bytes
+from vaebench.data.files import PathLike, fingerprint, read_maybe_gzipped, required_path
+from vaebench.errors import ConfigError, DataError
 from vaebench.data.registry import register_dataset
 
 IDX_TYPES: dict[int, np.dtype] = {
@@ -42,32 +52,16 @@ IDX_TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _TYPE_LIST = ", ".join(f"0x{code:02X} {dt.name}" for code, dt in IDX_TYPES.items())
-_GZIP_MAGIC = b"\x1f\x8b"
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 STANDARD_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; expected an IDX file") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot be read: {err.strerror or err}") from None
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise DataError(f"{path}: starts like a gzip file but does not decompress: {err}") from None
-    return raw
-
-
 def read_idx(path: PathLike) -> np.ndarray:
     """The array stored in an IDX file (plain or gzipped), in native byte order."""
     path = Path(path)
-    raw = _read_bytes(path)
+    raw = read_maybe_gzipped(path, "an IDX file")
     if len(raw) < 4 or raw[:2] != b"\0\0":
         magic = raw[:4].hex() or "empty"
         raise DataError(
@@ -113,7 +107,12 @@ class MNIST(ImageDataset):
 
     name = "mnist"
 
-    def __init__(self, path: PathLike | None = None):
+    def __init__(self, path: PathLike | None = None, binarize: str = "none", binarize_seed: int = 0):
+        if binarize not in BINARIZE_MODES:
+            raise ConfigError(f"must be one of {', '.join(repr(m) for m in BINARIZE_MODES)}, got {binarize!r}",
+                              key="binarize")
+        if isinstance(binarize_seed, bool) or not isinstance(binarize_seed, int) or not 0 <= binarize_seed < 2**63:
+            raise ConfigError(f"must be an integer >= 0, got {binarize_seed!r}", key="binarize_seed")
         what = f"a directory holding {', '.join(STANDARD_FILES)} (each plain or .gz)"
         directory = required_path(path, self.name, what)
         if not directory.is_dir():
@@ -135,6 +134,8 @@ class MNIST(ImageDataset):
         self.num_images = len(self._pixels)
         self.train_indices = np.arange(len(train_x))
         self.test_indices = np.arange(len(train_x), self.num_images)
+        self.binarize, self.binarize_seed = binarize, binarize_seed
+        self._binary = None if binarize == "none" else bernoulli_bytes(self._pixels, np.random.default_rng(binarize_seed))
 
     def _read_pair(self, images_file: Path, labels_file: Path) -> tuple[np.ndarray, np.ndarray]:
         images, labels = read_idx(images_file), read_idx(labels_file)
@@ -151,14 +152,26 @@ class MNIST(ImageDataset):
         return images, labels
 
     def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64)
+        if self._binary is not None:
+            return self._binary[idx].astype(np.float32)[:, None]
+        return (self._pixels[idx].astype(np.float32) / np.float32(255))[:, None]
+
+    def training_batch(self, indices: np.ndarray, device: torch.device, rng: np.random.Generator) -> torch.Tensor:
+        """With binarize = "dynamic", a fresh binarisation of the images at `indices` drawn from `rng`."""
+        if self.binarize != "dynamic":
+            return super().training_batch(indices, device, rng)
         pixels = self._pixels[np.asarray(indices, dtype=np.int64)]
-        return (pixels.astype(np.float32) / np.float32(255))[:, None]
+        return to_device(bernoulli_bytes(pixels, rng).astype(np.float32)[:, None], device)
 
     def labels(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         return self._labels[np.asarray(indices, dtype=np.int64)][:, None]
 
     def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint}
+        out = {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint}
+        if self.binarize != "none":
+            out.update(binarize=self.binarize, binarize_seed=self.binarize_seed)
+        return out
 
 
 @register_dataset("fashion_mnist")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from vaebench.params import Param, check_params, dataclass_params
 from vaebench.variants.claims import Claim
 from vaebench.variants.gaussian import kl_to_standard_normal, reparameterize
 from vaebench.variants.likelihoods import LIKELIHOODS
-from vaebench.variants.networks import make_decoder, make_encoder
+from vaebench.variants.networks import make_decoder, make_encoder, network_options
 
 
 @dataclass
@@ -100,13 +100,15 @@ class Variant(nn.Module):
         latent_dim: int,
         architecture: str,
         likelihood: str,
+        network: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
     ):
         super().__init__()
         self.hparams = hparams
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
-        self.encoder = make_encoder(architecture, self.image_shape, latent_dim)
-        self.decoder = make_decoder(architecture, self.image_shape, latent_dim)
+        encoder_options, decoder_options = network_options(dict(network or {}))
+        self.encoder = make_encoder(architecture, self.image_shape, latent_dim, **encoder_options)
+        self.decoder = make_decoder(architecture, self.image_shape, latent_dim, **decoder_options)
         self.likelihood = LIKELIHOODS.get(likelihood, key="likelihood")()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from vaebench.registry import Registry
 
@@ -26,8 +26,15 @@ def build_variant(
     latent_dim: int,
     architecture: str,
     likelihood: str,
+    network: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
 ):
-    """The variant `name` with validated hyperparameters (ConfigError names a bad key)."""
+    """The variant `name` with validated hyperparameters (ConfigError names a bad key).
+
+    network: the `mlp` options (hidden widths, activation; `vaebench.variants.networks`), as a
+    mapping or a RunSpec's frozen items; passed on only when given, so a plugin's variant whose
+    constructor predates them still builds."""
     cls = VARIANTS.get(name)
     hparams = cls.Hyperparameters.from_dict(hyperparameters)
-    return cls(hparams, image_shape=image_shape, latent_dim=latent_dim, architecture=architecture, likelihood=likelihood)
+    extra = {"network": dict(network)} if network else {}
+    return cls(hparams, image_shape=image_shape, latent_dim=latent_dim, architecture=architecture,
+               likelihood=likelihood, **extra)
