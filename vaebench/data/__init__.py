@@ -8,6 +8,7 @@ from typing import Any
 
 # each module registers its datasets with @register_dataset
 from vaebench.data import cifar10, digits, dsprites, idx, image_folder, npz_dsprites, npz_images, shapes3d  # noqa: F401
+from vaebench.data import cars3d, mpi3d, scream_dsprites, smallnorb  # noqa: F401  (the Locatello et al. datasets)
 from vaebench.data.base import GroundTruthDataset, ImageDataset
 from vaebench.data.registry import DATASETS, register_dataset
 from vaebench.errors import ConfigError
