@@ -147,6 +147,19 @@ def test_dropping_a_mode_loses_recall_not_precision():
     assert half_real["precision"] <= 0.5 and half_real["recall"] > 0.9, half_real
 
 
+def test_a_collapsed_generator_has_full_precision_and_no_recall():
+    """torch-fidelity issue 58's case: nearly the same realistic image every time (it reported precision
+    4e-05 and recall 0.99). Every fake lies in the ball of the real point it copies (and of the few
+    real points whose balls hold that point: coverage about k / N), and the fakes' own balls are too
+    small to hold any real point but that one."""
+    rng = np.random.default_rng(7)
+    real = gaussian(rng, 1000, 8)
+    fake = real[0] + 1e-3 * gaussian(rng, 1000, 8)
+    values = ours.precision_recall_density_coverage(real, fake)
+    assert values["precision"] == 1.0 and values["recall"] <= 0.001 and values["coverage"] < 0.02, values
+    assert values == pytest.approx(reference(real, fake, 5), abs=1e-12)
+
+
 def test_bad_arguments():
     x = np.zeros((5, 3))
     with pytest.raises(ValueError, match="1 <= k < N"):
