@@ -1,4 +1,5 @@
-"""Cars3D (Reed et al. 2015, "Deep Visual Analogy-Making") from its `car_*_mesh.mat` files, as Locatello et al. 2019 use it.
+"""Cars3D (Reed et al. 2015, "Deep Visual Analogy-Making") from its `car_*_mesh.mat` files, as Locatello
+et al. 2019 use it.
 
 Files: the directory `path` holding the 183 MATLAB files ``car_XXX_mesh.mat`` of the archive
 ``nips2015-analogy-data.tar.gz`` (http://www.scottreed.info/files/, its ``data/cars`` folder).

@@ -1,4 +1,5 @@
-"""Scream-dSprites (Locatello et al. 2019): dSprites on patches of Munch's "The Scream", from the image the user supplies.
+"""Scream-dSprites (Locatello et al. 2019): dSprites on patches of Munch's "The Scream", from the picture
+the user supplies.
 
 The image: the file at `path` (or ``scream.jpg`` in the directory `path`), the one
 disentanglement_lib's download script fetches as ``scream/scream.jpg`` from

@@ -133,7 +133,8 @@ def check_matrix(path: Path, dtype: np.dtype, ndim: int) -> tuple[int, ...]:
         with _open(path) as f:
             found, shape, header = read_header(f, path)
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: not a readable {'gzip' if path.name.endswith('.gz') else 'NORB'} file ({err})") from None
+        kind = "gzip" if path.name.endswith(".gz") else "NORB"
+        raise DataError(f"{path}: not a readable {kind} file ({err})") from None
     if found != dtype or len(shape) != ndim:
         raise DataError(f"{path}: a {found} matrix of shape {shape}; expected a {ndim}-d {dtype} matrix")
     expected = header + math.prod(shape) * dtype.itemsize
