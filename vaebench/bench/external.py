@@ -118,6 +118,9 @@ def evaluate_external(
     )
     result.wall_time_s = time.perf_counter() - started
     result.environment.update({"external_model": source, "skipped_metrics": skipped})
+    files = images.data_files()
+    if files:
+        result.environment["data_files"] = files
     with run_directory_lock(out), ResultsStore(out) as store:
         store.write_result(result, suite=EXTERNAL_SUITE, setting=f"external({label})")
         store.record_suite(EXTERNAL_SUITE, [spec.run_id])

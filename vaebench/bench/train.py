@@ -175,6 +175,9 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         dataset = data.get(spec.dataset, **dict(spec.dataset_params)).materialised(
             run_dir_path / "cache", images_to_draw=images_to_draw(spec)
         )
+        files = dataset.data_files()  # SHA-256s: a number on a modified file is never taken for the published one
+        if files:
+            result.environment["data_files"] = files
         trainer = Trainer(spec, dataset, dev)
         state = load_checkpoint(ckpt, dev)
         if state is not None:

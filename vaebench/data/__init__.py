@@ -8,7 +8,8 @@ from typing import Any
 
 # each module registers its datasets with @register_dataset
 from vaebench.data import (  # noqa: F401
-    binarized_mnist, cifar10, digits, dsprites, idx, image_folder, npz_dsprites, npz_images, shapes3d,
+    binarized_mnist, cars3d, cifar10, digits, dsprites, idx, image_folder, mpi3d, npz_dsprites, npz_images,
+    scream_dsprites, shapes3d, smallnorb,
 )
 from vaebench.data.base import GroundTruthDataset, ImageDataset
 from vaebench.data.registry import DATASETS, register_dataset

@@ -81,6 +81,12 @@ class ImageDataset:
         described = {"name": self.name, "image_shape": list(self.image_shape), "num_images": self.num_images}
         return {**described, "version": self.version} if self.version else described
 
+    def data_files(self) -> dict[str, dict]:
+        """The files the dataset reads, by name: {"sha256": hex, "published": whether it is the
+        published file (None: no published digest)}; recorded in each run's environment (see
+        `vaebench.data.published`). Empty for datasets that read no file or do not hash theirs."""
+        return {}
+
 
 class GroundTruthDataset(ImageDataset):
     """A dataset whose images are a deterministic function of discrete factors.

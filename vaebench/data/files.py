@@ -146,6 +146,35 @@ def npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
+def npz_memmap(path: Path, key: str) -> np.ndarray | None:
+    """The array `key` of an .npz archive mapped read-only from the file, without reading it, when the
+    member is stored uncompressed (what `np.savez` writes) in C order; None when it is compressed
+    (`np.savez_compressed`) or in Fortran order, which must be read whole. Checked with
+    `npz_array_header` first."""
+    shape, dtype = npz_array_header(path, key)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{key}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)  # the local file header: its name and extra field lengths are at bytes 26-29
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError("no local file header where the central directory points")
+            name_length, extra_length = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+            f.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            _, fortran_order, _ = read(f)
+            offset = f.tell()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: key {key!r}: not a readable .npy array ({err})") from None
+    if fortran_order:
+        return None
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape))
+
+
 def read_npz(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> np.ndarray:
     """The array `key` of an open archive; a DataError naming the file when it cannot be read."""
     try:

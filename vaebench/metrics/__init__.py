@@ -10,6 +10,7 @@ from vaebench.metrics import (  # noqa: F401  (each module registers its metrics
     fid,
     likelihood,
     mutual_information,
+    prdc,
     reconstruction,
 )
 from vaebench.metrics.aggregate_posterior import elbo_decomposition, latent_covariance_offdiagonal, prior_mmd

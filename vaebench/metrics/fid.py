@@ -27,7 +27,8 @@ Registered values (lower is better; real = the test images):
 Generated and reconstructed images are clipped to [0, 1], the range of real images. The
 real features and their statistics (mean, covariance) are cached per dataset, test subset
 and feature network, on disk under ``<cache_dir>/fid_stats/`` and in the process. Each value's
-note is ``feature=<name>:<hash>``. FID is biased upward for small sample sizes: compare
+note is ``feature=<name>:<hash>``. The same decoding pass and features serve precision, recall,
+density and coverage (:mod:`vaebench.metrics.prdc`). FID is biased upward for small sample sizes: compare
 values computed with the same ``fid_images``.
 """
 
@@ -271,8 +272,13 @@ def _image_set_key(dataset: Any, indices: np.ndarray) -> str:
 
 
 @torch.no_grad()
-def _distance_pass(ctx: EvaluationContext) -> dict[str, Any]:
-    """One decoding pass shared by fid and kid: accumulators for generated and reconstructed images."""
+def feature_pass(ctx: EvaluationContext) -> dict[str, Any]:
+    """One decoding pass shared by fid, kid and prdc: accumulators for generated and reconstructed images.
+
+    Returns (and caches in ``ctx.cache["fid_kid"]``) {"network": the FeatureNetwork, "real": the
+    RealStatistics of the chosen test images, "generated" / "reconstructed": DistanceAccumulators
+    holding the fake images' features}.
+    """
     if "fid_kid" in ctx.cache:
         return ctx.cache["fid_kid"]
     p = ctx.params
@@ -298,7 +304,7 @@ def _distance_pass(ctx: EvaluationContext) -> dict[str, Any]:
         generated.update(model.likelihood.mean(model.decode(z)).clamp(0, 1))
         mean_codes = means[start : start + BATCH_SIZE].to(ctx.device)
         reconstructed.update(model.likelihood.mean(model.decode(mean_codes)).clamp(0, 1))
-    ctx.cache["fid_kid"] = {"network": network, "generated": generated, "reconstructed": reconstructed}
+    ctx.cache["fid_kid"] = {"network": network, "real": real, "generated": generated, "reconstructed": reconstructed}
     return ctx.cache["fid_kid"]
 
 
@@ -315,7 +321,7 @@ def _note(ctx: EvaluationContext, network: FeatureNetwork, *names: str) -> None:
     params=FEATURE_PARAMS, abs_tol=1e-3, rel_tol=1e-3,
 )
 def _fid(ctx: EvaluationContext) -> dict[str, float]:
-    state = _distance_pass(ctx)
+    state = feature_pass(ctx)
     _note(ctx, state["network"], "fid", "fid_recon")
     return {"fid": state["generated"].fid_value(), "fid_recon": state["reconstructed"].fid_value()}
 
@@ -328,6 +334,6 @@ def _fid(ctx: EvaluationContext) -> dict[str, float]:
     params=FEATURE_PARAMS + KID_PARAMS, abs_tol=1e-4, rel_tol=1e-3,
 )
 def _kid(ctx: EvaluationContext) -> dict[str, float]:
-    state = _distance_pass(ctx)
+    state = feature_pass(ctx)
     _note(ctx, state["network"], "kid", "kid_recon")
     return {"kid": state["generated"].kid_value(ctx.seed), "kid_recon": state["reconstructed"].kid_value(ctx.seed)}
