@@ -54,8 +54,8 @@ class TrackingConfig:
     """Where one sweep's runs are tracked, resolved: what the workers and the driver receive.
 
     tensorboard: a log directory; run `r` writes to `<tensorboard>/<r>`.
-    mlflow: a tracking URI as MLflow takes it; mlflow_artifacts: the artifact location given to an
-    experiment this sweep creates in a local store (None: MLflow's or the server's choice).
+    mlflow: a tracking URI as MLflow takes it; mlflow_artifacts: the artifact root of a local store (an
+    experiment this sweep creates keeps its artifacts in a folder of it; None: MLflow's or the server's choice).
     """
 
     tensorboard: str | None = None

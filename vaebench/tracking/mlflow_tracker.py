@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -88,13 +89,17 @@ def check_server(uri: str, key: str, timeout_s: float = 10.0) -> None:
 
 
 def experiment_id(mlflow_client: Any, config: TrackingConfig, key: str) -> str:
-    """The id of the sweep's experiment, created (with the config's artifact location) if it does not exist."""
+    """The id of the sweep's experiment, created if it does not exist (its artifacts in a folder named after it
+    under the config's artifact root, when the store is local)."""
     from mlflow.exceptions import MlflowException
 
     experiment = mlflow_client.get_experiment_by_name(config.experiment)
     if experiment is None:
+        artifacts = None
+        if config.mlflow_artifacts is not None:  # one folder per experiment under the store's artifact root
+            artifacts = f"{config.mlflow_artifacts.rstrip('/')}/{re.sub(r'[^A-Za-z0-9._-]', '_', config.experiment)}"
         try:
-            return mlflow_client.create_experiment(config.experiment, artifact_location=config.mlflow_artifacts)
+            return mlflow_client.create_experiment(config.experiment, artifact_location=artifacts)
         except MlflowException:  # another driver created it meanwhile
             experiment = mlflow_client.get_experiment_by_name(config.experiment)
             if experiment is None:
