@@ -186,7 +186,7 @@ class MlflowRun:
 class MlflowSweep:
     """The driver: the experiment before any run starts, then each finished run's metrics, grids and end."""
 
-    def __init__(self, config: TrackingConfig, key: str = "tracking.mlflow"):
+    def __init__(self, config: TrackingConfig, key: str = "tracking.mlflow or --track mlflow"):
         self.config = config
         self.key = key
         self.client: Any = None

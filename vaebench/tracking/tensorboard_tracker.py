@@ -13,11 +13,13 @@ What a run's directory holds, all in TensorBoard's own formats (records written 
 Resuming. Event files are append-only, so each attempt of a run writes a new file, named to sort
 after every file already there (TensorBoard reads a directory's files in name order). A run
 resumed from its checkpoint at step s writes only steps > s, and its file opens with a
-SessionLog START at step s + 1: TensorBoard's EventAccumulator then discards the points > s that
-an interrupted attempt wrote, and the Rust data server does the same by itself (a step that goes
-back preempts the points at or after it). Points at or before s are the earlier attempt's; they
+SessionLog START at step s + 1: TensorBoard's EventAccumulator then discards the scalars and images
+> s that an interrupted attempt wrote, and the Rust data server does the same by itself (a step that
+goes back preempts the points at or after it). Points at or before s are the earlier attempt's; they
 are on disk because every point is flushed before the checkpoint that covers it is written. A
-run that starts from step 0 opens with START at step 0, which discards everything before it.
+run that starts again from step 0 opens with START at step 0, which discards every earlier point.
+The spec and the HParams session start (tensors, which a START does not purge) are written once, by
+the first attempt that finds the run's directory without event files.
 
 Scalars are TensorBoard's `simple_value`, a float32; the store and MLflow keep the float64.
 """
@@ -164,6 +166,10 @@ def run_dir(root: str, run_id: str) -> Path:
     return Path(root) / run_id
 
 
+def has_events(logdir: Path) -> bool:
+    return logdir.is_dir() and any(EVENT_FILE.match(p.name) for p in logdir.iterdir())
+
+
 # -- the worker's side ----------------------------------------------------------------------------
 
 
@@ -171,9 +177,11 @@ class TensorBoardRun:
     """One attempt of a run, in the worker: the spec, then every logged step as it comes."""
 
     def __init__(self, root: str, task: RunTask, resumed_at: int):
-        self.events = EventFile(run_dir(root, task.run_id))
+        logdir = run_dir(root, task.run_id)
+        fresh = not has_events(logdir)
+        self.events = EventFile(logdir)
         self.events.start(resumed_at + 1 if resumed_at else 0)
-        if not resumed_at:
+        if fresh:
             self.events.summary(0, _run_header(task.spec, task.setting))
 
     def log_curves(self, step: int, values: Mapping[str, float]) -> None:
@@ -197,7 +205,7 @@ class TensorBoardSweep:
 
     def finished(self, result: RunResult, setting: str) -> None:
         logdir = run_dir(self.root, result.run_id)
-        fresh = not (logdir.is_dir() and any(EVENT_FILE.match(p.name) for p in logdir.iterdir()))
+        fresh = not has_events(logdir)
         events = EventFile(logdir)
         try:
             if fresh:  # the worker wrote nothing (it failed before training): the spec still goes in
@@ -215,11 +223,12 @@ class TensorBoardSweep:
 
 
 def log_report(root: str, report_dir: Path) -> Path:
-    """The report's plots and grids as images and its Markdown tables as text, in the run `<root>/report`;
-    each call replaces what an earlier one wrote there (START at step 0)."""
-    events = EventFile(Path(root) / REPORT_FOLDER)
+    """The report's plots and grids as images and its Markdown tables as text, in the run `<root>/report`,
+    at step n for the n-th report written there (from 0): TensorBoard shows the latest, and keeps the others."""
+    logdir = Path(root) / REPORT_FOLDER
+    step = sum(1 for p in logdir.iterdir() if EVENT_FILE.match(p.name)) if logdir.is_dir() else 0
+    events = EventFile(logdir)
     try:
-        events.start(0)
         values = []
         for path in sorted(p for p in report_dir.rglob("*") if p.is_file()):
             tag = f"{REPORT_FOLDER}/{path.relative_to(report_dir).with_suffix('').as_posix()}"
@@ -227,7 +236,7 @@ def log_report(root: str, report_dir: Path) -> Path:
                 values.append(image(tag, path.read_bytes()))
             elif path.suffix == ".md":
                 values.append(text(tag, path.read_text(encoding="utf-8")))
-        events.summary(0, values)
+        events.summary(step, values)
     finally:
         events.close()
     return events.path.parent
