@@ -450,3 +450,51 @@ def test_ray_tracks_every_run_once(tmp_path, write_suite):
             shutil.rmtree(temp_dir, ignore_errors=True)
     assert summary.statuses == {"done": 2}
     assert_tracked(out, recorded_tracking(out))
+
+
+# -- a tracker never changes or fails a run --------------------------------------------------------
+
+
+def test_a_trackers_random_draws_leave_the_runs_generators_as_they_were():
+    import random
+
+    import torch
+
+    from vaebench.tracking.hooks import RunTracking
+
+    class Greedy:  # a tracker library that draws from every global generator
+        def log_curves(self, step, values):
+            random.random(), np.random.rand(), torch.rand(3)
+
+        def close(self):
+            pass
+
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state().clone())
+    RunTracking([("Greedy", Greedy())], "r").log_curves(10, {"loss": 1.0})
+    assert random.getstate() == before[0]
+    assert (np.random.get_state()[1] == before[1]).all() and torch.equal(torch.get_rng_state(), before[2])
+
+
+def test_a_tracker_failing_mid_run_is_a_warning_and_the_run_goes_on(write_suite, tmp_path, monkeypatch, caplog):
+    pytest.importorskip("tensorboard", reason="needs the tensorboard extra")
+    pytest.importorskip("mlflow", reason="needs the mlflow extra")
+    from vaebench.tracking.tensorboard_tracker import TensorBoardRun
+
+    real = TensorBoardRun.log_curves
+
+    def full_disk_at_20(self, step, values):
+        if step == 20:
+            raise OSError(28, "No space left on device")
+        real(self, step, values)
+
+    monkeypatch.setattr(TensorBoardRun, "log_curves", full_disk_at_20)
+    suite = load_suite(write_suite(tiny_suite_text(variants=ONE_VAE) + TRACK_BOTH))
+    out = tmp_path / "out"
+    assert run_suite(suite, out, InProcessExecutor(), threads=1).statuses == {"done": 1}
+    assert "TensorBoard tracking stopped for run" in caplog.text and "No space left on device" in caplog.text
+    config = recorded_tracking(out)
+    run_id = suite.specs[0].run_id
+    assert [s for s, _ in tb_scalars(Path(config.tensorboard) / run_id)["train/model/loss"]] == [10]
+    c = mlflow_client(config.mlflow)
+    (run,) = mlflow_runs(config.mlflow, config.experiment)[run_id]
+    assert [s for s, _ in mlflow_history(c, run.info.run_id, "train/model/loss")] == [10, 20, 30, 40]

@@ -8,8 +8,9 @@ metrics and image grids and ends it. A run directory on a filesystem every worke
 already required (checkpoints); the tracking destinations must be reachable from every worker too.
 
 Tracking never changes a run: every tracker call runs with the global random generators restored
-afterwards, and a tracker that fails during a run (a full disk, a lost server) is logged as a
-warning and left off for the rest of that run; the run goes on. Errors a user can fix before
+afterwards, and a tracker that fails in a worker (a full disk, a lost server) is logged as a
+warning and left off for the rest of that run; the run goes on. One that fails in the driver for
+a finished run is a warning for that run; the driver tries again for the next. Errors a user can fix before
 anything runs (an extra not installed, a store MLflow refuses, no server at the URI) stop
 `vaebench run` with one line.
 """
@@ -41,16 +42,19 @@ def check_installed(config: TrackingConfig) -> None:
         mlflow_tracker.check_installed()
 
 
-def _best_effort(sinks: list[tuple[str, Any]], method: str, *args: Any, what: str) -> None:
-    """Call `method` on every (tracker name, sink); a sink that raises is warned about and dropped."""
+def _best_effort(sinks: list[tuple[str, Any]], method: str, *args: Any, what: str, drop: bool = True) -> None:
+    """Call `method` on every (tracker name, sink); one that raises is warned about, and dropped if `drop`."""
     for entry in list(sinks):
         name, sink = entry
         try:
             with rng_untouched():
                 getattr(sink, method)(*args)
         except Exception as err:  # noqa: BLE001 - a tracker must never fail a run
-            log.warning("%s tracking stopped for %s: %s: %s", name, what, type(err).__name__, err)
-            sinks.remove(entry)
+            if drop:
+                log.warning("%s tracking stopped for %s: %s: %s", name, what, type(err).__name__, err)
+                sinks.remove(entry)
+            else:
+                log.warning("%s tracking failed for %s: %s: %s", name, what, type(err).__name__, err)
 
 
 class RunTracking:
@@ -129,7 +133,7 @@ class SweepTracking:
 
     def finished(self, result: RunResult, setting: str) -> None:
         if self._sinks:
-            _best_effort(self._sinks, "finished", result, setting, what=f"run {result.run_id} (and the rest of the sweep)")
+            _best_effort(self._sinks, "finished", result, setting, what=f"run {result.run_id}", drop=False)
 
     def close(self) -> None:
         _best_effort(self._sinks, "close", what="the sweep")
