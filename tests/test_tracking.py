@@ -24,7 +24,7 @@ from vaebench.bench.train import checkpoint_path, execute_run
 from vaebench.cli import main
 from vaebench.errors import ConfigError
 from vaebench.tracking import (
-    SweepTracking, TrackingConfig, TrackingRequest, parse_track_option, parse_tracking_table, recorded_tracking,
+    SweepTracking, TrackingConfig, TrackingRequest, parse_track_option, recorded_tracking,
     resolve_tracking,
 )
 from vaebench.tracking.common import spec_params
@@ -287,7 +287,9 @@ def test_a_sweep_tracks_curves_spec_metrics_and_grids(tracked_and_plain):
 
 
 def test_the_report_goes_to_the_trackers_of_the_directorys_sweep(tracked_and_plain, capsys):
-    _, tracked, config = tracked_and_plain
+    plain, tracked, config = tracked_and_plain
+    assert main(["report", str(plain)]) == 0
+    assert "logged" not in capsys.readouterr().out  # a directory whose sweep tracked nothing: the report alone
     for _ in range(2):  # a second report replaces the first, in the same tracker run
         assert main(["report", str(tracked)]) == 0
     out = capsys.readouterr().out
