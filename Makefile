@@ -13,7 +13,7 @@ install: $(VENV)/bin/activate
 	$(PIP) install -q -c constraints.txt -e .
 
 install-test: $(VENV)/bin/activate
-	$(PIP) install -q -c constraints.txt -e ".[test,ray]"
+	$(PIP) install -q -c constraints.txt -e ".[test,ray,tensorboard,mlflow]"
 
 # Every objective's claim over 5 seeds (suites/claims.toml): the comparison table of the metrics
 # the claims use, the claims verdict, and the HTML report. A failed claim is a finding, so it is

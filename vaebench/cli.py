@@ -31,6 +31,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--dry-run", action="store_true", help="list the runs and estimate their cost")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--track", help="live tracking: tensorboard,mlflow (NAME=DIR_OR_URI for a destination), or none")
 
 
 def _add_dir_command(sub: argparse._SubParsersAction, name: str, help_text: str, *,
@@ -113,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.bench.progress import make_progress
     from vaebench.bench.runner import EXECUTORS, make_executor, run_suite
     from vaebench.bench.suite import load_suite
+    from vaebench.tracking import parse_track_option, resolve_tracking
 
     _choice(args.executor, EXECUTORS, "--executor")
     _choice(args.device, ("cpu", "cuda"), "--device")
@@ -130,9 +132,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_dry_run(suite, device=args.device)
         return 0
     out = Path(args.out) if args.out else Path("runs") / suite.name
+    tracking = None if args.track is None else resolve_tracking(parse_track_option(args.track, suite.tracking), out,
+                                                                suite.name)
     executor = make_executor(args.executor, jobs=args.jobs, address=args.address, max_retries=args.max_retries)
     summary = run_suite(
-        suite, out, executor, device=args.device, threads=threads_per_job(args.jobs), progress=make_progress(args.quiet)
+        suite, out, executor, device=args.device, threads=threads_per_job(args.jobs), progress=make_progress(args.quiet),
+        tracking=tracking,
     )
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
     print(f"{summary.total} runs: {summary.skipped} already in {out}, {counts}")
@@ -183,6 +188,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     _, run_ids = _suite_runs(args)
     written = write_report(args.dir, out, run_ids=run_ids)
     print(f"wrote {len(written)} files to {out}")
+    from vaebench.tracking import log_report
+
+    for line in log_report(args.dir, out):  # to the trackers of the directory's last sweep, if it had any
+        print(line)
     return 0
 
 

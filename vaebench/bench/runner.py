@@ -24,6 +24,7 @@ from vaebench.bench.suite import Suite
 from vaebench.bench.train import checkpoint_path, model_path
 from vaebench.errors import ConfigError, RunDirectoryBusyError
 from vaebench.files import TMP_SUFFIX
+from vaebench.tracking import SweepTracking, TrackingConfig, resolve_tracking
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".vaebench.lock"
@@ -62,17 +63,22 @@ def run_suite(
     device: str = "cpu",
     threads: int | None = None,
     progress: SweepProgress | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> SweepSummary:
-    """Run every spec of `suite` not yet completed in `out_dir`'s store; the driver alone writes it."""
+    """Run every spec of `suite` not yet completed in `out_dir`'s store; the driver alone writes it.
+
+    tracking: where runs are tracked live (vaebench.tracking); None: as the suite's [tracking] says."""
     out = Path(out_dir)
     progress = progress or SweepProgress()
+    trackers = SweepTracking(tracking if tracking is not None else resolve_tracking(suite.tracking, out, suite.name))
     executor.start()
     with run_directory_lock(out), ResultsStore(out) as store:
         remove_temporary_files(out)
+        trackers.start(out)
         store.record_suite(suite.name, [spec.run_id for spec in suite.specs])
         completed = store.completed_run_ids()
         tasks = [
-            RunTask(spec, suite.setting(spec), str(out), device, threads, suite.plugins)
+            RunTask(spec, suite.setting(spec), str(out), device, threads, suite.plugins, trackers.config)
             for spec in suite.specs if spec.run_id not in completed
         ]
         settings = {task.run_id: task.setting for task in tasks}
@@ -84,9 +90,11 @@ def run_suite(
                 if result.status != "failed":
                     checkpoint_path(out, result.run_id).unlink(missing_ok=True)
                 summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
+                trackers.finished(result, settings[result.run_id])
                 progress.finished(result)
         finally:
             progress.close()
+            trackers.close()
     return summary
 
 

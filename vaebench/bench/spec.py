@@ -13,9 +13,12 @@ setting label are not part of it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from vaebench.files import canonical_json, content_hash
+
+if TYPE_CHECKING:
+    from vaebench.tracking.config import TrackingConfig
 
 STATUSES = ("done", "diverged", "failed")
 
@@ -109,6 +112,7 @@ class RunTask:
     device: str = "cpu"
     threads: int | None = None
     plugins: tuple[str, ...] = ()  # imported by the worker before the run is built
+    tracking: TrackingConfig | None = None  # where the worker logs the run live (vaebench.tracking)
 
     @property
     def run_id(self) -> str:

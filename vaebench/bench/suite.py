@@ -13,6 +13,7 @@
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
     [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
     [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
+    [tracking]  tensorboard = true | "dir", mlflow = true | "URI or dir", experiment (vaebench.tracking.config)
 
 Every table is checked against declared `Param`s (vaebench.params): an unknown key, a wrong
 type or an out-of-range value is a ConfigError naming the file and the key. Specs are
@@ -42,12 +43,14 @@ from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
 from vaebench.params import Param, check_params
 from vaebench.plugins import import_plugins
+from vaebench.tracking.config import TrackingRequest, parse_tracking_table
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
 from vaebench.variants.networks import ARCHITECTURES, NETWORK_KEYS, WIDTH_KEYS, canonical_network, make_encoder, network_options
 
 TOP_LEVEL_KEYS = (
     "name", "description", "plugins", "seeds", "max_runs", "budget", "model", "datasets", "variants", "evaluation",
+    "tracking",
 )
 MAX_RUNS = 10_000  # a suite expanding to more runs is refused unless it raises `max_runs`
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
@@ -84,6 +87,7 @@ class Suite:
     specs: tuple[RunSpec, ...]
     labels: dict[RunSpec, str] = dataclasses.field(default_factory=dict, compare=False)
     plugins: tuple[str, ...] = ()  # module names and absolute .py paths, imported by every worker
+    tracking: TrackingRequest = TrackingRequest()  # the [tracking] table: off unless it names a tracker
 
     def setting(self, spec: RunSpec) -> str:
         """The variant and the hyperparameters a reader needs, e.g. 'beta_vae(beta=4.0)'."""
@@ -365,6 +369,7 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}", file=file, key=key)
     plugins = import_plugins(raw.get("plugins", []), file=file)
+    tracking = parse_tracking_table(raw.get("tracking"), file=file)
     name = _parse_name(raw, default_name, file)
     seeds = _parse_seeds(raw, file)
     max_runs = Param("max_runs", MAX_RUNS, minimum=1).check(raw.get("max_runs", MAX_RUNS), file=file)
@@ -403,5 +408,5 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     unique = list(dict.fromkeys(specs))
     return Suite(
         name=name, path=file, description=str(raw.get("description", "")), specs=tuple(unique),
-        labels=setting_labels(unique, written), plugins=tuple(p.name for p in plugins),
+        labels=setting_labels(unique, written), plugins=tuple(p.name for p in plugins), tracking=tracking,
     )

@@ -31,6 +31,7 @@ from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
 from vaebench.plugins import imported_plugins, import_plugins
+from vaebench.tracking.hooks import LogFn, open_run_tracking
 from vaebench.variants import build_variant
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ class Trainer:
         idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
         return self.dataset.training_batch(idx, self.device, self.rng)
 
-    def train(self, checkpoint: Path | None, progress: ProgressFn | None) -> None:
-        """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end."""
+    def train(self, checkpoint: Path | None, progress: ProgressFn | None, on_log: LogFn | None = None) -> None:
+        """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end; `on_log(step,
+        terms)` gets each logged step's loss terms before the checkpoint that covers them is written."""
         spec = self.spec
         self.model.train()
         started = time.perf_counter()
@@ -139,10 +141,15 @@ class Trainer:
             terms = optimisation_step(self.phases, self.optimizers, self.batch(), self.step)
             self.step += 1
             if self.step % spec.log_every == 0 or self.step == spec.steps:
-                self.curves.extend((self.step, name, float(v)) for name, v in terms.items())
+                logged = {name: float(v) for name, v in terms.items()}
                 if spec.lr_schedule:
-                    self.curves.extend((self.step, f"{phase.name}/lr", opt.param_groups[0]["lr"])
-                                       for phase, opt in zip(self.phases, self.optimizers))
+                    logged.update((f"{phase.name}/lr", opt.param_groups[0]["lr"])
+                                  for phase, opt in zip(self.phases, self.optimizers))
+                self.curves.extend((self.step, name, value) for name, value in logged.items())
+                if on_log is not None:  # the trackers' time is not training time
+                    paused = time.perf_counter()
+                    on_log(self.step, logged)
+                    started += time.perf_counter() - paused
                 if progress is not None:
                     progress(spec.run_id, self.step)
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
@@ -187,10 +194,13 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             except Exception as exc:  # noqa: BLE001 - a checkpoint of another model or format
                 discard_checkpoint(ckpt, exc)
                 trainer = Trainer(spec, dataset, dev)
+        tracking = open_run_tracking(task, resumed_at)
         try:
-            trainer.train(ckpt, progress)
+            trainer.train(ckpt, progress, tracking.log_curves)
         except Diverged as err:
             result.status, result.diverged_step, result.error = "diverged", err.step, str(err)
+        finally:
+            tracking.close()
         result.steps_done = trainer.step
         result.curves = trainer.curves
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
