@@ -302,7 +302,7 @@ def test_evaluate_stores_image_grids(tmp_path):
     from vaebench.bench.train import build_model
 
     model = build_model(spec, dataset)
-    values, _, artifacts = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path)
+    values, _, artifacts, _ = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path)
     assert "kl" in values
     assert set(GRID_NAMES) <= set(artifacts)
     assert all(v.startswith(PNG_MAGIC) for v in artifacts.values())

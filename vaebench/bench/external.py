@@ -97,7 +97,8 @@ def evaluate_external(
     if mu.ndim != 2 or mu.shape != logvar.shape or len(mu) != 2:
         raise ConfigError(f"encode must return (mu, logvar), each (N, D); got {tuple(mu.shape)}, {tuple(logvar.shape)}",
                           key="MODEL")
-    applicable = [n for n, info in METRICS.items() if images.has_factors or not info.needs_factors]
+    applicable = [n for n, info in METRICS.items()
+                  if not info.opt_in and (images.has_factors or not info.needs_factors)]
     requested = metrics if metrics is not None else applicable
     for name in requested:
         METRICS.get(name, key="--metrics")
@@ -113,7 +114,7 @@ def evaluate_external(
     )
     result = RunResult(spec=spec, status="done", environment=describe_environment(torch.device(device)))
     started = time.perf_counter()
-    result.metrics, result.notes, result.artifacts = evaluate(
+    result.metrics, result.notes, result.artifacts, result.curves = evaluate(
         model, images, spec, device=torch.device(device), cache_dir=out / "cache", grids=model.has_decoder
     )
     result.wall_time_s = time.perf_counter() - started

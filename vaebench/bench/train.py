@@ -207,9 +207,10 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         scoring_started = time.perf_counter()
         if result.status == "done":
             atomic_torch_save(trainer.model.state_dict(), model_path(run_dir_path, spec.run_id))
-            result.metrics, result.notes, result.artifacts = evaluate(
+            result.metrics, result.notes, result.artifacts, scored_curves = evaluate(
                 trainer.model, dataset, spec, device=dev, cache_dir=run_dir_path / "cache"
             )
+            result.curves = [*trainer.curves, *scored_curves]  # a metric's curves (steps index its points)
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
         result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
     except Exception as err:  # a bug or resource failure in one run must not stop the sweep

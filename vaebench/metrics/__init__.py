@@ -5,6 +5,7 @@ Importing this package registers every metric module.
 
 from vaebench.metrics import (  # noqa: F401  (each module registers its metrics)
     aggregate_posterior,
+    ais,
     disentanglement,
     factor_scores,
     fid,
@@ -14,6 +15,16 @@ from vaebench.metrics import (  # noqa: F401  (each module registers its metrics
     reconstruction,
 )
 from vaebench.metrics.aggregate_posterior import elbo_decomposition, latent_covariance_offdiagonal, prior_mmd
+from vaebench.metrics.ais import (
+    BDMCBounds,
+    RateDistortionCurve,
+    ais_bdmc,
+    ais_log_likelihood,
+    ais_nll,
+    ais_rate_distortion,
+    annealing_schedule,
+    simulate,
+)
 from vaebench.metrics.disentanglement import (
     dci,
     downstream_accuracy,
@@ -23,11 +34,15 @@ from vaebench.metrics.disentanglement import (
     mutual_information_gap,
     separated_attribute_predictability,
 )
+from vaebench.metrics.likelihood import importance_weighted_nll, importance_weighted_nll_curve
 from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, MetricValue, register_metric
 
 __all__ = [
     "METRICS", "EvaluationContext", "MetricInfo", "MetricValue", "register_metric",
     "elbo_decomposition", "latent_covariance_offdiagonal", "prior_mmd",
+    "importance_weighted_nll", "importance_weighted_nll_curve",
+    "ais_nll", "ais_log_likelihood", "ais_bdmc", "BDMCBounds", "ais_rate_distortion", "RateDistortionCurve",
+    "annealing_schedule", "simulate",
     "dci", "downstream_accuracy", "explicitness", "interventional_robustness_score", "modularity",
     "mutual_information_gap", "separated_attribute_predictability",
 ]

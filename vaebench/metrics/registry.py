@@ -67,6 +67,10 @@ class EvaluationContext:
     notes: dict[str, str] = field(default_factory=dict)
     # intermediate results shared between metrics (e.g. one decoding pass of the test set)
     cache: dict[str, Any] = field(default_factory=dict)
+    # (index, curve name, value) rows a metric produces beside its values, e.g. the points of
+    # ais_rate_distortion's curve; stored in the store's `curves` table with the index as the step.
+    # Each name must be one the metric declares in `MetricInfo.curves`.
+    curves: list[tuple[int, str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.params = check_metric_params(self.params)
@@ -152,6 +156,8 @@ class MetricInfo:
         split (the factor scores); the harness materialises a dataset when training and scoring
         together draw at least as many images as it holds.
     opt_in: computed only when a suite names it (too costly for "every metric that applies").
+    curves: the names of the curves `compute` may add to `ctx.curves` (points indexed 0, 1, ...,
+        stored beside the training curves; reports tell them apart by this declaration).
     params: the keys this metric reads from [evaluation.params], with types and ranges.
     abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
     """
@@ -166,6 +172,7 @@ class MetricInfo:
     needs_density: bool = False
     images_drawn: Callable[[Mapping[str, Any]], int] | None = None
     opt_in: bool = False
+    curves: tuple[str, ...] = ()
     params: tuple[Param, ...] = ()
     abs_tol: float = 1e-6
     rel_tol: float = 1e-6
@@ -204,6 +211,7 @@ def register_metric(
     needs_density: bool = False,
     images_drawn: Callable[[Mapping[str, Any]], int] | None = None,
     opt_in: bool = False,
+    curves: Iterable[str] = (),
     params: Iterable[Param] = (),
     abs_tol: float = 1e-6,
     rel_tol: float = 1e-6,
@@ -216,7 +224,8 @@ def register_metric(
             MetricInfo(
                 name=name, family=family, description=description, values=tuple(values), compute=compute,
                 needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
-                opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
+                opt_in=opt_in, curves=tuple(curves), params=tuple(params), abs_tol=abs_tol,
+                rel_tol=rel_tol,
             ),
         )
         return compute
@@ -243,6 +252,11 @@ def declaration_of(value_name: str) -> ValueDeclaration | None:
         if value is not None:
             return ValueDeclaration(info, value)
     return None
+
+
+def curve_declaration(curve_name: str) -> MetricInfo | None:
+    """The metric that declares an evaluation curve of this name, or None (a training curve)."""
+    return next((info for _, info in METRICS.items() if curve_name in info.curves), None)
 
 
 def value_with_role(role: str, names: Iterable[str]) -> str | None:

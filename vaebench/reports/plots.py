@@ -9,6 +9,9 @@ backend is touched; `save` writes each as PNG and SVG with no timestamps in the 
     sweep_plots         metric against a hyperparameter a grid sweeps (beta, or whichever varies)
     correlation_plot    Spearman correlations between metrics across completed runs
     curve_plots         training curves (the store's `curves` table), mean and sd over seeds
+    ais_rate_distortion_plots  each run's AIS rate-distortion curve (ais_rate_distortion) beside its
+                        own (KL, reconstruction) point, the prior's zero-rate distortion marked
+    iwae_curve_plots    iwae_nll against K (iwae_curve), with ais_nll where measured
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vaebench.metrics.registry import value_with_role
+from vaebench.metrics.registry import curve_declaration, value_with_role
 from vaebench.reports.stats import higher_is_better
 
 STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9), "svg.hashsalt": "vaebench"}
@@ -238,6 +241,7 @@ def curve_plots(curves: pd.DataFrame, wide: pd.DataFrame) -> list[Plot]:
     """Training curves per dataset: one panel per logged term, one line per setting (mean ± sd over seeds)."""
     if curves.empty:
         return []
+    curves = curves[[curve_declaration(n) is None for n in curves["name"]]]  # not a metric's curves
     ids = wide[["run_id", "dataset", "setting"]]
     frame = curves.merge(ids, on="run_id", how="inner").dropna(subset=["value"])
     if frame.empty:
@@ -267,6 +271,117 @@ def curve_plots(curves: pd.DataFrame, wide: pd.DataFrame) -> list[Plot]:
             fig.suptitle(mpl_text(f"training curves on {dataset} (mean ± sd over seeds)"))
         plots.append(Plot(f"training_curves{_suffix(dataset, len(datasets) > 1)}", f"Training curves ({dataset})", fig))
     return plots
+
+
+RD_CURVES = ("ais_rd_beta", "ais_rd_rate", "ais_rd_distortion")
+IWAE_K_VALUE = re.compile(r"iwae_nll_k(\d+)\Z")
+
+
+def ais_rate_distortion_plots(curves: pd.DataFrame, wide: pd.DataFrame) -> list[Plot]:
+    """Per dataset: every completed run's AIS rate-distortion curve (ais_rate_distortion's curves:
+    rate against distortion along beta), coloured by setting, with the run's own encoder point
+    (kl, neg_elbo - kl: its rate and its distortion -log p(x|z) under its own likelihood), the
+    curve's zero-rate end (the prior's distortion, a square) and its beta = 1 point (the exact
+    posterior, a circle: rate + distortion = -log p(x))."""
+    if curves.empty:
+        return []
+    frame = curves[curves["name"].isin(RD_CURVES)].dropna(subset=["value"])
+    done = _done(wide)
+    frame = frame[frame["run_id"].isin(done["run_id"])]
+    if frame.empty:
+        return []
+    points = frame.pivot_table(index=["run_id", "step"], columns="name", values="value").reset_index()
+    if not set(RD_CURVES) <= set(points.columns):
+        return []
+    points = points.merge(done[["run_id", "dataset", "setting"]], on="run_id").sort_values(["run_id", "step"])
+    datasets = sorted(points["dataset"].unique())
+    fig, axes = _figure(len(datasets), width=7.5, height=5.0)
+    with matplotlib.rc_context(STYLE):
+        for ax, dataset in zip(axes[0], datasets):
+            part = points[points["dataset"] == dataset]
+            settings = sorted(part["setting"].unique())
+            colours = {s: f"C{i % 10}" for i, s in enumerate(settings)}
+            for run_id, run in part.groupby("run_id", sort=True):
+                setting = run["setting"].iloc[0]
+                colour = colours[setting]
+                label = mpl_text(textwrap.fill(setting, LEGEND_WRAP)) if run_id == part[
+                    part["setting"] == setting]["run_id"].min() else None
+                ax.plot(run["ais_rd_rate"], run["ais_rd_distortion"], "-", color=colour, lw=1.2, alpha=0.8,
+                        label=label)
+                prior = run[run["ais_rd_beta"] == 0.0]
+                ax.plot(prior["ais_rd_rate"], prior["ais_rd_distortion"], "s", color=colour, ms=6)
+                one = run.iloc[[int(np.argmin(np.abs(run["ais_rd_beta"].to_numpy() - 1.0)))]]
+                ax.plot(one["ais_rd_rate"], one["ais_rd_distortion"], "o", color=colour, ms=6, mfc="white")
+                own = done[done["run_id"] == run_id]
+                if {"kl", "neg_elbo"} <= set(own.columns) and own[["kl", "neg_elbo"]].notna().all(axis=None):
+                    kl, neg_elbo = float(own["kl"].iloc[0]), float(own["neg_elbo"].iloc[0])
+                    ax.plot([kl], [neg_elbo - kl], "*", color=colour, ms=11, mec="black", mew=0.5)
+            for marker, text, face in (("s", "zero rate: decoding from the prior", None),
+                                       ("o", "beta = 1: the exact posterior", "white"),
+                                       ("*", "the model's encoder (kl, neg_elbo - kl)", None)):
+                ax.plot([], [], marker, color="0.3", mfc=face, label=text)
+            ax.set_xlabel("rate (nats)")
+            ax.set_ylabel("distortion: -log p(x|z) (nats)")
+            ax.set_title(mpl_text(f"AIS rate-distortion on {dataset}"))
+            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    return [Plot("ais_rate_distortion", "Rate-distortion curves by AIS", fig)]
+
+
+def _ais_level(runs: pd.DataFrame) -> float | None:
+    """Where AIS sits on the IWAE curve's axis: the mean over runs of iwae_nll_k1 - ais_elbo_gap.
+
+    ais_nll scores fewer images than iwae_nll (a subset of them), and -log p(x) varies between
+    images far more than the gap between two estimates of it does: the ELBO-to-AIS gap measured
+    on ais_nll's images, placed below the curve's K = 1 point, compares; ais_nll itself would not.
+    Without the gap (a deterministic encoder has no ELBO), ais_nll itself."""
+    if "ais_nll" not in runs.columns or runs["ais_nll"].isna().all():
+        return None
+    if {"iwae_nll_k1", "ais_elbo_gap"} <= set(runs.columns):
+        level = (runs["iwae_nll_k1"] - runs["ais_elbo_gap"]).dropna()
+        if not level.empty:
+            return float(level.mean())
+    return float(runs["ais_nll"].dropna().mean())
+
+
+def iwae_curve_plots(wide: pd.DataFrame) -> list[Plot]:
+    """Per dataset: iwae_nll at each K of iwae_curve (mean over seeds, per setting; log K axis),
+    and AIS of the same setting as a dashed line where ais_nll was measured (`_ais_level`): the
+    bound tightening with K, and the gap from the ELBO (K = 1) to AIS."""
+    done = _done(wide)
+    ks = sorted((int(m.group(1)), c) for c in done.columns if (m := IWAE_K_VALUE.match(str(c))))
+    if not ks:
+        return []
+    long = done.melt(id_vars=["run_id", "dataset", "setting"], value_vars=[c for _, c in ks], var_name="value_name",
+                     value_name="nll").dropna(subset=["nll"])
+    if long.empty:
+        return []
+    long["K"] = long["value_name"].map({c: k for k, c in ks})
+    datasets = sorted(long["dataset"].unique())
+    fig, axes = _figure(len(datasets), width=7.0, height=4.2)
+    with matplotlib.rc_context(STYLE):
+        for ax, dataset in zip(axes[0], datasets):
+            part = long[long["dataset"] == dataset]
+            settings = sorted(part["setting"].unique())
+            for i, setting in enumerate(settings):
+                colour = f"C{i % 10}"
+                mean = part[part["setting"] == setting].groupby("K")["nll"].mean()
+                ax.plot(mean.index, mean.to_numpy(), "o-", color=colour,
+                        label=mpl_text(textwrap.fill(setting, LEGEND_WRAP)))
+                level = _ais_level(done[(done["dataset"] == dataset) & (done["setting"] == setting)])
+                if level is not None:
+                    ax.axhline(level, color=colour, ls="--", lw=1.0)
+            if "ais_nll" in done.columns and done["ais_nll"].notna().any():
+                ax.plot([], [], "--", color="0.3", label=textwrap.fill(
+                    "AIS: the K = 1 value minus ais_elbo_gap (the ELBO-to-AIS gap on ais_nll's images)", LEGEND_WRAP))
+            ax.set_xscale("log")
+            shown_ks = sorted(part["K"].unique())
+            ax.set_xticks(shown_ks, [f"{k:,}" for k in shown_ks])
+            ax.minorticks_off()
+            ax.set_xlabel("K (importance samples; K = 1: the ELBO)")
+            ax.set_ylabel("-log p(x) estimate (nats)")
+            ax.set_title(mpl_text(f"iwae_nll against K on {dataset} (mean over seeds)"))
+            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    return [Plot("iwae_curve", "The importance-weighted bound against K", fig)]
 
 
 def save(plot: Plot, directory: Path) -> tuple[Path, Path, bytes]:

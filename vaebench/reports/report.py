@@ -6,7 +6,8 @@ Reads only the store. Writes into the report directory:
     ranks.md / .tex / .csv                mean rank of each setting over metrics
     pairwise.md / .tex / .csv             Holm-corrected Mann-Whitney U tests between settings
     plots/<name>.png and .svg             metric_<m>, rate_distortion, sweep_<variant>_<param>,
-                                          metric_correlation, training_curves
+                                          metric_correlation, training_curves, ais_rate_distortion,
+                                          iwae_curve (the last two when those opt-in metrics ran)
     grids/<setting>-<run_id>-<grid>.png   reconstructions, prior samples, latent traversals
     report.html                           all of the above and the run metadata, self-contained
 """
@@ -92,6 +93,8 @@ def build_plots(data: ReportData, comp: pd.DataFrame) -> list[P.Plot]:
         *P.sweep_plots(data.runs, data.wide, data.metrics),
         *P.correlation_plot(data.wide, data.metrics),
         *P.curve_plots(data.curves, data.wide),
+        *P.ais_rate_distortion_plots(data.curves, data.wide),
+        *P.iwae_curve_plots(data.wide),
     ]
 
 

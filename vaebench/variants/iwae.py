@@ -4,8 +4,8 @@
 
 batch mean; w_k = p(x | z_k) p(z_k) / q(z_k | x) with p(z) = N(0, I). K = 1 is the negative
 ELBO with a Monte Carlo KL; the bound tightens as K grows. Default K = 5 (one of the paper's
-K = 1, 5, 50). `importance_weighted_bound` is the one implementation of the bound: the iwae
-objective and the iwae_nll metric both use it.
+K = 1, 5, 50). `importance_weighted_bound` (on `importance_log_weights`) is the one
+implementation of the bound: the iwae objective, the iwae_nll metric and its curve over K use it.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from vaebench.variants.registry import register_variant
 _IMAGES_PER_CHUNK = 4096
 
 
-def importance_weighted_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
-    """Per-image log p(x) estimates (B,): logsumexp_k log w_k - log K, K samples of q(z|x).
+def importance_log_weights(model, x: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
+    """(K, B) log importance weights log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x), z_k ~ q(z|x).
 
     `model` has encode(x) -> (mu, logvar) and log_likelihood(x, z) -> (B,) (any Variant).
     The K samples are drawn and decoded `chunk_size` at a time (default: as many as keep a
     chunk to about 4096 images), in order, so the result does not depend on the chunking for
-    a given RNG state. Differentiable; wrap in torch.no_grad() for evaluation.
+    a given RNG state. Row k is the k-th draw: the first K' rows are a K'-sample draw.
     """
     if k < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {k}")
@@ -49,7 +49,14 @@ def importance_weighted_bound(model, x: torch.Tensor, k: int, chunk_size: int | 
         log_pz = log_standard_normal(z).sum(-1)
         log_qz_x = log_normal(z, mu_n, logvar_n).sum(-1)
         log_weights.append(log_px_z + log_pz - log_qz_x)
-    return torch.logsumexp(torch.cat(log_weights, 0), dim=0) - math.log(k)
+    return torch.cat(log_weights, 0)
+
+
+def importance_weighted_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
+    """Per-image log p(x) estimates (B,): logsumexp_k log w_k - log K, K samples of q(z|x)
+    (`importance_log_weights`, whose arguments these are). Differentiable; wrap in
+    torch.no_grad() for evaluation."""
+    return torch.logsumexp(importance_log_weights(model, x, k, chunk_size), dim=0) - math.log(k)
 
 
 @dataclass(frozen=True)
