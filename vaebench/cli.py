@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from vaebench.errors import ConfigError, VaebenchError
+from vaebench.errors import ConfigError, UserCodeError, VaebenchError
 from vaebench.params import Param
 
 LIST_KINDS = ("variants", "datasets", "metrics", "suites")
@@ -33,35 +33,51 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
 
 
+PLUGINS_HELP = "comma-separated plugin modules or .py files to import first"
+
+
 def _add_dir_command(sub: argparse._SubParsersAction, name: str, help_text: str, *,
                      suite_filter: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text)
     p.add_argument("dir", help="run directory holding results.sqlite")
     if suite_filter:
         p.add_argument("--suite", help="only the runs of this suite file (the directory may hold others)")
+    p.add_argument("--plugins", help=PLUGINS_HELP + " (a reading command imports no other code, "
+                   "not even the plugins the runs were made with)")
     return p
 
 
-def _import_run_plugins(run_dir: str) -> None:
-    """Import the plugins the directory's runs were made with, so their metrics are known; warn for missing ones."""
-    from vaebench.bench.store import ResultsStore
-    from vaebench.plugins import import_recorded_plugins
+def _given_plugins(args: argparse.Namespace) -> set[str]:
+    """Import the installed plugins and those --plugins names; the names imported."""
+    from vaebench.plugins import import_plugins, imported_plugins
 
-    with ResultsStore(run_dir, create=False) as store:
-        missing = import_recorded_plugins(list(store.runs()["environment"]))
+    import_plugins([p.strip() for p in (args.plugins or "").split(",") if p.strip()], file="--plugins")
+    return {p["name"] for p in imported_plugins()}
+
+
+def _read_setup(args: argparse.Namespace) -> set[str]:
+    """For a reading command: import what the user named (never what the store records), and name
+    the plugins the directory's runs used that were not imported. The names imported."""
+    from vaebench.bench.store import ResultsStore
+    from vaebench.plugins import not_imported, recorded_plugins
+
+    imported = _given_plugins(args)
+    with ResultsStore(args.dir, create=False) as store:
+        missing = not_imported(recorded_plugins(list(store.runs()["environment"])))
     if missing:
-        print(f"vaebench: warning: plugins {', '.join(missing)} do not import here; their metrics are not shown",
-              file=sys.stderr)
+        print(f"vaebench: note: the runs in {args.dir} used the plugins {', '.join(missing)}, which a reading command "
+              "does not import unless --plugins names them; their metrics and claims are not shown", file=sys.stderr)
+    return imported
 
 
 def _suite_runs(args: argparse.Namespace) -> tuple[str | None, set[str] | None]:
-    """(the suite's name, its run ids) for --suite FILE, else (None, None)."""
-    _import_run_plugins(args.dir)
+    """(the suite's name, its run ids) for --suite FILE, else (None, None); imports only --plugins."""
+    imported = _read_setup(args)
     if getattr(args, "suite", None) is None:
         return None, None
     from vaebench.bench.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, allowed_plugins=imported)
     return suite.name, {spec.run_id for spec in suite.specs}
 
 
@@ -100,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="delete what the listing shows (default: only list)")
     p = sub.add_parser("list", help="list variants, datasets, metrics or suites")
     p.add_argument("kind", nargs="?", default="variants", help=" | ".join(LIST_KINDS))
-    p.add_argument("--plugins", help="comma-separated plugin modules or .py files to import first")
+    p.add_argument("--plugins", help=PLUGINS_HELP)
     return parser
 
 
@@ -164,6 +180,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from vaebench.bench.store import ResultsStore
 
+    _read_setup(args)
     with ResultsStore(args.dir, create=False) as store:
         runs = store.runs()
     matches = runs[runs["run_id"].str.startswith(args.run_id)]
@@ -250,7 +267,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     if not args.failed and args.not_in is None:
         raise ConfigError("say which runs to forget: --failed and/or --not-in SUITE", key="prune")
-    keep = {spec.run_id for spec in load_suite(args.not_in).specs} if args.not_in else None
+    imported = _read_setup(args)
+    keep = {spec.run_id for spec in load_suite(args.not_in, allowed_plugins=imported).specs} if args.not_in else None
     with ResultsStore(args.dir, create=False) as store:
         runs = store.runs()
     chosen = runs[(runs["status"] == "failed") if args.failed else runs["status"].notna()]
@@ -268,9 +286,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     kind = _choice(args.kind, LIST_KINDS, "list")
-    from vaebench.plugins import import_plugins
-
-    import_plugins([p.strip() for p in (args.plugins or "").split(",") if p.strip()], file="--plugins")
+    _given_plugins(args)
     if kind == "variants":
         from vaebench.variants import VARIANTS
 
@@ -301,10 +317,21 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    """The command; a sys.exit() from user code it called (a plugin, a model, a dataset) is a UserCodeError,
+    never this process's exit status."""
+    from vaebench.plugins import user_code_failure
+
+    try:
+        return COMMANDS[args.command](args)
+    except SystemExit as err:
+        raise UserCodeError(user_code_failure(err, f"vaebench {args.command}")) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        return _run_command(args)
     except VaebenchError as err:
         print(f"vaebench: error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code

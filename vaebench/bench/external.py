@@ -29,7 +29,7 @@ from vaebench.bench.store import ResultsStore
 from vaebench.errors import ConfigError, DataError
 from vaebench.files import file_sha256
 from vaebench.metrics import METRICS
-from vaebench.plugins import first_line, module_version
+from vaebench.plugins import USER_CODE_ERRORS, first_line, module_version, user_code_failure
 from vaebench.variants.likelihoods import LIKELIHOODS
 
 EXTERNAL_SUITE = "external"
@@ -72,8 +72,9 @@ def load_external(source: str) -> tuple[nn.Module, str]:
     try:
         factory = getattr(importlib.import_module(module_name), function)
         module = factory()
-    except Exception as err:  # noqa: BLE001
-        raise ConfigError(f"{source!r} does not give a model: {first_line(err)}", key="MODEL") from None
+    except USER_CODE_ERRORS as err:  # whatever the user's module or factory raises, or its sys.exit()
+        raise ConfigError(f"{source!r} does not give a model: {user_code_failure(err, 'importing it')}",
+                          key="MODEL") from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"{source!r} must return an nn.Module, got {type(module).__name__}", key="MODEL")
     return module, f"{source}@{module_version(module_name)}"

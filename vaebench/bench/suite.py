@@ -25,7 +25,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 
@@ -36,7 +36,9 @@ from vaebench.errors import ConfigError
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
 from vaebench.params import Param, check_params
-from vaebench.plugins import import_plugins
+from vaebench.plugins import (
+    USER_CODE_ERRORS, Plugin, calling_user_code, first_line, import_plugins, plugin_identity, raising_module,
+)
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
 from vaebench.variants.networks import ARCHITECTURES, make_encoder
@@ -113,7 +115,8 @@ def _parse_datasets(raw: dict, file: str) -> list[tuple[str, dict[str, Any], dat
             if defaults.get(key) is not None:
                 Param(key, defaults[key]).check(value, file=file, prefix=f"datasets[{i}].")
         try:
-            dataset = data.get(name, **params)
+            with calling_user_code(f"building dataset {name!r}"):
+                dataset = data.get(name, **params)
         except ConfigError as err:
             raise err.located(file, f"datasets[{i}].") from None
         except (TypeError, ValueError, OverflowError) as err:
@@ -139,7 +142,8 @@ def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict
     for values in itertools.product(*(params[k] for k in grid_keys)):
         hp = {**params, **dict(zip(grid_keys, values))}
         try:
-            cls.Hyperparameters.from_dict(hp)
+            with calling_user_code(f"checking the hyperparameters of {name!r}", key="name"):
+                cls.Hyperparameters.from_dict(hp)
         except ConfigError as err:
             raise err.located(file, prefix) from None
         out.append((name, hp))
@@ -264,14 +268,29 @@ def check_variant_contract(name: str, given: dict[str, Any], dataset: data.Image
                 raise ValueError("phases() must return Phase objects")
     except ConfigError:
         raise
-    except Exception as err:  # noqa: BLE001 - the user's variant failing on a dry batch
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ConfigError(f"variant {name!r} does not follow the variant contract on a dry batch: "
-                          f"{type(err).__name__}: {detail}", file=file, key="variants") from None
+    except USER_CODE_ERRORS as err:  # the user's variant failing (or exiting) on a dry batch
+        where = raising_module(err)
+        raise ConfigError(f"variant {name!r} does not follow the variant contract on a dry batch"
+                          f"{f' (in {where})' if where else ''}: {first_line(err)}", file=file, key="variants") from None
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Parse and validate a suite file; every error names the file and the key."""
+def _import_suite_plugins(names: Any, file: str, allowed: Collection[str] | None) -> tuple[Plugin, ...]:
+    """Import the suite's `plugins`; with `allowed` (a reading command's --plugins, already imported),
+    a plugin outside it is refused instead: only the user names code to run, never a file they read."""
+    if allowed is not None and isinstance(names, (list, tuple)):
+        for name in names:
+            identity = plugin_identity(name, file=file)
+            if identity not in allowed:
+                raise ConfigError(f"names the plugin {name!r}, which is not imported: reading commands import only "
+                                  f"the plugins given with --plugins (add --plugins {identity})", file=file, key="plugins")
+    return import_plugins(names, file=file)
+
+
+def load_suite(path: str | Path, *, allowed_plugins: Collection[str] | None = None) -> Suite:
+    """Parse and validate a suite file; every error names the file and the key.
+
+    allowed_plugins: None imports the plugins the suite names (`vaebench run`); a collection (the
+    plugins a reading command was given) refuses a suite naming any other."""
     file = str(path)
     try:
         raw = tomllib.loads(Path(path).read_text())
@@ -279,17 +298,18 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError("no such file", file=file) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"not valid TOML: {err}", file=file) from None
-    return suite_from_table(raw, file=file, default_name=Path(path).stem)
+    return suite_from_table(raw, file=file, default_name=Path(path).stem, allowed_plugins=allowed_plugins)
 
 
-def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name: str = "suite") -> Suite:
+def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name: str = "suite",
+                     allowed_plugins: Collection[str] | None = None) -> Suite:
     """A suite from its parsed table (what a suite file holds), validated like a file."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a suite must be a table (dict), got {type(raw).__name__}", file=file)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}", file=file, key=key)
-    plugins = import_plugins(raw.get("plugins", []), file=file)
+    plugins = _import_suite_plugins(raw.get("plugins", []), file, allowed_plugins)
     name = _parse_name(raw, default_name, file)
     seeds = _parse_seeds(raw, file)
     max_runs = Param("max_runs", MAX_RUNS, minimum=1).check(raw.get("max_runs", MAX_RUNS), file=file)

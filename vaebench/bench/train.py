@@ -26,7 +26,8 @@ from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
-from vaebench.plugins import imported_plugins, import_plugins
+from vaebench.errors import VaebenchError
+from vaebench.plugins import USER_CODE_ERRORS, import_entry_point_plugins, import_plugins, user_code_failure
 from vaebench.variants import build_variant
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
     resumed_at = 0
     try:
-        import_plugins(task.plugins)
-        result.environment["plugins"] = imported_plugins()
+        result.environment["plugins"] = run_plugins(task.plugins)
         dataset = data.get(spec.dataset, **dict(spec.dataset_params)).materialised(
             run_dir_path / "cache", images_to_draw=images_to_draw(spec)
         )
@@ -181,9 +181,25 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             )
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
         result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
-    except Exception as err:  # a bug or resource failure in one run must not stop the sweep
+    except USER_CODE_ERRORS as err:  # a bug, a resource failure or user code's sys.exit() must not stop the sweep
         result.status = "failed"
-        result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
+        result.error = run_error(err)
     result.environment["resumed_from_step"] = resumed_at
     return result
+
+
+def run_plugins(names: tuple[str, ...]) -> list[dict[str, str]]:
+    """Import the run's plugins (the installed ones and its suite's); their descriptions, for its environment."""
+    suite_plugins = import_plugins(names)
+    return [p.describe() for p in (*import_entry_point_plugins(), *suite_plugins)]
+
+
+def run_error(err: BaseException) -> str:
+    """What a failed run stores as its error: one line for a user's mistake (a VaebenchError) and for an
+    exit from user code, naming the module; the error and its traceback otherwise (a bug to report)."""
+    if isinstance(err, VaebenchError):
+        return " ".join(str(err).split())
+    if isinstance(err, SystemExit):
+        return user_code_failure(err, "the run")
+    return f"{type(err).__name__}: {err}\n{''.join(traceback.format_exception(err, limit=8))}"
 
