@@ -40,6 +40,20 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# file_sha256 by (device, inode, size, mtime, ctime): a file is read once per process until it changes
+# (any write or replacement changes its ctime, which no user call can set back)
+_SHA256_SEEN: dict[tuple, str] = {}
+
+
+def file_sha256_once(path: str | Path) -> str:
+    """`file_sha256`, remembered in this process while the file's stat data stays the same."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _SHA256_SEEN:
+        _SHA256_SEEN[key] = file_sha256(path)
+    return _SHA256_SEEN[key]
+
+
 def temporary_path(path: Path) -> Path:
     """A hidden sibling of `path` unique to this host and process, ending in TMP_SUFFIX."""
     return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}{TMP_SUFFIX}")

@@ -4,7 +4,8 @@ The model is a TorchScript file with methods `encode(x) -> (mu, logvar)` and (op
 `decode(z) -> likelihood parameters`, or `module:function`, a factory returning an nn.Module
 with those methods (imported like a plugin). It is scored by the same `evaluate` as a trained
 run; metrics that need a decoder are skipped, with a note, when the model has none. Its
-identity is the file's SHA-256 (or the factory's name and its module's version): the store
+identity is the file's SHA-256 (or the factory's name, its module's version and the SHA-256 of
+its module's source, so an edited factory is another model): the store
 records it as a run of variant `external` whose hyperparameters hold that identity and the
 label, so it sits beside the suite's runs in `results`, `report`, `claims` and baselines.
 """
@@ -23,13 +24,14 @@ from torch import nn
 from vaebench import data
 from vaebench.bench.environment import describe_environment
 from vaebench.bench.evaluate import evaluate
+from vaebench.bench.identity import data_identity
 from vaebench.bench.runner import run_directory_lock
 from vaebench.bench.spec import RunResult, RunSpec, freeze
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import ConfigError, DataError
 from vaebench.files import file_sha256
 from vaebench.metrics import METRICS
-from vaebench.plugins import USER_CODE_ERRORS, first_line, module_version, user_code_failure
+from vaebench.plugins import USER_CODE_ERRORS, first_line, module_version, source_sha256, user_code_failure
 from vaebench.variants.likelihoods import LIKELIHOODS
 
 EXTERNAL_SUITE = "external"
@@ -77,7 +79,7 @@ def load_external(source: str) -> tuple[nn.Module, str]:
                           key="MODEL") from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"{source!r} must return an nn.Module, got {type(module).__name__}", key="MODEL")
-    return module, f"{source}@{module_version(module_name)}"
+    return module, f"{source}@{module_version(module_name)} {source_sha256(module_name)}"
 
 
 def evaluate_external(
@@ -118,7 +120,8 @@ def evaluate_external(
         model, images, spec, device=torch.device(device), cache_dir=out / "cache", grids=model.has_decoder
     )
     result.wall_time_s = time.perf_counter() - started
-    result.environment.update({"external_model": source, "skipped_metrics": skipped})
+    result.environment.update({"external_model": source, "skipped_metrics": skipped,
+                               "made_from": {"model": identity, **data_identity(images)}})
     with run_directory_lock(out), ResultsStore(out) as store:
         store.write_result(result, suite=EXTERNAL_SUITE, setting=f"external({label})")
         store.record_suite(EXTERNAL_SUITE, [spec.run_id])

@@ -19,6 +19,7 @@ import torch
 
 from vaebench import data
 from vaebench.bench.environment import describe_environment
+from vaebench.bench.identity import changes, made_from
 from vaebench.bench.evaluate import evaluate
 from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
 from vaebench.bench.seeding import seed_everything
@@ -64,6 +65,13 @@ def discard_checkpoint(path: Path, reason: BaseException) -> Path:
     return aside
 
 
+def drop_stale_checkpoint(path: Path, changed: list[str]) -> None:
+    """Delete a checkpoint made from other code or data than the run has now, and log what changed."""
+    path.unlink(missing_ok=True)
+    log.warning("checkpoint %s was made from other code or data (%s); the run restarts from step 0",
+                path, "; ".join(changed))
+
+
 def model_path(run_dir: Path, run_id: str) -> Path:
     return Path(run_dir) / "models" / f"{run_id}.pt"
 
@@ -78,8 +86,10 @@ def build_model(spec: RunSpec, dataset: data.ImageDataset) -> torch.nn.Module:
 class Trainer:
     """The training state of one run, with save / restore for checkpoints."""
 
-    def __init__(self, spec: RunSpec, dataset: data.ImageDataset, device: torch.device):
+    def __init__(self, spec: RunSpec, dataset: data.ImageDataset, device: torch.device,
+                 made_from: dict[str, str] | None = None):
         self.spec = spec
+        self.made_from = made_from or {}
         self.dataset = dataset
         self.device = device
         self.rng = seed_everything(spec.seed)
@@ -99,6 +109,7 @@ class Trainer:
             "train_time_s": self.train_time_s,
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": self.rng.bit_generator.state,
+            "made_from": dict(self.made_from),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -135,6 +146,27 @@ class Trainer:
         self.train_time_s += time.perf_counter() - started
 
 
+def prepared_trainer(spec: RunSpec, dataset: data.ImageDataset, device: torch.device, checkpoint: Path,
+                     identity: dict[str, str], environment: dict[str, Any]) -> Trainer:
+    """The run's trainer: restored from its checkpoint when that was made from the same code and data
+    (`bench.identity`), else at step 0; a restart for changed code or data is noted in `environment`."""
+    state = load_checkpoint(checkpoint, device)
+    if state is not None:
+        changed = changes(state.get("made_from"), identity)
+        if changed:
+            drop_stale_checkpoint(checkpoint, changed)
+            environment["restarted_because"] = changed
+            state = None
+    trainer = Trainer(spec, dataset, device, identity)
+    if state is not None:
+        try:
+            trainer.restore(state)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint of another model or format
+            discard_checkpoint(checkpoint, exc)
+            trainer = Trainer(spec, dataset, device, identity)
+    return trainer
+
+
 def images_to_draw(spec: RunSpec) -> int:
     """Images a run draws from its dataset: its training batches, and the factor scores' samples."""
     params = check_metric_params(dict(spec.metric_params))
@@ -153,19 +185,15 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
     resumed_at = 0
     try:
-        result.environment["plugins"] = run_plugins(task.plugins)
+        plugins = run_plugins(task.plugins)
+        result.environment["plugins"] = plugins
         dataset = data.get(spec.dataset, **dict(spec.dataset_params)).materialised(
             run_dir_path / "cache", images_to_draw=images_to_draw(spec)
         )
-        trainer = Trainer(spec, dataset, dev)
-        state = load_checkpoint(ckpt, dev)
-        if state is not None:
-            try:
-                trainer.restore(state)
-                resumed_at = trainer.step
-            except Exception as exc:  # noqa: BLE001 - a checkpoint of another model or format
-                discard_checkpoint(ckpt, exc)
-                trainer = Trainer(spec, dataset, dev)
+        identity = made_from(dataset, plugins)
+        result.environment["made_from"] = identity
+        trainer = prepared_trainer(spec, dataset, dev, ckpt, identity, result.environment)
+        resumed_at = trainer.step
         try:
             trainer.train(ckpt, progress)
         except Diverged as err:

@@ -61,6 +61,11 @@ class ImageDataset:
         """Class labels (for a feature network), or None. Ground-truth datasets use factors."""
         return None
 
+    def source_files(self) -> list[Path]:
+        """The files the images are read from (none for a procedural dataset). Their content is part of
+        what a run is made from: a run resumed after one of them changed restarts (`bench.identity`)."""
+        return []
+
     def describe(self) -> dict:
         return {"name": self.name, "image_shape": list(self.image_shape), "num_images": self.num_images}
 

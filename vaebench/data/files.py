@@ -7,12 +7,16 @@ was expected (a missing `path` parameter is a `ConfigError` on the key `path`). 
 check shapes, dtypes and counts when the dataset is built (at suite load), so a broken
 file stops the suite before any run starts.
 
-A dataset's `describe()` carries `fingerprint(files)`: the hash of each file's name, size and
-modification time (nanoseconds). Caches keyed by `describe()` (FID statistics, feature
-networks, decoded images) therefore change when a file is replaced or edited. Stat data, not
-the bytes: hashing the bytes would read every file (a 1.4 GB image folder, a 3 GB archive) in
-every process that builds the dataset, while a `stat` costs about 2 us a file; the price is
-that an edit which keeps both size and modification time (`touch -r`) is not seen.
+A dataset's `describe()` carries `fingerprint(files)`: the hash of each file's name, size,
+modification time and status-change time (nanoseconds). Caches keyed by `describe()` (FID
+statistics, feature networks, decoded images) therefore change when a file is replaced or
+edited. Stat data, not the bytes: hashing the bytes would read every file (a 1.4 GB image
+folder, a 3 GB archive) in every process that builds the dataset, while a `stat` costs about
+2 us a file. The status-change time (ctime) is what makes it complete: every write, copy or
+rename onto the file sets it to now, and no user call sets it back (`touch -r` restores only
+the modification time); the price is that a change of metadata alone (chmod, a copy of the
+folder elsewhere) also counts as a change and rebuilds the caches. A run's checkpoints record
+the files' SHA-256 instead (`vaebench.bench.identity`).
 
 An .npz archive is checked without decompressing its arrays (`npz_array_header`): each
 member's .npy header gives shape and dtype, and the member's stored length must be that
@@ -77,7 +81,7 @@ def find_file(path: PathLike | None, dataset: str, standard_name: str, expected:
 
 
 def fingerprint(files: Iterable[Path], root: Path | None = None) -> str:
-    """The identity of `files`: a hash of each one's name (relative to `root`), size and mtime in ns."""
+    """The identity of `files`: a hash of each one's name (relative to `root`), size, mtime and ctime in ns."""
     entries = []
     for file in files:
         try:
@@ -85,7 +89,7 @@ def fingerprint(files: Iterable[Path], root: Path | None = None) -> str:
         except OSError as err:
             raise DataError(f"{file}: cannot be read: {err.strerror or err}") from None
         name = file.relative_to(root).as_posix() if root is not None else file.name
-        entries.append([name, st.st_size, st.st_mtime_ns])
+        entries.append([name, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
     return content_hash(entries)
 
 
@@ -202,6 +206,9 @@ class FileGroundTruthDataset(GroundTruthDataset):
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def source_files(self) -> list[Path]:
+        return [self.path]
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint,

@@ -122,6 +122,7 @@ class MNIST(ImageDataset):
         self.path = directory
         files = [find_idx_file(directory, stem, self.name) for stem in STANDARD_FILES]
         self.fingerprint = fingerprint(files)
+        self._files = files
         train_x, train_y = self._read_pair(*files[:2])
         test_x, test_y = self._read_pair(*files[2:])
         if train_x.shape[1:] != test_x.shape[1:]:
@@ -156,6 +157,9 @@ class MNIST(ImageDataset):
 
     def labels(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         return self._labels[np.asarray(indices, dtype=np.int64)][:, None]
+
+    def source_files(self) -> list[Path]:
+        return list(self._files)
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint}

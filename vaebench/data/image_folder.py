@@ -41,7 +41,7 @@ Decoded once, cached (`materialised`, called by the harness with `<run dir>/cach
     Every image is decoded once into `<run dir>/cache/datasets/image_folder-<key>.npy`, uint8
     (N, channels, size, size), memory-mapped by every run and worker process and verified by its
     SHA-256 (see `vaebench.data.array_cache`). `key` hashes the folder's fingerprint (each file's
-    relative path, size and modification time: see `vaebench.data.files`), `channels`, `size` and
+    relative path, size, modification and status-change time: see `vaebench.data.files`), `channels`, `size` and
     Pillow's version, so an edited, added or removed file, or another decoder, is a new cache
     entry. It is built whatever the number of images a run draws: the runs of a sweep share it,
     and a run that draws each image once already pays one decode per image. A batch of 64 then
@@ -200,6 +200,9 @@ class ImageFolder(ImageDataset):
         view = copy.copy(self)
         view._cache = cache
         return view
+
+    def source_files(self) -> list[Path]:
+        return list(self.files)
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint,
