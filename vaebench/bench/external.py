@@ -40,6 +40,8 @@ EXTERNAL_SUITE = "external"
 class ExternalModel(nn.Module):
     """A user's model behind the variant interface the metrics use: encode, decode, likelihood, log_likelihood."""
 
+    users_code = True  # its methods run the user's code (see vaebench.bench.contract)
+
     def __init__(self, inner: nn.Module, likelihood: str):
         super().__init__()
         self.inner = inner
@@ -117,7 +119,8 @@ def evaluate_external(
     result = RunResult(spec=spec, status="done", environment=describe_environment(torch.device(device)))
     started = time.perf_counter()
     result.metrics, result.notes, result.artifacts = evaluate(
-        model, images, spec, device=torch.device(device), cache_dir=out / "cache", grids=model.has_decoder
+        model, images, spec, device=torch.device(device), cache_dir=out / "cache", grids=model.has_decoder,
+        name=f"external model {source!r}",
     )
     result.wall_time_s = time.perf_counter() - started
     result.environment.update({"external_model": source, "skipped_metrics": skipped,

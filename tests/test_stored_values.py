@@ -1,0 +1,184 @@
+"""Values that are wrong are never stored as right: the model contract is checked on every batch of
+the evaluation, a value name belongs to one metric, tables say how many values each mean is from,
+a run with no finite score is not `done`, and images outside [0, 1] are refused where drawn."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from vaebench.bench.store import ResultsStore
+from vaebench.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("vaebench: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+SUITE = '''
+name = "values"
+plugins = [{plugins}]
+seeds = [0]
+[budget]
+steps = {steps}
+batch_size = 8
+checkpoint_every = 2
+log_every = 2
+optimizer = "{optimizer}"
+learning_rate = {learning_rate}
+[model]
+architecture = "mlp"
+latent_dim = 2
+[[datasets]]
+name = "{dataset}"
+[[variants]]
+name = "{variant}"
+[evaluation]
+metrics = [{metrics}]
+'''
+
+
+def _suite(tmp_path: Path, plugin: str | None = None, *, plugin_name: str = "values_plugin", dataset: str = "digits",
+           variant: str = "vae", metrics: str = '"kl", "recon_bce"', steps: int = 4, optimizer: str = "adam",
+           learning_rate: float = 1e-3) -> Path:
+    plugins = ""
+    if plugin is not None:
+        (tmp_path / f"{plugin_name}.py").write_text(textwrap.dedent(plugin))
+        plugins = f'"{plugin_name}.py"'
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(plugins=plugins, dataset=dataset, variant=variant, metrics=metrics, steps=steps,
+                                 optimizer=optimizer, learning_rate=learning_rate))
+    return path
+
+
+def _run(tmp_path: Path, suite: Path) -> tuple[int, dict]:
+    out = tmp_path / "run"
+    code = main(["run", str(suite), "--out", str(out), "--quiet"])
+    with ResultsStore(out, create=False) as store:
+        run = store.runs().iloc[0].to_dict()
+        run["values"] = dict(zip(store.metrics()["name"], store.metrics()["value"]))
+    return code, run
+
+
+# ---------------------------------------------------------------- the contract on every batch
+
+BROKEN_VARIANTS = '''
+    import torch
+    from vaebench import register_variant
+    from vaebench.variants.vae import VAE
+
+
+    @register_variant("short_vae")
+    class ShortVAE(VAE):
+        """Loses three rows of a batch when scored (not on the dry batch of two images)."""
+
+        def encode(self, x):
+            mu, logvar = super().encode(x)
+            if not self.training and len(x) > 2:
+                return mu[:-3], logvar[:-3]
+            return mu, logvar
+
+
+    @register_variant("nan_code_vae")
+    class NanCodeVAE(VAE):
+        """Its codes are NaN when scored."""
+
+        def encode(self, x):
+            mu, logvar = super().encode(x)
+            if not self.training and len(x) > 2:
+                return mu * float("nan"), logvar
+            return mu, logvar
+
+
+    @register_variant("wide_decoder_vae")
+    class WideDecoderVAE(VAE):
+        """Its decoder gives one pixel too many per row when scored."""
+
+        def decode(self, z, x=None):
+            params = super().decode(z, x)
+            if not self.training and len(z) > 2:
+                return torch.cat([params, params[..., :1]], dim=-1)
+            return params
+'''
+
+
+@pytest.mark.parametrize("variant, expected", [
+    ("short_vae", "variant 'short_vae': encode returned mu of shape (357, 2) for a batch of 360; expected (360, 2)"),
+    ("nan_code_vae", "variant 'nan_code_vae': encode returned 720 non-finite value(s) (NaN or infinite) in mu"),
+    ("wide_decoder_vae", "variant 'wide_decoder_vae': decode returned the likelihood parameters of shape "
+                         "(360, 1, 8, 9) for a batch of 360; expected (360, 1, 8, 8)"),
+])
+def test_a_variant_breaking_its_contract_when_scored_fails_the_run_in_one_line(tmp_path, variant, expected):
+    code, run = _run(tmp_path, _suite(tmp_path, BROKEN_VARIANTS, plugin_name="broken_variants", variant=variant))
+    assert code == 1 and run["status"] == "failed"
+    assert run["error"].startswith(expected) and "\n" not in run["error"]
+    assert not run["values"]  # nothing scored on part of the data
+
+
+FACTORY = '''
+    import torch
+    from torch import nn
+
+
+    class Encoder(nn.Module):
+        def __init__(self, breach):
+            super().__init__()
+            self.linear = nn.Linear(64, 4)
+            self.breach = breach
+
+        def encode(self, x):
+            mu, logvar = self.linear(x.flatten(1)).chunk(2, dim=-1)
+            if len(x) > 2 and self.breach == "short":
+                return mu[:-3], logvar[:-3]
+            if len(x) > 2 and self.breach == "nan":
+                mu = mu.clone()
+                mu[5] = float("nan")
+            return mu, logvar
+
+
+    def short():
+        return Encoder("short")
+
+
+    def nan():
+        return Encoder("nan")
+'''
+
+
+@pytest.mark.parametrize("factory, expected", [
+    ("short", "encode returned mu of shape (357, 2) for a batch of 360; expected (360, 2)"),
+    ("nan", "encode returned 2 non-finite value(s) (NaN or infinite) in mu for a batch of 360"),
+])
+def test_an_external_model_breaking_its_contract_on_some_batch_is_one_line(tmp_path, capsys, monkeypatch, factory,
+                                                                           expected):
+    (tmp_path / "breaking_factory.py").write_text(textwrap.dedent(FACTORY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    assert main(["evaluate", f"breaking_factory:{factory}", "--dataset", "digits", "--metrics", "kl,active_units",
+                 "--out", str(out)]) == 2
+    line = _one_error_line(capsys)
+    assert f"external model 'breaking_factory:{factory}': {expected}" in line
+    assert not (out / "results.sqlite").exists()
+
+
+def test_a_metric_returning_something_other_than_numbers_fails_the_run_in_one_line(tmp_path):
+    plugin = '''
+        from vaebench import register_metric
+        from vaebench.metrics import MetricValue
+
+
+        @register_metric("text_metric", family="information", description="returns text",
+                         values=[MetricValue("text_metric", higher_is_better=True)])
+        def _text(ctx):
+            return {"text_metric": "1.5"}
+    '''
+    code, run = _run(tmp_path, _suite(tmp_path, plugin, plugin_name="text_metric_plugin", metrics='"kl", "text_metric"'))
+    assert code == 1 and run["status"] == "failed"
+    assert run["error"] == "metric 'text_metric' returned str for 'text_metric'; expected one number"
