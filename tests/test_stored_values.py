@@ -182,3 +182,38 @@ def test_a_metric_returning_something_other_than_numbers_fails_the_run_in_one_li
     code, run = _run(tmp_path, _suite(tmp_path, plugin, plugin_name="text_metric_plugin", metrics='"kl", "text_metric"'))
     assert code == 1 and run["status"] == "failed"
     assert run["error"] == "metric 'text_metric' returned str for 'text_metric'; expected one number"
+
+
+# ---------------------------------------------------------------- a value name belongs to one metric
+
+CLAIMING = '''
+    from vaebench import register_metric
+    from vaebench.metrics import MetricValue
+    from vaebench.params import Param
+
+
+    @register_metric("{name}", family="information", description="claims a taken name",
+                     values=[MetricValue("{value}", higher_is_better=False)], params=[{params}])
+    def _claim(ctx):
+        return {{"{value}": -5.0}}
+'''
+
+
+@pytest.mark.parametrize("value, params, expected", [
+    ("kl", "", "the value name 'kl' belongs to metric 'kl' ('kl')"),
+    ("kl_dim_3", "", "the value name 'kl_dim_3' belongs to metric 'kl' ('kl_dim_{i}')"),
+    ("tc", "", "the value name 'tc' belongs to metric 'elbo_decomposition' ('tc')"),
+    ("own_value", 'Param("iwae_k", 3, minimum=1)', "the parameter 'iwae_k' is declared by metric 'iwae_nll'"),
+])
+def test_a_plugin_metric_claiming_a_taken_value_name_is_refused_at_registration(tmp_path, capsys, value, params,
+                                                                                expected):
+    name = "claim_" + "".join(c for c in value + params if c.isalnum())
+    plugin = CLAIMING.format(name=name, value=value, params=params)
+    suite = _suite(tmp_path, plugin, plugin_name=name, metrics=f'"kl", "{name}"')
+    assert main(["run", str(suite), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert "key 'plugins'" in line and expected in line
+    assert not (tmp_path / "run").exists()
+    from vaebench.metrics import METRICS
+
+    assert name not in METRICS and METRICS.get("kl").values[0].name == "kl"

@@ -211,17 +211,45 @@ def register_metric(
     """Decorator: register the function as the `compute` of metric `name` (see the module docstring)."""
 
     def decorator(compute: Callable[[EvaluationContext], dict[str, float]]) -> Callable[[EvaluationContext], dict[str, float]]:
-        METRICS.add(
-            name,
-            MetricInfo(
-                name=name, family=family, description=description, values=tuple(values), compute=compute,
-                needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
-                opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
-            ),
+        info = MetricInfo(
+            name=name, family=family, description=description, values=tuple(values), compute=compute,
+            needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
+            opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
         )
+        if name not in METRICS:  # a name registered twice is the registry's error
+            check_unclaimed(info)
+        METRICS.add(name, info)
         return compute
 
     return decorator
+
+
+def _overlap(a: MetricValue, b: MetricValue) -> bool:
+    """Whether some stored name could be either value (a per-latent pattern covers its instances)."""
+    return any(x.matches(y.name.replace("{i}", "0")) for x, y in ((a, b), (b, a)))
+
+
+def check_unclaimed(info: MetricInfo) -> None:
+    """ValueError unless every value name of `info` is its own: a value name belongs to one metric (a
+    second claim on `kl` would replace the built-in value in the store), and a parameter key is
+    declared once (several metrics may share a key only with the same declaration)."""
+    values = list(info.values)
+    for i, value in enumerate(values):
+        for other in values[i + 1:]:
+            if _overlap(value, other):
+                raise ValueError(f"metric {info.name!r} declares the value {value.name!r} twice ({other.name!r})")
+    for other_name, other in METRICS.items():
+        for value in values:
+            taken = next((v for v in other.values if _overlap(value, v)), None)
+            if taken is not None:
+                raise ValueError(f"metric {info.name!r}: the value name {value.name!r} belongs to metric "
+                                 f"{other_name!r} ({taken.name!r}); choose another name")
+        for param in info.params:
+            declared = next((p for p in other.params if p.key == param.key), None)
+            if declared is not None and declared != param:
+                raise ValueError(f"metric {info.name!r}: the parameter {param.key!r} is declared by metric "
+                                 f"{other_name!r} as {declared.allowed()} (default {declared.default!r}); "
+                                 "choose another key")
 
 
 @dataclass(frozen=True)
