@@ -217,3 +217,68 @@ def test_a_plugin_metric_claiming_a_taken_value_name_is_refused_at_registration(
     from vaebench.metrics import METRICS
 
     assert name not in METRICS and METRICS.get("kl").values[0].name == "kl"
+
+
+# ---------------------------------------------------------------- how many values each mean is from
+
+
+def _stored_run(store, variant: str, seed: int, status: str, metrics: dict[str, float], **hyperparameters) -> None:
+    from vaebench.bench.spec import RunResult, RunSpec, freeze
+    from vaebench.variants import VARIANTS
+
+    hp = VARIANTS.get(variant).Hyperparameters.from_dict(hyperparameters).to_dict()
+    spec = RunSpec(variant=variant, hyperparameters=freeze(hp), dataset="digits", dataset_params=(),
+                   architecture="mlp", latent_dim=2, likelihood="bernoulli", steps=10, batch_size=8, optimizer="adam",
+                   learning_rate=1e-3, checkpoint_every=5, log_every=5, seed=seed, metrics=("kl", "recon_bce"))
+    result = RunResult(spec=spec, status=status, metrics=metrics if status == "done" else {},
+                       diverged_step=3 if status == "diverged" else None)
+    store.write_result(result, suite="counts", setting=variant)
+
+
+@pytest.fixture
+def partial_store(tmp_path) -> Path:
+    """vae: 4 done runs, kl finite for seeds 0 and 2 only; beta_vae: 5 runs, 2 of them diverged."""
+    out = tmp_path / "counts"
+    nan = float("nan")
+    with ResultsStore(out) as store:
+        for seed in range(4):
+            _stored_run(store, "vae", seed, "done", {"kl": [10.0, nan, 12.0, nan][seed], "recon_bce": 30.0 + seed})
+        _stored_run(store, "vae", 4, "done", {"kl": 11.0, "recon_bce": 31.0})
+        for seed in range(5):
+            status = "diverged" if seed in (1, 3) else "done"
+            _stored_run(store, "beta_vae", seed, status, {"kl": 5.0 + seed / 10, "recon_bce": 40.0})
+    return out
+
+
+def test_the_table_says_how_many_values_each_mean_is_from(partial_store, capsys):
+    assert main(["results", str(partial_store), "--metrics", "kl,recon_bce"]) == 0
+    out = capsys.readouterr().out
+    vae = next(line for line in out.splitlines() if " vae " in f" {line} ")
+    assert " 5 " in vae and "11 ± 1 (3/5)" in vae and "31.4 ± 1.1" in vae and "(5/5)" not in vae
+    assert "(k/n): the mean and sd of the k runs, of n, whose value is finite" in out
+    assert main(["results", str(partial_store), "--format", "json"]) == 0
+    import json
+
+    rows = {r["setting"]: r for r in json.loads(capsys.readouterr().out)}
+    assert (rows["vae"]["n"], rows["vae"]["kl_count"], rows["vae"]["kl_of"]) == (5, 3, 5)
+
+
+def test_the_report_says_how_many_values_each_mean_is_from(partial_store, tmp_path):
+    from vaebench.reports.report import write_report
+
+    write_report(partial_store, tmp_path / "report")
+    markdown = (tmp_path / "report" / "comparison.md").read_text()
+    assert "(3/5)" in markdown and "(k/n)" in markdown
+    import pandas as pd
+
+    csv = pd.read_csv(tmp_path / "report" / "comparison.csv")
+    kl = csv[(csv["metric"] == "kl") & (csv["setting"] == "vae")].iloc[0]
+    assert (kl["values"], kl["of"]) == (3, 5)
+
+
+def test_claims_say_how_many_runs_each_side_left_out(partial_store, capsys):
+    main(["claims", str(partial_store)])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("beta_vae"))
+    assert " 3/5 " in row and " 3/5" in row.split("3/5", 1)[1]  # 3 of beta_vae's 5 runs, 3 of the vae's 5 values
+    assert "diverged and failed runs, and runs without a finite value, are left out" in out
