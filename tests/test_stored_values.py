@@ -117,8 +117,12 @@ BROKEN_VARIANTS = '''
 ])
 def test_a_variant_breaking_its_contract_when_scored_fails_the_run_in_one_line(tmp_path, variant, expected):
     code, run = _run(tmp_path, _suite(tmp_path, BROKEN_VARIANTS, plugin_name="broken_variants", variant=variant))
-    assert code == 1 and run["status"] == "failed"
-    assert run["error"].startswith(expected) and "\n" not in run["error"]
+    if variant == "nan_code_vae":  # a trained model whose outputs are NaN diverged, at its last step
+        assert code == 0 and run["status"] == "diverged" and run["diverged_step"] == 4
+        assert run["error"].startswith("the trained model gives non-finite outputs after step 4: " + expected)
+    else:
+        assert code == 1 and run["status"] == "failed" and run["error"].startswith(expected)
+    assert "\n" not in run["error"]
     assert not run["values"]  # nothing scored on part of the data
 
 
@@ -282,3 +286,55 @@ def test_claims_say_how_many_runs_each_side_left_out(partial_store, capsys):
     row = next(line for line in out.splitlines() if line.lstrip().startswith("beta_vae"))
     assert " 3/5 " in row and " 3/5" in row.split("3/5", 1)[1]  # 3 of beta_vae's 5 runs, 3 of the vae's 5 values
     assert "diverged and failed runs, and runs without a finite value, are left out" in out
+
+
+# ---------------------------------------------------------------- a run with no finite score is not done
+
+
+def test_weights_that_blow_up_on_the_last_step_make_a_diverged_run(tmp_path):
+    suite = _suite(tmp_path, steps=2, optimizer="sgd", learning_rate=9.99, metrics='"kl", "recon_bce", "active_units"')
+    code, run = _run(tmp_path, suite)
+    assert run["status"] == "diverged" and run["diverged_step"] == 2 and not run["values"]
+    assert run["error"].startswith("the trained model gives non-finite outputs after step 2")
+    assert code == 0 and not (tmp_path / "run" / "models" / f"{run['run_id']}.pt").exists()
+
+
+NAN_GRADIENT = '''
+    import torch
+    from vaebench import register_metric, register_variant
+    from vaebench.metrics import MetricValue
+    from vaebench.variants import Losses
+    from vaebench.variants.vae import VAE
+
+
+    @register_variant("nan_gradient_vae")
+    class NanGradientVAE(VAE):
+        """From step 1 on its loss is finite but its gradient is NaN: the update leaves NaN weights."""
+
+        def loss(self, x, step):
+            losses = super().loss(x, step)
+            if step >= 1:
+                w = next(self.parameters())
+                losses = Losses(losses.total + torch.sqrt(w.sum() * 0.0), losses.terms)
+            return losses
+
+
+    @register_metric("nan_metric", family="information", description="never finite",
+                     values=[MetricValue("nan_metric", higher_is_better=True)])
+    def _nan(ctx):
+        return {"nan_metric": float("nan")}
+'''
+
+
+def test_weights_left_nan_by_the_last_update_make_a_diverged_run_with_its_step(tmp_path):
+    suite = _suite(tmp_path, NAN_GRADIENT, plugin_name="nan_gradient", variant="nan_gradient_vae", steps=2,
+                   optimizer="sgd")
+    code, run = _run(tmp_path, suite)
+    assert run["status"] == "diverged" and run["diverged_step"] == 2 and not run["values"]
+    assert run["error"].startswith("parameter '") and run["error"].endswith("' is not finite at step 2")
+
+
+def test_a_run_whose_scores_are_all_nan_is_failed_not_done(tmp_path):
+    code, run = _run(tmp_path, _suite(tmp_path, NAN_GRADIENT, plugin_name="nan_gradient", metrics='"nan_metric"'))
+    assert code == 1 and run["status"] == "failed"
+    assert run["error"].startswith("scoring gave no finite value (nan_metric are all NaN or infinite)")

@@ -56,3 +56,7 @@ class UserCodeError(VaebenchError):
 class ContractError(VaebenchError):
     """A model or dataset that broke its contract on real data: a batch of the wrong shape, dtype or range,
     or values that are not finite."""
+
+
+class NonFiniteOutputError(ContractError):
+    """A model whose outputs are NaN or infinite: for a trained run, its weights diverged."""

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaebench.errors import ContractError
+from vaebench.errors import ContractError, NonFiniteOutputError
 from vaebench.plugins import USER_CODE_ERRORS, first_line
 
 CONTRACT = {
@@ -60,8 +60,8 @@ class CheckedModel(nn.Module):
         except USER_CODE_ERRORS as err:
             raise ContractError(f"{self.model_name}: {method} failed: {first_line(err)}") from None
 
-    def _breach(self, method: str, what: str) -> ContractError:
-        return ContractError(f"{self.model_name}: {method} {what}; the contract is {CONTRACT[method]}")
+    def _breach(self, method: str, what: str, error: type[ContractError] = ContractError) -> ContractError:
+        return error(f"{self.model_name}: {method} {what}; the contract is {CONTRACT[method]}")
 
     def _check(self, method: str, label: str, value: Any, shape: tuple[int, ...]) -> torch.Tensor:
         if not isinstance(value, torch.Tensor):
@@ -74,7 +74,7 @@ class CheckedModel(nn.Module):
         bad = int((~torch.isfinite(value)).sum())
         if bad:
             raise self._breach(method, f"returned {bad} non-finite value(s) (NaN or infinite) in {label} "
-                                       f"for a batch of {shape[0]}")
+                                       f"for a batch of {shape[0]}", NonFiniteOutputError)
         return value
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

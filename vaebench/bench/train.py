@@ -9,6 +9,7 @@ Checkpoints are plain tensors and containers and load with `torch.load(weights_o
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import traceback
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from vaebench import data
+from vaebench.bench.contract import non_finite_parameter
 from vaebench.bench.environment import describe_environment
 from vaebench.bench.identity import changes, made_from
 from vaebench.bench.evaluate import evaluate
@@ -27,7 +29,7 @@ from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
-from vaebench.errors import VaebenchError
+from vaebench.errors import NonFiniteOutputError, VaebenchError
 from vaebench.plugins import USER_CODE_ERRORS, import_entry_point_plugins, import_plugins, user_code_failure
 from vaebench.variants import build_variant
 
@@ -140,10 +142,19 @@ class Trainer:
                 if progress is not None:
                     progress(spec.run_id, self.step)
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
+                self.check_parameters()
                 self.train_time_s += time.perf_counter() - started
                 atomic_torch_save(self.state(), checkpoint)
                 started = time.perf_counter()
         self.train_time_s += time.perf_counter() - started
+        self.check_parameters()
+
+    def check_parameters(self) -> None:
+        """Diverged at this step if the last update left a parameter NaN or infinite: the loss is checked
+        before each update, so the last step's update (and a checkpoint's weights) is checked here."""
+        bad = non_finite_parameter(self.model)
+        if bad is not None:
+            raise Diverged(self.step, bad, what="parameter")
 
 
 def prepared_trainer(spec: RunSpec, dataset: data.ImageDataset, device: torch.device, checkpoint: Path,
@@ -203,10 +214,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
         scoring_started = time.perf_counter()
         if result.status == "done":
-            atomic_torch_save(trainer.model.state_dict(), model_path(run_dir_path, spec.run_id))
-            result.metrics, result.notes, result.artifacts = evaluate(
-                trainer.model, dataset, spec, device=dev, cache_dir=run_dir_path / "cache"
-            )
+            score(trainer, dataset, run_dir_path, result)
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
         result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
     except USER_CODE_ERRORS as err:  # a bug, a resource failure or user code's sys.exit() must not stop the sweep
@@ -214,6 +222,26 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         result.error = run_error(err)
     result.environment["resumed_from_step"] = resumed_at
     return result
+
+
+def score(trainer: Trainer, dataset: data.ImageDataset, run_dir: Path, result: RunResult) -> None:
+    """Score the trained model into `result` and save it. A model whose outputs are not finite diverged
+    (at its last step); one whose scores are all NaN or infinite failed: neither is `done`."""
+    spec = trainer.spec
+    try:
+        result.metrics, result.notes, result.artifacts = evaluate(
+            trainer.model, dataset, spec, device=trainer.device, cache_dir=run_dir / "cache"
+        )
+    except NonFiniteOutputError as err:
+        result.status, result.diverged_step = "diverged", trainer.step
+        result.error = f"the trained model gives non-finite outputs after step {trainer.step}: {err}"
+        return
+    if result.metrics and not any(math.isfinite(v) for v in result.metrics.values()):
+        result.status = "failed"
+        result.error = (f"scoring gave no finite value ({', '.join(sorted(result.metrics))} are all NaN or "
+                        "infinite); a run is done only when its scores are")
+        return
+    atomic_torch_save(trainer.model.state_dict(), model_path(run_dir, spec.run_id))
 
 
 def run_plugins(names: tuple[str, ...]) -> list[dict[str, str]]:
