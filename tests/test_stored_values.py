@@ -338,3 +338,70 @@ def test_a_run_whose_scores_are_all_nan_is_failed_not_done(tmp_path):
     code, run = _run(tmp_path, _suite(tmp_path, NAN_GRADIENT, plugin_name="nan_gradient", metrics='"nan_metric"'))
     assert code == 1 and run["status"] == "failed"
     assert run["error"].startswith("scoring gave no finite value (nan_metric are all NaN or infinite)")
+
+
+# ---------------------------------------------------------------- images in [0, 1] where they are drawn
+
+BYTE_DATASETS = '''
+    import numpy as np
+    from vaebench import register_dataset
+    from vaebench.data import ImageDataset
+    from vaebench.data.base import fixed_split
+
+
+    class Squares(ImageDataset):
+        image_shape = (1, 8, 8)
+
+        def __init__(self, scale_from: int):
+            self.name, self.num_images, self.scale_from = "squares", 100, scale_from
+            self.train_indices, self.test_indices = fixed_split(100, 20, 0)
+
+        def images(self, indices):
+            idx = np.asarray(indices)
+            out = np.zeros((len(idx), 1, 8, 8), np.float32)
+            for k, i in enumerate(idx):
+                out[k, 0, : 1 + i % 8, : 1 + i % 8] = 255.0 if i >= self.scale_from else 1.0
+            return out
+
+
+    @register_dataset("byte_squares")
+    def byte_squares():
+        """Pixels in [0, 255] from the first image on."""
+        return Squares(scale_from=0)
+
+
+    @register_dataset("late_byte_squares")
+    def late_byte_squares():
+        """Pixels in [0, 1] for the first images, [0, 255] for images 50 on."""
+        return Squares(scale_from=50)
+
+
+    @register_dataset("double_squares")
+    class DoubleSquares(Squares):
+        def __init__(self):
+            super().__init__(scale_from=1000)
+
+        def images(self, indices):
+            return super().images(indices).astype(np.float64)
+'''
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    ("byte_squares", "dataset 'byte_squares': images(indices) returned values from 0 to 255 for 2 images"),
+    ("double_squares", "dataset 'double_squares': images(indices) returned float64 of shape (2, 1, 8, 8) for 2 images;"
+                       " expected float32 (2, 1, 8, 8)"),
+])
+def test_a_plugin_dataset_outside_0_1_is_refused_at_load(tmp_path, capsys, dataset, expected):
+    suite = _suite(tmp_path, BYTE_DATASETS, plugin_name="byte_datasets", dataset=dataset)
+    assert main(["run", str(suite), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert "key 'datasets[0]'" in line and expected in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_plugin_dataset_leaving_0_1_later_fails_the_run_where_drawn(tmp_path):
+    suite = _suite(tmp_path, BYTE_DATASETS, plugin_name="byte_datasets", dataset="late_byte_squares")
+    code, run = _run(tmp_path, suite)
+    assert code == 1 and run["status"] == "failed" and not run["values"]
+    assert run["error"].startswith("dataset 'late_byte_squares': batch(indices) returned values from 0 to 255 for 8 "
+                                   "images; the contract is float32 images in [0, 1]")

@@ -27,17 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection
 
+import numpy as np
 import torch
 
 from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
 from vaebench.bench.spec import RunSpec, freeze
-from vaebench.errors import ConfigError
+from vaebench.data.checked import CheckedDataset
+from vaebench.errors import ConfigError, VaebenchError
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
 from vaebench.params import Param, check_params
 from vaebench.plugins import (
     USER_CODE_ERRORS, Plugin, calling_user_code, first_line, import_plugins, plugin_identity, raising_module,
+    user_code_failure,
 )
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
@@ -121,8 +124,24 @@ def _parse_datasets(raw: dict, file: str) -> list[tuple[str, dict[str, Any], dat
             raise err.located(file, f"datasets[{i}].") from None
         except (TypeError, ValueError, OverflowError) as err:
             raise ConfigError(f"bad parameter value: {err}", file=file, key=f"datasets[{i}]") from None
+        check_first_images(dataset, file, f"datasets[{i}]")
         out.append((name, _non_default(params, data.dataset_defaults(name)), dataset))
     return out
+
+
+def check_first_images(dataset: data.ImageDataset, file: str, key: str) -> None:
+    """A user's dataset draws its first training and test images under its checked contract (float32 in
+    [0, 1]) when the suite loads; vaebench's own are checked where they read their files."""
+    if not isinstance(dataset, CheckedDataset):
+        return
+    try:
+        dataset.images(np.asarray(dataset.train_indices[:2]))
+        dataset.images(np.asarray(dataset.test_indices[:2]))
+    except VaebenchError as err:
+        raise ConfigError(str(err), file=file, key=key) from None
+    except USER_CODE_ERRORS as err:  # the user's dataset failing on its first images (or lacking an attribute)
+        raise ConfigError(user_code_failure(err, "drawing the first images of the dataset"), file=file,
+                          key=key) from None
 
 
 def _grid_size(entry: dict) -> int:
@@ -266,7 +285,7 @@ def check_variant_contract(name: str, given: dict[str, Any], dataset: data.Image
                 raise ValueError("loss(x, step) must return Losses with a scalar total")
             if not all(isinstance(p, Phase) for p in variant.phases()):
                 raise ValueError("phases() must return Phase objects")
-    except ConfigError:
+    except VaebenchError:
         raise
     except USER_CODE_ERRORS as err:  # the user's variant failing (or exiting) on a dry batch
         where = raising_module(err)

@@ -9,6 +9,7 @@ from typing import Any
 # each module registers its datasets with @register_dataset
 from vaebench.data import cifar10, digits, dsprites, idx, image_folder, npz_dsprites, npz_images, shapes3d  # noqa: F401
 from vaebench.data.base import GroundTruthDataset, ImageDataset
+from vaebench.data.checked import checked
 from vaebench.data.registry import DATASETS, register_dataset
 from vaebench.errors import ConfigError
 
@@ -46,7 +47,8 @@ def get(name: str, **params: Any) -> ImageDataset:
 
 @lru_cache(maxsize=8)
 def _build(name: str, params: tuple) -> ImageDataset:
-    return DATASETS.get(name)(**dict(params))
+    """The dataset; a user's (a plugin's) behind its checked contract (`vaebench.data.checked`)."""
+    return checked(DATASETS.get(name)(**dict(params)), name)
 
 
 __all__ = ["DATASETS", "GroundTruthDataset", "ImageDataset", "get", "check_dataset_params", "register_dataset"]
