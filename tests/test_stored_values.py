@@ -405,3 +405,80 @@ def test_a_plugin_dataset_leaving_0_1_later_fails_the_run_where_drawn(tmp_path):
     assert code == 1 and run["status"] == "failed" and not run["values"]
     assert run["error"].startswith("dataset 'late_byte_squares': batch(indices) returned values from 0 to 255 for 8 "
                                    "images; the contract is float32 images in [0, 1]")
+
+
+# ---------------------------------------------------------------- aggregates near the float maximum
+
+
+@pytest.fixture
+def huge_store(tmp_path) -> Path:
+    """kl near the float maximum: vae's 3 x 1.7e308 (a mean that fits, a sum that does not), beta_vae's
+    around -1.6e308 (a difference to vae's that overflows); training curves at ±1.7e308."""
+    from vaebench.bench.spec import RunResult, RunSpec, freeze
+    from vaebench.variants import VARIANTS
+
+    out = tmp_path / "huge"
+    with ResultsStore(out) as store:
+        for variant in ("vae", "beta_vae"):
+            hp = VARIANTS.get(variant).Hyperparameters.from_dict({}).to_dict()
+            for seed in range(3):
+                spec = RunSpec(variant=variant, hyperparameters=freeze(hp), dataset="digits", dataset_params=(),
+                               architecture="mlp", latent_dim=2, likelihood="bernoulli", steps=10, batch_size=8,
+                               optimizer="adam", learning_rate=1e-3, checkpoint_every=5, log_every=5, seed=seed,
+                               metrics=("kl", "recon_bce"))
+                kl = 1.7e308 if variant == "vae" else -1.7e308 + seed * 1e307
+                result = RunResult(spec=spec, status="done", metrics={"kl": kl, "recon_bce": 30.0 + seed},
+                                   curves=[(5, "model/loss", 1.7e308), (10, "model/loss", -1.7e308)])
+                store.write_result(result, suite="huge", setting=variant)
+    return out
+
+
+def test_aggregates_near_the_float_maximum_are_computed_or_shown_as_overflow(huge_store, tmp_path, capsys):
+    assert main(["results", str(huge_store), "--metrics", "kl,recon_bce"]) == 0
+    captured = capsys.readouterr()
+    assert "Warning" not in captured.err
+    rows = {line.split()[1]: line for line in captured.out.splitlines()[1:3]}
+    assert "1.7e+308 ± " in rows["vae"] and "-1.6e+308 ± 1e+307" in rows["beta_vae"]  # means that fit, no inf
+    assert main(["claims", str(huge_store)]) == 0
+    assert "overflow [overflow, overflow]" in capsys.readouterr().out  # -1.6e308 - 1.7e308 does not fit
+
+    report = tmp_path / "report"
+    assert main(["report", str(huge_store), "--out", str(report)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert "-1.6e+308 [-1.7e+308, -1.5e+308]" in (report / "comparison.md").read_text()
+    html = (report / "report.html").read_text()
+    assert "Not drawn: 6 metric value(s) and 12 curve point(s) beyond ±1e+300" in html
+    assert list((report / "plots").glob("*.png"))  # recon_bce is drawn
+
+
+def test_a_report_that_fails_leaves_nothing_half_written(huge_store, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from vaebench.reports import plots
+
+    report = tmp_path / "report"
+    assert main(["report", str(huge_store), "--out", str(report)]) == 0
+    before = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    def disk_full(plot, directory):
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory))
+
+    monkeypatch.setattr(plots, "save", disk_full)
+    for out in (report, tmp_path / "new_report"):
+        assert main(["report", str(huge_store), "--out", str(out)]) == 2
+        assert "No space left on device" in _one_error_line(capsys)
+    assert {p: p.read_bytes() for p in report.rglob("*") if p.is_file()} == before  # the earlier report, whole
+    assert not (tmp_path / "new_report").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging directory left
+
+
+def test_a_killed_reports_staging_directory_is_removed_by_the_next_run(tmp_path):
+    from vaebench.bench.runner import remove_temporary_files
+    from vaebench.files import temporary_path
+
+    staging = temporary_path(tmp_path / "run" / "report")
+    (staging / "plots").mkdir(parents=True)
+    (staging / "plots" / "kl.png").write_bytes(b"x")
+    remove_temporary_files(tmp_path / "run")
+    assert not staging.exists()

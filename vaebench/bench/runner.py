@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,9 +131,12 @@ def forget_runs(out: Path, run_ids: list[str]) -> None:
 
 def remove_temporary_files(out: Path) -> None:
     """Delete the temporary files a killed driver or worker left in the run directory."""
-    for tmp in out.rglob(f"*{TMP_SUFFIX}"):
+    for tmp in sorted(out.rglob(f"*{TMP_SUFFIX}")):
         log.info("removing %s, left by an interrupted run", tmp)
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():  # a report's staging directory
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def make_executor(name: str, *, jobs: int = 1, address: str | None = None, max_retries: int = 2) -> Executor:

@@ -35,7 +35,9 @@ from scipy import stats
 from vaebench.files import content_hash
 from vaebench.reports.summary import distinguish_settings
 from vaebench.reports.tables import Cell, Column, Table, ci_cell
-from vaebench.reports.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, holm, mean_ci, min_attainable_p
+from vaebench.reports.stats import (
+    ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, holm, mean_ci, mean_sd, min_attainable_p, scale_of,
+)
 from vaebench.variants import VARIANTS
 from vaebench.variants.claims import Claim
 
@@ -67,9 +69,11 @@ def difference_ci(a: np.ndarray, b: np.ndarray, *, seed: int = BOOTSTRAP_SEED) -
     """Percentile bootstrap CI (95%) of mean(a) - mean(b), resampling each side independently."""
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan
+    s = max(scale_of(a), scale_of(b))  # 1 for ordinary values; exact powers of two near the float maximum
+    a, b = a / s, b / s
     rng = np.random.default_rng(seed)
     diffs = (rng.choice(a, (BOOTSTRAP_RESAMPLES, len(a))).mean(1) - rng.choice(b, (BOOTSTRAP_RESAMPLES, len(b))).mean(1))
-    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+    return float(np.quantile(diffs, 0.025)) * s, float(np.quantile(diffs, 0.975)) * s
 
 
 def seeds_needed(a: np.ndarray, b: np.ndarray, alpha: float) -> int:
@@ -141,7 +145,7 @@ def claims_table(runs: pd.DataFrame, metrics: pd.DataFrame, *, alpha: float = AL
             p_against.append(math.nan)
             continue
         low, high = difference_ci(t.values, t.partner)
-        rows.append({"effect": float(t.values.mean() - t.partner.mean()), "ci_low": low, "ci_high": high,
+        rows.append({"effect": mean_sd(t.values)[0] - mean_sd(t.partner)[0], "ci_low": low, "ci_high": high,
                      "partner_n": len(t.partner), "claim": f"{c.value} {c.direction} than {c.partner}"})
         claimed = "less" if c.direction == "lower" else "greater"
         other = "greater" if claimed == "less" else "less"
@@ -183,6 +187,11 @@ def claims_display(table: pd.DataFrame) -> Table:
     return Table(columns, rows, caption=caption, notes=[LEFT_OUT_NOTE] if _left_out(table) else [])
 
 
+def _signed(value: float) -> str:
+    """'+1.23' / '-0.5'; 'overflow' for a difference of finite means that is not finite."""
+    return "overflow" if math.isinf(value) else f"{value:+.3g}"
+
+
 def _of(n: int, runs: int) -> str:
     """'n', or 'n/runs' when runs of the setting were left out."""
     return f"{n}/{runs}" if n < runs else str(n)
@@ -197,7 +206,7 @@ def format_claims(table: pd.DataFrame) -> str:
     if table.empty:
         return "no claim can be tested here (each claim needs its variant and a `vae` partner of the same setup)"
     shown = table.assign(
-        effect=[f"{e:+.3g} [{lo:+.3g}, {hi:+.3g}]" if math.isfinite(lo) else f"{e:+.3g}"
+        effect=[f"{_signed(e)} [{_signed(lo)}, {_signed(hi)}]" if not math.isnan(lo) else _signed(e)
                 for e, lo, hi in zip(table["effect"], table["ci_low"], table["ci_high"])],
         p_holm=[f"{p:.3g}" if math.isfinite(p) else "-" for p in table["p_holm"]],
         seeds_needed=[str(s) if s > 0 else "" for s in table["seeds_needed"]],

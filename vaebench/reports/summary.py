@@ -13,8 +13,10 @@ chooses the columns (metric names or value names), `all_values` shows every valu
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from vaebench.bench.store import ResultsStore
@@ -22,7 +24,7 @@ from vaebench.errors import ConfigError
 from vaebench.files import content_hash
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import FAMILIES, declaration_of
-from vaebench.reports.stats import natural_key
+from vaebench.reports.stats import SCALE_ABOVE, mean_sd, natural_key
 
 FORMATS = ("table", "csv", "json", "markdown")
 ID_COLUMNS = ["suite", "dataset", "variant", "setting"]
@@ -130,8 +132,14 @@ def comparison_from_wide(frame: pd.DataFrame, *, per_latent: bool = False) -> pd
         failed=lambda s: int((s == "failed").sum()),
     )
     if metrics and not done.empty:
-        stats = done.groupby(ID_COLUMNS)[metrics].agg(["mean", "std", "count"])
+        with np.errstate(over="ignore", invalid="ignore"):  # values near the float maximum: recomputed below
+            stats = done.groupby(ID_COLUMNS)[metrics].agg(["mean", "std", "count"])
         stats.columns = [f"{m}_{s}" for m, s in stats.columns]
+        for m in metrics:  # values near the float maximum: the mean and sd of the scaled values (no overflow)
+            if (done[m].abs() >= SCALE_ABOVE).any():
+                exact = done.groupby(ID_COLUMNS)[m].agg(lambda v: mean_sd(v.tolist()))
+                stats[f"{m}_mean"] = [ms[0] for ms in exact.reindex(stats.index)]
+                stats[f"{m}_std"] = [ms[1] for ms in exact.reindex(stats.index)]
         for m in metrics:
             nulls = done[NULL_PREFIX + m] if NULL_PREFIX + m in done else pd.Series(0, index=done.index)
             stats[f"{m}_of"] = stats[f"{m}_count"] + nulls.groupby([done[c] for c in ID_COLUMNS]).sum()
@@ -174,10 +182,16 @@ def count_mark(count: float, of: float) -> str:
 COUNT_FOOTNOTE = "(k/n): the mean and sd of the k runs, of n, whose value is finite (the others stored none)"
 
 
+def number(value: float, spec: str) -> str:
+    """A finite number formatted with `spec`; 'overflow' for an aggregate of finite values that is not
+    (stored values are always finite: an infinite mean or sd overflowed)."""
+    return "overflow" if math.isinf(value) else format(value, spec)
+
+
 def _cell(mean: float, sd: float, mark: str = "", counted: str = "") -> str:
     if pd.isna(mean):
         return "-" + counted
-    return (f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}") + mark + counted
+    return (number(mean, ".4g") if pd.isna(sd) else f"{number(mean, '.4g')} ± {number(sd, '.2g')}") + mark + counted
 
 
 def _header(value: str) -> str:

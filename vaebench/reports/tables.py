@@ -52,8 +52,11 @@ class Table:
 
 
 def fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """A number for a report cell: '–' for none, 'overflow' for an aggregate that overflowed (see `stats`)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if isinstance(value, float) and math.isinf(value):
+        return "overflow"
     return NUMBER_FORMAT.format(value)
 
 
@@ -114,9 +117,9 @@ def comparison_long(comp: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 
 def ci_cell(mean: float, low: float, high: float) -> str:
     """'mean [low, high]'; the mean alone where the CI is undefined (one seed)."""
-    if mean is None or not math.isfinite(mean):
+    if mean is None or math.isnan(mean):
         return "–"
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
         return fmt(mean)
     return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
