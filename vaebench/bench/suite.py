@@ -148,6 +148,35 @@ def _grid_size(entry: dict) -> int:
     return math.prod(len(v) for v in entry.values() if isinstance(v, list))
 
 
+def _largest_list(entry: dict, prefix: str) -> str:
+    """The key of `entry`'s longest list (the grid axis to shorten), or the table itself without one."""
+    lists = [(len(v), k) for k, v in entry.items() if isinstance(v, list)]
+    return f"{prefix}.{max(lists, key=lambda t: t[0])[1]}" if lists else prefix
+
+
+def count_runs(raw: dict, seeds: list[int], max_runs: int, file: str) -> int:
+    """The number of runs the suite's grids expand to, counted from the lengths of its lists before any
+    grid is expanded; a ConfigError naming the key at fault (the largest factor) beyond `max_runs`."""
+    model = _table(raw, "model", file)
+    datasets = _array_of_tables(raw, "datasets", file)
+    variants = _array_of_tables(raw, "variants", file)
+    sizes = [_grid_size(e) for e in variants]
+    factors = [  # (count, what, the key to shorten)
+        (len(seeds), "seeds", "seeds"),
+        (_grid_size(model), "[model] settings", _largest_list(model, "model")),
+        (len(datasets), "datasets", "datasets"),
+        (sum(sizes), "variant settings",
+         _largest_list(variants[sizes.index(max(sizes))], f"variants[{sizes.index(max(sizes))}]")),
+    ]
+    n_runs = math.prod(count for count, _, _ in factors)
+    if n_runs > max_runs:
+        worst = max(factors, key=lambda f: f[0])
+        parts = " x ".join(f"{count:,d} {what}" for count, what, _ in factors)
+        raise ConfigError(f"the grid expands to {n_runs:,d} runs ({parts}), more than max_runs = {max_runs:,d}; "
+                          "shorten this list or raise max_runs", file=file, key=worst[2])
+    return n_runs
+
+
 def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
     """[(variant name, the hyperparameters the suite wrote)], one per grid point, each checked."""
     params = dict(entry)
@@ -333,13 +362,9 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     seeds = _parse_seeds(raw, file)
     max_runs = Param("max_runs", MAX_RUNS, minimum=1).check(raw.get("max_runs", MAX_RUNS), file=file)
     budget = check_params(_table(raw, "budget", file), BUDGET_PARAMS, file=file, prefix="budget.")
+    count_runs(raw, seeds, max_runs, file)
     models = _parse_models(raw, file)
     variant_entries = _array_of_tables(raw, "variants", file)
-    n_runs = (len(seeds) * len(models) * len(_array_of_tables(raw, "datasets", file))
-              * sum(_grid_size(e) for e in variant_entries))
-    if n_runs > max_runs:
-        raise ConfigError(f"the grid expands to {n_runs:,d} runs, more than max_runs = {max_runs:,d} "
-                          "(raise max_runs to allow it)", file=file, key="variants")
     datasets = _parse_datasets(raw, file)
     variants = [v for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
     requested, metric_params = _parse_evaluation(raw, file)
