@@ -56,3 +56,74 @@ def test_a_grid_beyond_max_runs_names_the_key_at_fault(write_suite, capsys, edit
     assert main(["run", str(write_suite(edit(tiny_suite_text(variants=ONE_VAE)))), "--dry-run"]) == 2
     line = _one_error_line(capsys)
     assert f"key '{key}'" in line and "more than max_runs = 10,000" in line
+
+
+# ---------------------------------------------------------------- what each metric and variant needs
+
+NEEDS_SUITE = '''
+seeds = [0]
+[budget]
+steps = 5
+batch_size = {batch_size}
+[model]
+architecture = "mlp"
+latent_dim = {latent_dim}
+[[datasets]]
+name = "{dataset}"
+{dataset_params}
+[[variants]]
+name = "{variant}"
+{hyperparameters}
+[evaluation]
+metrics = [{metrics}]
+{params}
+'''
+
+
+def _needs(write_suite, *, batch_size=8, latent_dim=3, dataset="digits", dataset_params="test_size = 20",
+           variant="vae", hyperparameters="", metrics='"kl"', params="") -> str:
+    return str(write_suite(NEEDS_SUITE.format(**locals() | {"write_suite": None})))
+
+
+@pytest.mark.parametrize("kwargs, key, words", [
+    ({"dataset_params": "test_size = 1", "metrics": '"mi_xz"'}, "datasets[0].test_size",
+     "metric 'mi_xz' needs at least 2 test images, and dataset 'digits' holds out 1"),
+    ({"dataset_params": "test_size = 1", "metrics": '"prior_mmd"'}, "datasets[0].test_size", "'prior_mmd' needs at least 2"),
+    ({"dataset_params": "test_size = 1", "metrics": '"cov_offdiag"'}, "datasets[0].test_size", "needs at least 2"),
+    ({"dataset_params": "test_size = 1", "metrics": '"elbo_decomposition"'}, "datasets[0].test_size", "at least 2"),
+    ({"dataset_params": "test_size = 1", "metrics": '"fid"'}, "datasets[0].test_size", "'fid' needs at least 2"),
+    ({"dataset_params": "test_size = 2", "metrics": '"sap"', "dataset": "dsprites",
+      "params": '[evaluation.params]\ndisentanglement_protocol = "test_split"'}, "datasets[0].test_size",
+     "metric 'sap' needs at least 3 test images, and dataset 'dsprites' holds out 2"),
+    ({"dataset_params": "test_size = 1", "metrics": '"unsupervised"'}, "datasets[0].test_size", "at least 2 test"),
+    ({"latent_dim": 1, "metrics": '"unsupervised"'}, "model.latent_dim",
+     "metric 'unsupervised' needs at least 2 latent dimensions, got 1"),
+    ({"batch_size": 1, "variant": "mmd_vae"}, "budget.batch_size", "variant 'mmd_vae' (encoder='deterministic', "),
+    ({"batch_size": 1, "variant": "wae"}, "budget.batch_size", "needs batches of at least 2 images, got 1"),
+    ({"batch_size": 1, "variant": "info_vae"}, "budget.batch_size", "needs batches of at least 2 images, got 1"),
+    ({"batch_size": 1, "variant": "mi_vae"}, "budget.batch_size", "needs batches of at least 2 and at most 1778"),
+    ({"batch_size": 1, "variant": "beta_tcvae", "hyperparameters": 'estimator = "mss"'}, "budget.batch_size",
+     "needs batches of at least 2 and at most 1778 images, got 1"),
+    ({"batch_size": 64, "variant": "beta_tcvae", "hyperparameters": 'estimator = "mss"\ndataset_size = 10'},
+     "budget.batch_size", "needs batches of at least 2 and at most 11 images, got 64"),
+])
+def test_settings_that_cannot_be_scored_are_refused_at_load(write_suite, tmp_path, capsys, kwargs, key, words):
+    suite = _needs(write_suite, **kwargs)
+    assert main(["run", suite, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert f"key '{key}'" in line and words in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"dataset_params": "test_size = 2", "metrics": '"mi_xz", "prior_mmd", "cov_offdiag", "unsupervised"',
+     "latent_dim": 2},
+    {"batch_size": 2, "variant": "mmd_vae"},
+    {"batch_size": 1, "variant": "info_vae", "hyperparameters": 'divergence = "kl"'},
+    {"batch_size": 1, "variant": "mi_vae", "hyperparameters": 'estimator = "minibatch"'},
+    {"dataset_params": "test_size = 1", "metrics": '"mi_xz"', "params": '[evaluation.params]\nmi_xz_set = "sample"'},
+])
+def test_the_smallest_settings_that_can_be_scored_load(write_suite, kwargs):
+    from vaebench.bench.suite import load_suite
+
+    assert load_suite(_needs(write_suite, **kwargs)).specs

@@ -272,6 +272,43 @@ def _parse_name(raw: dict, default: str, file: str) -> str:
     return name
 
 
+def test_images_key(dataset: str, prefix: str) -> str:
+    """The key that sets a dataset's number of test images (its `test_size`), or the dataset's table."""
+    return f"{prefix}.test_size" if "test_size" in data.dataset_parameters(dataset) else prefix
+
+
+def check_metric_needs(metrics: tuple[str, ...], dataset: data.ImageDataset, latent_dim: int,
+                       metric_params: dict[str, Any], *, file: str | None, dataset_key: str,
+                       latent_key: str = "model.latent_dim") -> None:
+    """ConfigError unless every metric can be computed on this dataset's test split and latents
+    (`MetricInfo.min_images`, `min_latents`): refused when the suite loads, not after training."""
+    params = check_metric_params(metric_params)
+    simulated = callable(getattr(dataset, "sample_factors", None))
+    test_images = len(dataset.test_indices)
+    for name in metrics:
+        info = METRICS.get(name)
+        needed = info.needed_test_images(params, simulated)
+        if test_images < needed:
+            raise ConfigError(f"metric {name!r} needs at least {needed} test images, and dataset {dataset.name!r} "
+                              f"holds out {test_images}; hold out more, or leave {name!r} out of the metrics",
+                              file=file, key=dataset_key)
+        if latent_dim < info.min_latents:
+            raise ConfigError(f"metric {name!r} needs at least {info.min_latents} latent dimensions, got {latent_dim}; "
+                              f"use more, or leave {name!r} out of the metrics", file=file, key=latent_key)
+
+
+def check_batch_size(variant: str, hyperparameters: dict[str, Any], batch_size: int, *, file: str | None) -> None:
+    """ConfigError unless the variant's objective is defined at this batch size (`Variant.batch_size_range`)."""
+    cls = VARIANTS.get(variant)
+    with calling_user_code(f"asking variant {variant!r} for its batch sizes"):
+        low, high = cls.batch_size_range(cls.Hyperparameters.from_dict(hyperparameters))
+    if batch_size < low or (high is not None and batch_size > high):
+        allowed = f"at least {low}" + (f" and at most {high}" if high is not None else "")
+        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(hyperparameters.items()))
+        raise ConfigError(f"variant {variant!r} ({settings}) needs batches of {allowed} images, got {batch_size}",
+                          file=file, key="budget.batch_size")
+
+
 def setting_labels(specs: list[RunSpec], written: dict[RunSpec, set[str]]) -> dict[RunSpec, str]:
     """Each spec's label: its variant and the hyperparameters the suite wrote that either differ
     from the variant's defaults or take more than one value among that variant's runs."""
@@ -370,14 +407,17 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     requested, metric_params = _parse_evaluation(raw, file)
     specs: list[RunSpec] = []
     written: dict[RunSpec, set[str]] = {}
-    for (ds_name, ds_params, dataset), model in itertools.product(datasets, models):
+    for (i, (ds_name, ds_params, dataset)), model in itertools.product(enumerate(datasets), models):
         try:
             make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"])
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = _metrics_for(requested, dataset, file)
+        check_metric_needs(metrics, dataset, model["latent_dim"], metric_params, file=file,
+                           dataset_key=test_images_key(ds_name, f"datasets[{i}]"))
         for v_name, given in variants:
             check_variant_contract(v_name, given, dataset, model, file)
+            check_batch_size(v_name, _hyperparameters_for(v_name, given, dataset), budget["batch_size"], file=file)
         for (v_name, given), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),

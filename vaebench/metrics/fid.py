@@ -312,7 +312,7 @@ def _note(ctx: EvaluationContext, network: FeatureNetwork, *names: str) -> None:
     description="Frechet distance of test images to generated (fid) and reconstructed (fid_recon) images, "
     "in a named feature network",
     values=[MetricValue("fid", higher_is_better=False), MetricValue("fid_recon", higher_is_better=False)],
-    params=FEATURE_PARAMS, abs_tol=1e-3, rel_tol=1e-3,
+    params=FEATURE_PARAMS, abs_tol=1e-3, rel_tol=1e-3, min_images=2,  # a covariance of the real images' features
 )
 def _fid(ctx: EvaluationContext) -> dict[str, float]:
     state = _distance_pass(ctx)
@@ -325,7 +325,7 @@ def _fid(ctx: EvaluationContext) -> dict[str, float]:
     description="kernel (polynomial MMD^2) distance of test images to generated (kid) and reconstructed "
     "(kid_recon) images, in a named feature network",
     values=[MetricValue("kid", higher_is_better=False), MetricValue("kid_recon", higher_is_better=False)],
-    params=FEATURE_PARAMS + KID_PARAMS, abs_tol=1e-4, rel_tol=1e-3,
+    params=FEATURE_PARAMS + KID_PARAMS, abs_tol=1e-4, rel_tol=1e-3, min_images=2,  # the unbiased MMD
 )
 def _kid(ctx: EvaluationContext) -> dict[str, float]:
     state = _distance_pass(ctx)

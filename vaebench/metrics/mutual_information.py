@@ -228,6 +228,7 @@ def evaluation_posteriors(ctx: EvaluationContext) -> tuple[np.ndarray, np.ndarra
     ],
     abs_tol=1e-3,
     rel_tol=1e-3,
+    min_images=lambda params, simulated: 2 if params["mi_xz_set"] == "test" else 1,  # a mixture of two posteriors
 )
 def _compute_mi_xz(ctx: EvaluationContext) -> dict[str, float]:
     mu, logvar = evaluation_posteriors(ctx)

@@ -152,6 +152,10 @@ class MetricInfo:
         split (the factor scores); the harness materialises a dataset when training and scoring
         together draw at least as many images as it holds.
     opt_in: computed only when a suite names it (too costly for "every metric that applies").
+    min_images: (params, simulated) -> the fewest test images it can be computed on (`simulated`: the
+        dataset draws fresh samples from a factor grid, which some protocols use instead of the test split).
+    min_latents: the fewest latent dimensions it can be computed with.
+        Both are checked when a suite loads (and by `vaebench evaluate`), never found after training.
     params: the keys this metric reads from [evaluation.params], with types and ranges.
     abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
     """
@@ -169,6 +173,12 @@ class MetricInfo:
     params: tuple[Param, ...] = ()
     abs_tol: float = 1e-6
     rel_tol: float = 1e-6
+    min_images: Callable[[Mapping[str, Any], bool], int] | None = None
+    min_latents: int = 1
+
+    def needed_test_images(self, params: Mapping[str, Any], simulated: bool) -> int:
+        """The fewest test images this metric can be computed on, with these (complete) metric params."""
+        return int(self.min_images(params, simulated)) if self.min_images is not None else 1
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -193,6 +203,11 @@ class MetricInfo:
 METRICS: Registry[MetricInfo] = Registry("metric")
 
 
+def at_least(n: int) -> Callable[[Mapping[str, Any], bool], int]:
+    """A `min_images` of n test images whatever the params (e.g. 2 for a covariance)."""
+    return lambda params, simulated: n
+
+
 def register_metric(
     name: str,
     *,
@@ -207,6 +222,8 @@ def register_metric(
     params: Iterable[Param] = (),
     abs_tol: float = 1e-6,
     rel_tol: float = 1e-6,
+    min_images: Callable[[Mapping[str, Any], bool], int] | int | None = None,
+    min_latents: int = 1,
 ) -> Callable[[Callable[[EvaluationContext], dict[str, float]]], Callable[[EvaluationContext], dict[str, float]]]:
     """Decorator: register the function as the `compute` of metric `name` (see the module docstring)."""
 
@@ -215,6 +232,7 @@ def register_metric(
             name=name, family=family, description=description, values=tuple(values), compute=compute,
             needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
             opt_in=opt_in, params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
+            min_images=at_least(min_images) if isinstance(min_images, int) else min_images, min_latents=min_latents,
         )
         if name not in METRICS:  # a name registered twice is the registry's error
             check_unclaimed(info)
