@@ -127,3 +127,91 @@ def test_the_smallest_settings_that_can_be_scored_load(write_suite, kwargs):
     from vaebench.bench.suite import load_suite
 
     assert load_suite(_needs(write_suite, **kwargs)).specs
+
+
+# ---------------------------------------------------------------- evaluate validates like a suite
+
+EXTERNAL = '''
+import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    def __init__(self, side):
+        super().__init__()
+        self.encoder = nn.Linear(64, 4)
+        self.decoder = nn.Linear(2, side * side)
+        self.side = side
+
+    def encode(self, x):
+        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode(self, z):
+        return self.decoder(z).view(len(z), 1, self.side, self.side)
+
+
+def good():
+    return Model(8)
+
+
+def wrong_decoder():
+    return Model(7)
+'''
+
+
+@pytest.fixture
+def external_model(tmp_path, monkeypatch) -> str:
+    (tmp_path / "external_models.py").write_text(EXTERNAL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "external_models"
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    (["--param", "test_size=1e3"], "--param test_size", "must be an integer, got 1000.0"),
+    (["--param", 'test_size="100"'], "--param test_size", "must be an integer, got '100'"),
+    (["--param", "split_seed=-5"], "--param", "bad parameter value"),
+    (["--param", "no_such_key=1"], "--param no_such_key", "unknown parameter for dataset 'digits'"),
+    (["--seed", str(2**70)], "--seed", "must be an integer >= 0 and <= 2.14748e+09"),
+    (["--metrics", "mig"], "--metrics", "metric 'mig' needs ground-truth factors"),
+    (["--metrics", "no_such_metric"], "--metrics", "unknown metric 'no_such_metric'"),
+    (["--param", "test_size=1", "--metrics", "mi_xz"], "--param test_size", "'mi_xz' needs at least 2 test images"),
+    (["--likelihood", "poisson"], "--likelihood", "unknown likelihood 'poisson'"),
+    (["--device", "tpu"], "--device", "must be one of 'cpu', 'cuda', got 'tpu'"),
+])
+def test_evaluate_refuses_bad_input_in_one_line_before_writing(external_model, tmp_path, capsys, extra, key, words):
+    out = tmp_path / "run"
+    assert main(["evaluate", f"{external_model}:good", "--dataset", "digits", "--metrics", "kl", "--out", str(out),
+                 *extra]) == 2
+    line = _one_error_line(capsys)
+    assert f"key '{key}'" in line and words in line
+    assert not out.exists()
+
+
+def test_evaluate_on_cuda_without_cuda_is_one_line(external_model, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["evaluate", f"{external_model}:good", "--dataset", "digits", "--device", "cuda", "--out", str(out)]) == 2
+    assert "CUDA is not available on this machine" in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_decoder_of_the_wrong_shape_before_writing(external_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["evaluate", f"{external_model}:wrong_decoder", "--dataset", "digits", "--out", str(out)]) == 2
+    line = _one_error_line(capsys)
+    assert ("external model 'external_models:wrong_decoder': decode returned the likelihood parameters of shape "
+            "(2, 1, 7, 7) for a batch of 2; expected (2, 1, 8, 8)") in line
+    assert not out.exists()
+
+
+def test_evaluate_stores_canonical_dataset_parameters(external_model, tmp_path):
+    from vaebench.api import load_results
+
+    out = tmp_path / "run"
+    for extra in ([], ["--param", "test_size=360"]):  # digits' default: the same run
+        assert main(["evaluate", f"{external_model}:good", "--dataset", "digits", "--metrics", "kl", "--out",
+                     str(out), *extra]) == 0
+    assert len(load_results(out)) == 1

@@ -130,16 +130,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.bench.runner import EXECUTORS, make_executor, run_suite
     from vaebench.bench.suite import load_suite
 
+    from vaebench.bench.environment import DEVICES, check_device
+
     _choice(args.executor, EXECUTORS, "--executor")
-    _choice(args.device, ("cpu", "cuda"), "--device")
+    _choice(args.device, DEVICES, "--device")
     Param("--jobs", 1, minimum=1).check(args.jobs)
     Param("--max-retries", 2, minimum=0).check(args.max_retries)
     suite = load_suite(args.suite)
-    if args.device == "cuda" and (args.executor == "local" or args.dry_run):  # on Ray, the cluster's GPUs count
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("CUDA is not available on this machine; use --device cpu", key="--device")
+    if args.executor == "local" or args.dry_run:  # on Ray, the cluster's GPUs count
+        check_device(args.device)
     if args.dry_run:
         from vaebench.bench.cost import print_dry_run
 
@@ -248,7 +247,6 @@ def _dataset_param(text: str) -> tuple[str, object]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaebench.bench.external import evaluate_external
 
-    _choice(args.device, ("cpu", "cuda"), "--device")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     params = dict(_dataset_param(p) for p in args.param)
     out = Path(args.out) if args.out else Path("runs") / "external"

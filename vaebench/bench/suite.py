@@ -112,24 +112,35 @@ def _parse_datasets(raw: dict, file: str) -> list[tuple[str, dict[str, Any], dat
     for i, entry in enumerate(_array_of_tables(raw, "datasets", file)):
         params = dict(entry)
         name = params.pop("name", None)
-        data.DATASETS.get(name, file=file, key=f"datasets[{i}].name")
-        defaults = data.dataset_defaults(name)
-        for key, value in params.items():  # a parameter's type is its default's (size = 32.0 is not 32)
-            if defaults.get(key) is not None:
-                Param(key, defaults[key]).check(value, file=file, prefix=f"datasets[{i}].")
-        try:
-            with calling_user_code(f"building dataset {name!r}"):
-                dataset = data.get(name, **params)
-        except ConfigError as err:
-            raise err.located(file, f"datasets[{i}].") from None
-        except (TypeError, ValueError, OverflowError) as err:
-            raise ConfigError(f"bad parameter value: {err}", file=file, key=f"datasets[{i}]") from None
-        check_first_images(dataset, file, f"datasets[{i}]")
-        out.append((name, _non_default(params, data.dataset_defaults(name)), dataset))
+        dataset, canonical = build_dataset(name, params, file=file, prefix=f"datasets[{i}].",
+                                           name_key=f"datasets[{i}].name")
+        out.append((name, canonical, dataset))
     return out
 
 
-def check_first_images(dataset: data.ImageDataset, file: str, key: str) -> None:
+def build_dataset(name: Any, params: dict[str, Any], *, file: str | None, prefix: str, name_key: str
+                  ) -> tuple[data.ImageDataset, dict[str, Any]]:
+    """(the dataset, its canonical parameters: those that differ from the defaults), validated the one way
+    a suite and `vaebench evaluate` share: the name, each parameter's type (its default's), the dataset's
+    own checks, its first images (a user's), each error naming the key (`prefix` + the parameter)."""
+    data.DATASETS.get(name, file=file, key=name_key)
+    defaults = data.dataset_defaults(name)
+    for key, value in params.items():  # a parameter's type is its default's (size = 32.0 is not 32)
+        if defaults.get(key) is not None:
+            Param(key, defaults[key]).check(value, file=file, prefix=prefix)
+    where = prefix.rstrip(". ")
+    try:
+        with calling_user_code(f"building dataset {name!r}"):
+            dataset = data.get(name, **params)
+    except ConfigError as err:
+        raise err.located(file, prefix) if err.key else ConfigError(err.detail, file=file, key=where) from None
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ConfigError(f"bad parameter value: {err}", file=file, key=where) from None
+    check_first_images(dataset, file, where)
+    return dataset, _non_default(params, defaults)
+
+
+def check_first_images(dataset: data.ImageDataset, file: str | None, key: str) -> None:
     """A user's dataset draws its first training and test images under its checked contract (float32 in
     [0, 1]) when the suite loads; vaebench's own are checked where they read their files."""
     if not isinstance(dataset, CheckedDataset):
@@ -227,15 +238,18 @@ def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str,
     return metrics, _non_default({k: checked[k] for k in given}, defaults)
 
 
-def _metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: str) -> tuple[str, ...]:
+def metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: str | None, *,
+                 key: str = "evaluation.metrics") -> tuple[str, ...]:
+    """The metrics a run of `dataset` computes: those requested (each known and applicable), or every one
+    that applies and is not opt-in."""
     if requested is None:
         return tuple(n for n, info in METRICS.items()
                      if not info.opt_in and (dataset.has_factors or not info.needs_factors))
     for m in requested:
-        if METRICS.get(m).needs_factors and not dataset.has_factors:
+        if METRICS.get(m, file=file, key=key).needs_factors and not dataset.has_factors:
             raise ConfigError(
                 f"metric {m!r} needs ground-truth factors, which dataset {dataset.name!r} does not have",
-                file=file, key="evaluation.metrics",
+                file=file, key=key,
             )
     return tuple(requested)
 
@@ -272,9 +286,9 @@ def _parse_name(raw: dict, default: str, file: str) -> str:
     return name
 
 
-def test_images_key(dataset: str, prefix: str) -> str:
+def test_images_key(dataset: str, prefix: str, *, separator: str = ".") -> str:
     """The key that sets a dataset's number of test images (its `test_size`), or the dataset's table."""
-    return f"{prefix}.test_size" if "test_size" in data.dataset_parameters(dataset) else prefix
+    return f"{prefix}{separator}test_size" if "test_size" in data.dataset_parameters(dataset) else prefix
 
 
 def check_metric_needs(metrics: tuple[str, ...], dataset: data.ImageDataset, latent_dim: int,
@@ -412,7 +426,7 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
             make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"])
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
-        metrics = _metrics_for(requested, dataset, file)
+        metrics = metrics_for(requested, dataset, file)
         check_metric_needs(metrics, dataset, model["latent_dim"], metric_params, file=file,
                            dataset_key=test_images_key(ds_name, f"datasets[{i}]"))
         for v_name, given in variants:
