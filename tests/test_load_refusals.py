@@ -215,3 +215,177 @@ def test_evaluate_stores_canonical_dataset_parameters(external_model, tmp_path):
         assert main(["evaluate", f"{external_model}:good", "--dataset", "digits", "--metrics", "kl", "--out",
                      str(out), *extra]) == 0
     assert len(load_results(out)) == 1
+
+
+# ---------------------------------------------------------------- sizes compared with limits; hostile files
+
+FOLDER_SUITE = '''
+seeds = [0]
+[budget]
+steps = 2
+batch_size = 4
+[model]
+architecture = "{architecture}"
+latent_dim = 2
+[[datasets]]
+name = "image_folder"
+path = "{path}"
+size = {size}
+channels = 1
+test_size = 2
+[[variants]]
+name = "vae"
+[evaluation]
+metrics = ["kl"]
+'''
+
+
+def _folder(root, n: int = 6, truncated_name: bytes | None = None):
+    import io
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / f"{i:02d}.png")
+    if truncated_name is not None:
+        png = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(png, "PNG")
+        with open(os.fsencode(root) + b"/" + truncated_name, "wb") as f:
+            f.write(png.getvalue()[: len(png.getvalue()) // 2])  # the header reads, the pixels do not
+    return root
+
+
+def test_a_truncated_image_with_a_non_utf8_name_is_one_line_exit_2(write_suite, tmp_path, capsys):
+    root = _folder(tmp_path / "folder", truncated_name=b"bad\xff\xfe.png")
+    suite = write_suite(FOLDER_SUITE.format(architecture="mlp", path=root, size=8))
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert f"{root}/bad\\xff\\xfe.png: cannot be decoded as an image (image file is truncated)" in line
+    from vaebench.bench.store import ResultsStore
+
+    with ResultsStore(out, create=False) as store:
+        assert store.runs().empty  # refused before any run trained
+
+
+def test_text_utf8_cannot_encode_is_stored_escaped(tmp_path):
+    from vaebench.bench.spec import RunResult
+    from vaebench.bench.store import ResultsStore
+    from vaebench.bench.suite import load_suite
+
+    path = tmp_path / "suite.toml"
+    path.write_text(NEEDS_SUITE.format(batch_size=8, latent_dim=2, dataset="digits", dataset_params="", variant="vae",
+                                       hyperparameters="", metrics='"kl"', params=""))
+    (spec,) = load_suite(path).specs
+    name = b"/data/bad\xff.png".decode("utf-8", "surrogateescape")
+    result = RunResult(spec=spec, status="failed", error=f"{name}: cannot be decoded",
+                       environment={"made_from": {f"data file {name}": "sha256:0"}})
+    with ResultsStore(tmp_path / "run") as store:
+        store.write_result(result, suite="s", setting="vae")
+    with ResultsStore(tmp_path / "run", create=False) as store:
+        run = store.runs().iloc[0]
+    assert run["error"] == "/data/bad\\xff.png: cannot be decoded"
+    assert list(run["environment"]["made_from"]) == ["data file /data/bad\\xff.png"]
+
+
+@pytest.mark.parametrize("architecture, parameters", [("mlp", "9,225,265,220"), ("conv", "4,617,101,573")])
+def test_a_network_too_large_for_the_images_is_refused_before_allocating(write_suite, tmp_path, capsys, architecture,
+                                                                        parameters):
+    root = _folder(tmp_path / "folder")
+    suite = write_suite(FOLDER_SUITE.format(architecture=architecture, path=root, size=3000))
+    assert main(["run", str(suite), "--dry-run"]) == 2
+    line = _one_error_line(capsys)
+    assert "key 'model.architecture'" in line
+    assert f"the {architecture!r} encoder and decoder for 1x3000x3000 images and 2 latents have {parameters} " in line
+    assert "more than the limit of 100,000,000" in line
+
+
+def test_a_test_split_too_large_to_score_is_refused_at_load(write_suite, capsys):
+    text = tiny_suite_text(variants=ONE_VAE).replace("size = 32\ntest_size = 200", "size = 64\ntest_size = 300000")
+    assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
+    line = _one_error_line(capsys)
+    assert "key 'datasets[0].test_size'" in line and "(300,000 images of 1x64x64, encoded at once as float32)" in line
+
+
+def _mnist_with(directory, train_images: bytes):
+    import gzip
+    import struct
+
+    import numpy as np
+
+    def idx(array):
+        return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+    directory.mkdir()
+    (directory / "train-images-idx3-ubyte.gz").write_bytes(train_images)
+    (directory / "train-labels-idx1-ubyte").write_bytes(idx(np.zeros(100, np.uint8)))
+    (directory / "t10k-images-idx3-ubyte").write_bytes(idx(np.zeros((10, 28, 28), np.uint8)))
+    (directory / "t10k-labels-idx1-ubyte").write_bytes(idx(np.zeros(10, np.uint8)))
+    return gzip
+
+
+def _bomb(header: bytes, zeros: int) -> bytes:
+    import zlib
+
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)  # a gzip stream
+    block = bytes(1 << 20)
+    parts = [deflate.compress(header)]
+    for _ in range(zeros >> 20):
+        parts.append(deflate.compress(block))
+    return b"".join(parts) + deflate.flush()
+
+
+@pytest.mark.parametrize("dims, zeros, words", [
+    ((7_653_061, 28, 28), 8 << 20, "declares uint8 data of shape (7653061, 28, 28) (5,999,999,824 bytes), more than "
+                                   "the limit of 1,073,741,824 bytes"),
+    ((100, 28, 28), 200 << 20, "declares uint8 data of shape (100, 28, 28) (78400 bytes), but more bytes follow the "
+                               "header (trailing data)"),
+])
+def test_a_gzip_bomb_as_an_mnist_file_is_refused_before_inflating(tmp_path, capsys, dims, zeros, words):
+    import struct
+    import tracemalloc
+
+    header = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", *dims)
+    _mnist_with(tmp_path / "mnist", _bomb(header, zeros))
+    tracemalloc.start()
+    try:
+        assert main(["evaluate", "no_such_model:make", "--dataset", "mnist", "--param", f'path="{tmp_path / "mnist"}"',
+                     "--out", str(tmp_path / "run")]) == 2
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert words in _one_error_line(capsys)
+    assert peak < 32 << 20  # the stream was not inflated (it holds 200 MB of zeros)
+
+
+def test_a_dataset_cache_the_disk_cannot_hold_is_refused_before_writing(write_suite, tmp_path, capsys, monkeypatch):
+    from collections import namedtuple
+
+    from vaebench.data import array_cache
+
+    root = _folder(tmp_path / "folder")
+    suite = write_suite(FOLDER_SUITE.format(architecture="conv", path=root, size=64))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(array_cache.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert "the image_folder cache needs 24.0 KB and the disk has 1000 bytes free" in line
+    assert not list((out / "cache" / "datasets").glob("*.npy"))
+
+
+def test_an_npz_member_declaring_more_than_memory_allows_is_refused_at_load(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from vaebench.data import files
+
+    np.savez(tmp_path / "images.npz", images=np.zeros((40, 8, 8), np.uint8))
+    monkeypatch.setattr(files, "MAX_ARRAY_BYTES", 1000)
+    assert main(["evaluate", "no_such:model", "--dataset", "npz", "--param", f'path="{tmp_path / "images.npz"}"',
+                 "--out", str(tmp_path / "run")]) == 2
+    line = _one_error_line(capsys)
+    assert "key 'images': the header declares uint8 data of shape (40, 8, 8) (2,560 bytes), more than the limit" in line

@@ -312,7 +312,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    from vaebench.files import safe_text
+
+    return " ".join(safe_text(text).split())
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -327,6 +329,9 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name's undecodable bytes print escaped, never raise
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
         return _run_command(args)

@@ -54,6 +54,33 @@ def file_sha256_once(path: str | Path) -> str:
     return _SHA256_SEEN[key]
 
 
+def safe_text(text: str) -> str:
+    """`text` encodable as UTF-8: a file name's undecodable bytes (which Python keeps as lone surrogates)
+    written as \\xNN, any other lone surrogate as \\uNNNN. For text that goes into the store, a file or
+    the terminal, where a surrogate would raise UnicodeEncodeError."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape" if _only_escapes(text) else "backslashreplace").decode(
+            "utf-8", "backslashreplace")
+
+
+def _only_escapes(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+def safe_value(value: Any) -> Any:
+    """`value` (a JSON-able structure) with every string, key or value, passed through `safe_text`."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {safe_value(k): safe_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_value(v) for v in value]
+    return value
+
+
 def temporary_path(path: Path) -> Path:
     """A hidden sibling of `path` unique to this host and process, ending in TMP_SUFFIX."""
     return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}{TMP_SUFFIX}")

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from vaebench import data
 from vaebench.bench.executors import Executor, InProcessExecutor, ProcessPoolRunExecutor
 from vaebench.bench.spec import RunResult, RunTask
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import Suite
-from vaebench.bench.train import checkpoint_path, model_path
+from vaebench.bench.train import checkpoint_path, images_to_draw, model_path
 from vaebench.errors import ConfigError, RunDirectoryBusyError
 from vaebench.files import TMP_SUFFIX
 
@@ -77,6 +78,7 @@ def run_suite(
             for spec in suite.specs if spec.run_id not in completed
         ]
         settings = {task.run_id: task.setting for task in tasks}
+        prepare_datasets(tasks, out)
         summary = SweepSummary(total=len(suite.specs), skipped=len(suite.specs) - len(tasks))
         progress.start(len(suite.specs), tasks)
         try:
@@ -89,6 +91,18 @@ def run_suite(
         finally:
             progress.close()
     return summary
+
+
+def prepare_datasets(tasks: list[RunTask], out: Path) -> None:
+    """Build the caches of the pending runs' datasets here, in the driver, before any run starts (each
+    run would otherwise build it first thing): a file that does not decode (a truncated image) or a cache
+    the disk cannot hold stops the sweep with one line, exit 2, instead of failing every run."""
+    drawn: dict[tuple[str, tuple], int] = {}
+    for task in tasks:
+        key = (task.spec.dataset, task.spec.dataset_params)
+        drawn[key] = max(drawn.get(key, 0), images_to_draw(task.spec))
+    for (name, params), images in drawn.items():
+        data.get(name, **dict(params)).materialised(out / "cache", images_to_draw=images)
 
 
 @contextmanager

@@ -33,6 +33,7 @@ import torch
 from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
 from vaebench.bench.spec import RunSpec, freeze
+from vaebench.data.base import MAX_TEST_SPLIT_BYTES, test_split_bytes
 from vaebench.data.checked import CheckedDataset
 from vaebench.errors import ConfigError, VaebenchError
 from vaebench.metrics import METRICS
@@ -44,7 +45,7 @@ from vaebench.plugins import (
 )
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
-from vaebench.variants.networks import ARCHITECTURES, make_encoder
+from vaebench.variants.networks import ARCHITECTURES, check_network_size
 
 TOP_LEVEL_KEYS = (
     "name", "description", "plugins", "seeds", "max_runs", "budget", "model", "datasets", "variants", "evaluation",
@@ -136,8 +137,19 @@ def build_dataset(name: Any, params: dict[str, Any], *, file: str | None, prefix
         raise err.located(file, prefix) if err.key else ConfigError(err.detail, file=file, key=where) from None
     except (TypeError, ValueError, OverflowError) as err:
         raise ConfigError(f"bad parameter value: {err}", file=file, key=where) from None
+    check_test_split_size(dataset, file=file, key=test_images_key(name, prefix.rstrip(". "), separator=prefix[-1]))
     check_first_images(dataset, file, where)
     return dataset, _non_default(params, defaults)
+
+
+def check_test_split_size(dataset: data.ImageDataset, *, file: str | None, key: str) -> None:
+    """ConfigError when the test split, held as float32 at evaluation, would exceed MAX_TEST_SPLIT_BYTES."""
+    needed = test_split_bytes(dataset)
+    if needed > MAX_TEST_SPLIT_BYTES:
+        shape = "x".join(map(str, dataset.image_shape))
+        raise ConfigError(f"the test split ({len(dataset.test_indices):,d} images of {shape}, encoded at once as "
+                          f"float32) needs {needed / 2**30:.1f} GB, more than the limit of "
+                          f"{MAX_TEST_SPLIT_BYTES / 2**30:.0f} GB; hold out fewer or smaller images", file=file, key=key)
 
 
 def check_first_images(dataset: data.ImageDataset, file: str | None, key: str) -> None:
@@ -423,7 +435,7 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     written: dict[RunSpec, set[str]] = {}
     for (i, (ds_name, ds_params, dataset)), model in itertools.product(enumerate(datasets), models):
         try:
-            make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"])
+            check_network_size(model["architecture"], dataset.image_shape, model["latent_dim"])
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = metrics_for(requested, dataset, file)

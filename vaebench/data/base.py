@@ -11,6 +11,16 @@ import torch
 from vaebench.errors import ConfigError
 
 
+# The test split is encoded whole at evaluation, as float32: more than this is refused when the dataset loads.
+MAX_TEST_SPLIT_BYTES = 4 * 2**30
+
+
+def test_split_bytes(dataset: "ImageDataset") -> int:
+    """The bytes of the dataset's test split as the float32 array evaluation holds."""
+    c, h, w = dataset.image_shape
+    return len(dataset.test_indices) * int(c) * int(h) * int(w) * 4
+
+
 def fixed_split(n: int, test_size: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded permutation of range(n): (train indices, test indices), both sorted."""
     if not 0 < test_size < n:

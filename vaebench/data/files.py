@@ -60,6 +60,17 @@ from vaebench.files import content_hash
 
 PathLike = str | os.PathLike
 
+# An array a loader reads into memory whole (an .npz member, a label table): a header declaring more is
+# refused before it is read or inflated. The published dSprites images, the largest such array, are 2.8 GiB.
+MAX_ARRAY_BYTES = 4 * 2**30
+
+
+def check_declared_size(nbytes: int, path: Path, key: str, what: str) -> None:
+    """DataError when an array's header declares more than MAX_ARRAY_BYTES (checked before reading it)."""
+    if nbytes > MAX_ARRAY_BYTES:
+        raise DataError(f"{path}: key {key!r}: the header declares {what} ({nbytes:,d} bytes), more than the limit of "
+                        f"{MAX_ARRAY_BYTES:,d} bytes for an array read into memory; refused before reading it")
+
 
 def required_path(path: PathLike | None, dataset: str, expected: str) -> Path:
     """The user's `path` with ~ expanded; a ConfigError on the key `path` when it was not given."""
@@ -121,6 +132,7 @@ def npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
         raise DataError(f"{path}: key {key!r}: an array of Python objects (stored as a pickle, which is never loaded); "
                         "expected a numeric array")
     shape = tuple(int(d) for d in shape)
+    check_declared_size(math.prod(shape) * dtype.itemsize, path, key, f"{dtype} data of shape {shape}")
     expected = header_bytes + math.prod(shape) * dtype.itemsize
     if info.file_size != expected:
         problem = "truncated" if info.file_size < expected else "trailing data"

@@ -34,8 +34,9 @@ Checks when the dataset is built (at suite load, exit 2 with the file and the pr
     build the dataset (listing, headers, fingerprint) against 2.0 ms per image to decode, convert
     and resize it into the cache: about 50 s against 7 minutes for CelebA's 202,599 files. A file
     whose header reads but whose data does not decode (a truncated JPEG) is a DataError naming it
-    when it is decoded: when the cache is built, at the start of the first run, which then fails
-    with that line (and so does every later run of the same process, at once).
+    when it is decoded: when the cache is built, which the driver does before any run starts
+    (`bench.runner.prepare_datasets`), so the sweep stops with that line (exit 2). A cache the
+    disk cannot hold (N x channels x size x size bytes) is refused before it is written.
 
 Decoded once, cached (`materialised`, called by the harness with `<run dir>/cache`)
     Every image is decoded once into `<run dir>/cache/datasets/image_folder-<key>.npy`, uint8

@@ -24,7 +24,7 @@ import pandas as pd
 
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import DataError
-from vaebench.files import temporary_path
+from vaebench.files import safe_text, temporary_path
 from vaebench.reports import html as h
 from vaebench.reports import plots as P
 from vaebench.reports import tables as T
@@ -159,7 +159,7 @@ def _write_report_files(data: ReportData, out: Path) -> list[Path]:
 
     def write(name: str, text: str) -> None:
         path = out / name
-        path.write_text(text, encoding="utf-8")
+        path.write_text(safe_text(text), encoding="utf-8")
         written.append(path)
 
     t = build_tables(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from vaebench.registry import Registry
+from vaebench.variants.networks import check_network_size
 
 VARIANTS: Registry[type] = Registry("variant")
 
@@ -30,4 +31,5 @@ def build_variant(
     """The variant `name` with validated hyperparameters (ConfigError names a bad key)."""
     cls = VARIANTS.get(name)
     hparams = cls.Hyperparameters.from_dict(hyperparameters)
+    check_network_size(architecture, image_shape, latent_dim)  # before anything is allocated
     return cls(hparams, image_shape=image_shape, latent_dim=latent_dim, architecture=architecture, likelihood=likelihood)
