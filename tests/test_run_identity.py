@@ -174,3 +174,24 @@ def test_an_edited_external_factory_is_another_model(tmp_path, monkeypatch):
     assert main(command) == 0
     models = load_results(out)["hyperparameters.model"]
     assert len(models) == 2 and models.str.startswith("identity_factory:make@unversioned sha256:").all()
+
+
+def test_resuming_a_sweep_names_completed_runs_made_from_another_plugin_version(tmp_path, caplog):
+    from vaebench.bench.executors import InProcessExecutor
+    from vaebench.bench.runner import run_suite
+
+    plugin = tmp_path / "identity_plugin.py"
+    plugin.write_text(PLUGIN)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.format(plugins='"identity_plugin.py"', dataset="digits", dataset_params="",
+                                  variant="identity_vae"))
+    out = tmp_path / "run"
+    run_suite(load_suite(suite), out, InProcessExecutor(), threads=1)
+    with caplog.at_level(logging.WARNING, logger="vaebench.bench.runner"):
+        run_suite(load_suite(suite), out, InProcessExecutor(), threads=1)
+    assert "another version of plugin" not in caplog.text
+    plugin.write_text(PLUGIN + "\n# edited after the sweep\n")
+    with caplog.at_level(logging.WARNING, logger="vaebench.bench.runner"):
+        summary = run_suite(load_suite(suite), out, InProcessExecutor(), threads=1)
+    assert summary.skipped == 1
+    assert f"1 completed run(s) in {out} were made from another version of plugin {plugin}" in caplog.text

@@ -155,6 +155,13 @@ def source_sha256(module_name: str) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+def plugin_source(name: str) -> str:
+    """The source hash of an imported plugin (a module name or an absolute .py path), as recorded in a
+    run's environment, from its files as they are now."""
+    path = Path(name) if name.endswith(".py") or "/" in name else None
+    return _version_and_source(name, path if path is not None and path.is_file() else None)[1]
+
+
 def _version_and_source(identity: str, path: Path | None) -> tuple[str, str]:
     if path is not None:
         digest = f"sha256:{file_sha256(path)}"

@@ -26,6 +26,7 @@ from vaebench.bench.suite import Suite
 from vaebench.bench.train import checkpoint_path, images_to_draw, model_path
 from vaebench.errors import ConfigError, RunDirectoryBusyError
 from vaebench.files import TMP_SUFFIX
+from vaebench.plugins import plugin_source
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".vaebench.lock"
@@ -78,6 +79,7 @@ def run_suite(
             for spec in suite.specs if spec.run_id not in completed
         ]
         settings = {task.run_id: task.setting for task in tasks}
+        warn_stale_plugins(store, {spec.run_id for spec in suite.specs} & completed, suite.plugins)
         prepare_datasets(tasks, out)
         summary = SweepSummary(total=len(suite.specs), skipped=len(suite.specs) - len(tasks))
         progress.start(len(suite.specs), tasks)
@@ -91,6 +93,27 @@ def run_suite(
         finally:
             progress.close()
     return summary
+
+
+def warn_stale_plugins(store: ResultsStore, completed: set[str], plugins: tuple[str, ...]) -> list[str]:
+    """Log, per plugin, how many of the suite's completed runs (kept and skipped) were made from another
+    version of its source than the one imported now: their results do not come from the code as it is."""
+    if not completed or not plugins:
+        return []
+    current = {name: plugin_source(name) for name in plugins}
+    stale: dict[str, int] = {}
+    runs = store.runs()
+    for env in runs.loc[runs["run_id"].isin(completed), "environment"]:
+        recorded = {p.get("name"): p.get("source") for p in env.get("plugins", []) if isinstance(p, dict)}
+        for name, source in current.items():
+            if recorded.get(name) != source:
+                stale[name] = stale.get(name, 0) + 1
+    lines = [f"{n} completed run(s) in {store.path.parent} were made from another version of plugin {name} than "
+             "the one imported now; they are kept and skipped (run into another --out to redo them)"
+             for name, n in sorted(stale.items())]
+    for line in lines:
+        log.warning(line)
+    return lines
 
 
 def prepare_datasets(tasks: list[RunTask], out: Path) -> None:
