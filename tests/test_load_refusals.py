@@ -389,3 +389,14 @@ def test_an_npz_member_declaring_more_than_memory_allows_is_refused_at_load(tmp_
                  "--out", str(tmp_path / "run")]) == 2
     line = _one_error_line(capsys)
     assert "key 'images': the header declares uint8 data of shape (40, 8, 8) (2,560 bytes), more than the limit" in line
+
+
+@pytest.mark.parametrize("param, value", [
+    ("mig_n_bins", 10**9), ("prior_mmd_samples", 10**6), ("iwae_chunk", 10**9), ("disentanglement_num_train", 10**9),
+    ("beta_vae_batch_size", 10**9), ("mi_xz_images", 10**9), ("iwae_k", 10**12),
+])
+def test_metric_sample_counts_beyond_what_memory_holds_are_refused_at_load(write_suite, capsys, param, value):
+    text = tiny_suite_text(variants=ONE_VAE) + f"[evaluation.params]\n{param} = {value}\n"
+    assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
+    line = _one_error_line(capsys)
+    assert f"key 'evaluation.params.{param}'" in line and "<=" in line

@@ -137,7 +137,9 @@ def _elbo_decomposition(ctx: EvaluationContext) -> dict[str, float]:
     "prior_mmd", family="aggregate_posterior",
     description="unbiased MMD^2 (imq kernel) between the aggregated posterior and the prior N(0, I)",
     values=[MetricValue("prior_mmd", higher_is_better=False)],
-    params=[Param("prior_mmd_samples", PRIOR_MMD_SAMPLES, minimum=2, doc="codes compared with as many prior samples")],
+    # its kernel matrices are samples^2 float64 each: 10,000 is 800 MB apiece
+    params=[Param("prior_mmd_samples", PRIOR_MMD_SAMPLES, minimum=2, maximum=10_000,
+                  doc="codes compared with as many prior samples")],
     abs_tol=1e-3, rel_tol=0.05, min_images=2,  # the unbiased MMD needs two codes
 )
 def _prior_mmd(ctx: EvaluationContext) -> dict[str, float]:

@@ -237,12 +237,13 @@ FEATURE_PARAMS = (
           doc="'trained' (a classifier trained on the dataset), 'inception' (needs inception_weights); "
           "auto: inception when inception_weights is set"),
     Param("inception_weights", None, type=str, existing_file=True, doc="path of an InceptionV3 TorchScript file"),
-    Param("feature_network_steps", FEATURE_STEPS, minimum=1, doc="training steps of the trained feature network"),
+    Param("feature_network_steps", FEATURE_STEPS, minimum=1, maximum=1_000_000,
+          doc="training steps of the trained feature network"),
     Param("feature_network_seed", FEATURE_SEED, minimum=0, doc="seed of the trained feature network"),
     Param("fid_images", FID_IMAGES, minimum=2, doc="real test images (a fixed subset) and as many generated"),
 )
 KID_PARAMS = (
-    Param("kid_subsets", KID_SUBSETS, minimum=1, doc="random subsets averaged"),
+    Param("kid_subsets", KID_SUBSETS, minimum=1, maximum=10_000, doc="random subsets averaged"),
     Param("kid_subset_size", KID_SUBSET_SIZE, minimum=2, doc="images per subset (capped at the set sizes)"),
 )
 

@@ -97,9 +97,9 @@ def importance_weighted_nll(
     description="importance-weighted estimate of -log p(x), K samples per image (nats, Burda et al. 2016)",
     values=[MetricValue("iwae_nll", higher_is_better=False)],
     params=[
-        Param("iwae_k", DEFAULT_K, minimum=1, doc="importance samples per image"),
+        Param("iwae_k", DEFAULT_K, minimum=1, maximum=1_000_000, doc="importance samples per image"),
         Param("iwae_images", DEFAULT_IMAGES, minimum=1, doc="test images scored (a fixed random subset)"),
-        Param("iwae_chunk", CHUNK, minimum=1, doc="(image, sample) pairs decoded at once"),
+        Param("iwae_chunk", CHUNK, minimum=1, maximum=65_536, doc="(image, sample) pairs decoded at once"),
     ],
     abs_tol=1e-2, rel_tol=1e-4,
 )

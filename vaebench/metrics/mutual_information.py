@@ -224,7 +224,7 @@ def evaluation_posteriors(ctx: EvaluationContext) -> tuple[np.ndarray, np.ndarra
     params=[
         Param("mi_xz_set", "test", choices=EVALUATION_SETS,
               doc="evaluation set: the test split, a fixed sample of mi_xz_images images, or every image"),
-        Param("mi_xz_images", SAMPLE_IMAGES, minimum=2, doc="images in the 'sample' evaluation set"),
+        Param("mi_xz_images", SAMPLE_IMAGES, minimum=2, maximum=1_000_000, doc="images in the 'sample' evaluation set"),
     ],
     abs_tol=1e-3,
     rel_tol=1e-3,

@@ -60,7 +60,7 @@ def modularity(codes: Any, factors: Any, *, n_bins: int = N_BINS) -> float:
     values=[MetricValue("modularity" + suffix, higher_is_better=True) for suffix in VALUE_SUFFIXES],
     needs_factors=True,
     params=[
-        Param("modularity_n_bins", N_BINS, minimum=2,
+        Param("modularity_n_bins", N_BINS, minimum=2, maximum=1000,
               doc="equal-width bins per code dimension (disentanglement_lib: 20)"),
         *PROTOCOL_PARAMS,
     ],

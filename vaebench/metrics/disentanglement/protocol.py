@@ -52,10 +52,10 @@ PROTOCOL_PARAMS = (
     Param("disentanglement_protocol", "fresh", choices=PROTOCOLS,
           doc="fresh: samples drawn from the factor grid per evaluation seed (disentanglement_lib); "
               "test_split: the encoded test split"),
-    Param("disentanglement_num_train", NUM_TRAIN, minimum=2,
+    Param("disentanglement_num_train", NUM_TRAIN, minimum=2, maximum=1_000_000,
           doc="fresh protocol: training rows of the predictors, and the rows of MIG, modularity, IRS "
               "and the unsupervised scores (disentanglement_lib: 10000)"),
-    Param("disentanglement_num_test", NUM_TEST, minimum=1,
+    Param("disentanglement_num_test", NUM_TEST, minimum=1, maximum=1_000_000,
           doc="fresh protocol: held-out rows of SAP, DCI, explicitness and the downstream tasks "
               "(disentanglement_lib: 5000)"),
     REPRESENTATION_PARAM,
