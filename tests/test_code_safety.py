@@ -192,3 +192,13 @@ def test_an_external_factory_that_exits_is_one_line(tmp_path, capsys, monkeypatc
     assert "'exiting_factory:make' does not give a model" in line and "exiting_factory" in line
     assert "sys.exit(0)" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_a_store_whose_json_is_nested_too_deeply_is_one_line(crafted_store, capsys):
+    import sqlite3
+
+    out, _, _ = crafted_store
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        conn.execute("UPDATE runs SET environment = ?", ("[" * 100_000 + "]" * 100_000,))
+    assert main(["results", str(out)]) == 2
+    assert "the environment column is not a JSON object (the store was edited)" in _one_error_line(capsys)

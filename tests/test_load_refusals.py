@@ -400,3 +400,12 @@ def test_metric_sample_counts_beyond_what_memory_holds_are_refused_at_load(write
     assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
     line = _one_error_line(capsys)
     assert f"key 'evaluation.params.{param}'" in line and "<=" in line
+
+
+def test_suites_and_parameters_nested_too_deeply_are_one_line(write_suite, tmp_path, capsys):
+    suite = write_suite("name = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert main(["run", str(suite), "--dry-run"]) == 2
+    assert "nested too deeply to read" in _one_error_line(capsys)
+    assert main(["evaluate", "x:y", "--dataset", "digits", "--param", "test_size=" + "[" * 50_000 + "]" * 50_000,
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "key '--param': test_size: nested too deeply to read" in _one_error_line(capsys)

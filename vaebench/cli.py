@@ -241,6 +241,8 @@ def _dataset_param(text: str) -> tuple[str, object]:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value  # a bare string such as a path
+    except RecursionError:
+        raise ConfigError(f"{key.strip()}: nested too deeply to read", key="--param") from None
     return key.strip(), parsed
 
 

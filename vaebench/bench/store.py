@@ -119,7 +119,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
 def _parse_json(text: str, path: Path, run_id: str, column: str) -> dict:
     try:
         value = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deeply (a crafted store)
         value = None
     if not isinstance(value, dict):
         raise DataError(f"{path}: run {run_id}: the {column} column is not a JSON object (the store was edited)")

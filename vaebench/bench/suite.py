@@ -409,6 +409,8 @@ def load_suite(path: str | Path, *, allowed_plugins: Collection[str] | None = No
         raise ConfigError("no such file", file=file) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"not valid TOML: {err}", file=file) from None
+    except RecursionError:
+        raise ConfigError("not a suite: arrays or tables nested too deeply to read", file=file) from None
     return suite_from_table(raw, file=file, default_name=Path(path).stem, allowed_plugins=allowed_plugins)
 
 
