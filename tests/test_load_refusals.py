@@ -409,3 +409,24 @@ def test_suites_and_parameters_nested_too_deeply_are_one_line(write_suite, tmp_p
     assert main(["evaluate", "x:y", "--dataset", "digits", "--param", "test_size=" + "[" * 50_000 + "]" * 50_000,
                  "--out", str(tmp_path / "run")]) == 2
     assert "key '--param': test_size: nested too deeply to read" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("metrics, words", [("", "must be a non-empty array of metric names"),
+                                             ('"kl", "mig", "kl"', "names 'kl' more than once")])
+def test_an_empty_or_repeated_metric_list_is_refused(write_suite, capsys, metrics, words):
+    text = tiny_suite_text(variants=ONE_VAE).replace('metrics = ["recon_mse", "recon_bce", "neg_elbo", "kl", "active_units"]',
+                                                     f"metrics = [{metrics}]")
+    assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
+    line = _one_error_line(capsys)
+    assert "key 'evaluation.metrics'" in line and words in line
+
+
+def test_a_fifo_named_like_an_image_is_skipped_not_opened(tmp_path):
+    import os
+
+    from vaebench import data
+
+    root = _folder(tmp_path / "folder", n=4)
+    os.mkfifo(root / "stuck.png")  # opening it for reading would wait for a writer forever
+    dataset = data.get("image_folder", path=str(root), size=8, test_size=1)
+    assert dataset.num_images == 4 and all(f.name != "stuck.png" for f in dataset.files)

@@ -249,7 +249,7 @@ def _dataset_param(text: str) -> tuple[str, object]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaebench.bench.external import evaluate_external
 
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
     params = dict(_dataset_param(p) for p in args.param)
     out = Path(args.out) if args.out else Path("runs") / "external"
     result = evaluate_external(args.model, args.dataset, params, out, label=args.name, metrics=metrics,

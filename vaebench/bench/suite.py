@@ -238,16 +238,25 @@ def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str,
             raise ConfigError("unknown key; allowed: metrics, params", file=file, key=f"evaluation.{key}")
     metrics = table.get("metrics")
     if metrics is not None:
-        if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
-            raise ConfigError("must be an array of metric names", file=file, key="evaluation.metrics")
-        for m in metrics:
-            METRICS.get(m, file=file, key="evaluation.metrics")
+        check_metric_list(metrics, file=file, key="evaluation.metrics")
     given = table.get("params", {})
     if not isinstance(given, dict):
         raise ConfigError("must be a table", file=file, key="evaluation.params")
     checked = check_metric_params(given, file=file)
     defaults = {p.key: p.default for _, info in METRICS.items() for p in info.params}
     return metrics, _non_default({k: checked[k] for k in given}, defaults)
+
+
+def check_metric_list(metrics: Any, *, file: str | None, key: str) -> None:
+    """ConfigError unless `metrics` is a non-empty array of known metric names, each named once."""
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise ConfigError("must be a non-empty array of metric names (leave it out for every metric that applies)",
+                          file=file, key=key)
+    for m in metrics:
+        METRICS.get(m, file=file, key=key)
+    twice = sorted({m for m in metrics if metrics.count(m) > 1})
+    if twice:
+        raise ConfigError(f"names {', '.join(map(repr, twice))} more than once", file=file, key=key)
 
 
 def metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: str | None, *,
@@ -257,6 +266,7 @@ def metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: s
     if requested is None:
         return tuple(n for n, info in METRICS.items()
                      if not info.opt_in and (dataset.has_factors or not info.needs_factors))
+    check_metric_list(requested, file=file, key=key)
     for m in requested:
         if METRICS.get(m, file=file, key=key).needs_factors and not dataset.has_factors:
             raise ConfigError(

@@ -4,7 +4,8 @@ Files
     Every `*.png`, `*.jpg` and `*.jpeg` (any case) under `path`, recursively, sorted by their
     path relative to `path` (POSIX form, code-point order): image index i is the i-th file.
     Hidden files and directories (names starting with ".", such as macOS's `._x.jpg`) are
-    skipped; links to files are read, links to directories are not followed.
+    skipped; links to files are read, links to directories are not followed; anything but a
+    regular file (a FIFO or device with an image's name, whose opening would block) is skipped.
 
 Pixels (defaults: size 64, channels 3)
     Each image is decoded with Pillow and converted to grey (`channels = 1`: Pillow's "L",
@@ -85,7 +86,8 @@ def list_images(root: Path) -> list[Path]:
     found = []
     for directory, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-        found += [Path(directory, f) for f in files if not f.startswith(".") and f.lower().endswith(EXTENSIONS)]
+        found += [Path(directory, f) for f in files if not f.startswith(".") and f.lower().endswith(EXTENSIONS)
+                  and Path(directory, f).is_file()]  # not a FIFO or device named *.png (opening one blocks)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
