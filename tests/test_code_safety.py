@@ -202,3 +202,17 @@ def test_a_store_whose_json_is_nested_too_deeply_is_one_line(crafted_store, caps
         conn.execute("UPDATE runs SET environment = ?", ("[" * 100_000 + "]" * 100_000,))
     assert main(["results", str(out)]) == 2
     assert "the environment column is not a JSON object (the store was edited)" in _one_error_line(capsys)
+
+
+def test_terminal_escapes_in_a_store_are_printed_escaped(crafted_store, capsys):
+    import sqlite3
+
+    out, _, _ = crafted_store
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        conn.execute("UPDATE runs SET setting = ?", ("vae\x1b]0;owned\x07\x1b[2J",))
+    for command in (["results", str(out)], ["prune", str(out), "--not-in", "no_such_suite.toml"]):
+        main(command)
+        captured = capsys.readouterr()
+        assert "\x1b" not in captured.out + captured.err and "\x07" not in captured.out + captured.err
+    main(["results", str(out)])
+    assert "vae\\x1b]0;owned\\x07\\x1b[2J" in capsys.readouterr().out

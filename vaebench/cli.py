@@ -7,9 +7,10 @@ import argparse
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TextIO
 
 from vaebench.errors import ConfigError, UserCodeError, VaebenchError
+from vaebench.files import printable
 from vaebench.params import Param
 
 LIST_KINDS = ("variants", "datasets", "metrics", "suites")
@@ -31,6 +32,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--dry-run", action="store_true", help="list the runs and estimate their cost")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+
+
+def _echo(*parts: object, file: TextIO | None = None) -> None:
+    """print, for everything a command writes: text read from a store, a suite or a file name (a setting,
+    an error) may hold control characters; they are shown escaped, never sent to the terminal raw."""
+    print(*(printable(str(p)) for p in parts), file=file)
 
 
 PLUGINS_HELP = "comma-separated plugin modules or .py files to import first"
@@ -65,7 +72,7 @@ def _read_setup(args: argparse.Namespace) -> set[str]:
     with ResultsStore(args.dir, create=False) as store:
         missing = not_imported(recorded_plugins(list(store.runs()["environment"])))
     if missing:
-        print(f"vaebench: note: the runs in {args.dir} used the plugins {', '.join(missing)}, which a reading command "
+        _echo(f"vaebench: note: the runs in {args.dir} used the plugins {', '.join(missing)}, which a reading command "
               "does not import unless --plugins names them; their metrics and claims are not shown", file=sys.stderr)
     return imported
 
@@ -150,13 +157,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite, out, executor, device=args.device, threads=threads_per_job(args.jobs), progress=make_progress(args.quiet)
     )
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
-    print(f"{summary.total} runs: {summary.skipped} already in {out}, {counts}")
+    _echo(f"{summary.total} runs: {summary.skipped} already in {out}, {counts}")
     if args.quiet is False:
         from vaebench.bench.store import ResultsStore
         from vaebench.reports.summary import format_results
 
         with ResultsStore(out, create=False) as store:
-            print(format_results(store, "table"))
+            _echo(format_results(store, "table"))
     return 1 if summary.failed else 0
 
 
@@ -170,7 +177,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
     _, run_ids = _suite_runs(args)
     with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
-        print(format_results(store, args.format, per_run=args.per_run, metrics=metrics, all_values=args.all_values))
+        _echo(format_results(store, args.format, per_run=args.per_run, metrics=metrics, all_values=args.all_values))
     return 0
 
 
@@ -188,7 +195,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise ConfigError(f"{found} with this id in {args.dir}", key="run_id")
     row = matches.iloc[0]
     shown = {k: row[k] for k in ("run_id", "suite", "setting", "status", "steps_done", "error", "spec", "environment")}
-    print(json.dumps(shown, indent=2, default=str))
+    _echo(json.dumps(shown, indent=2, default=str))
     return 0
 
 
@@ -198,7 +205,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.dir) / "report"
     _, run_ids = _suite_runs(args)
     written = write_report(args.dir, out, run_ids=run_ids)
-    print(f"wrote {len(written)} files to {out}")
+    _echo(f"wrote {len(written)} files to {out}")
     return 0
 
 
@@ -209,7 +216,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     _, run_ids = _suite_runs(args)
     with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
         table = claims_table(store.runs(), store.metrics())
-    print(format_claims(table))
+    _echo(format_claims(table))
     return 1 if (table["verdict"] == "fails").any() else 0
 
 
@@ -218,7 +225,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     suite, run_ids = _suite_runs(args)
     write_baseline(args.dir, args.out, suite=suite, run_ids=run_ids)
-    print(f"wrote baseline {args.out}")
+    _echo(f"wrote baseline {args.out}")
     return 0
 
 
@@ -227,7 +234,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     _, run_ids = _suite_runs(args)
     outcome = check_against_baseline(args.dir, args.baseline, run_ids=run_ids)
-    print(outcome.table)
+    _echo(outcome.table)
     return 1 if outcome.regressions else 0
 
 
@@ -255,8 +262,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_external(args.model, args.dataset, params, out, label=args.name, metrics=metrics,
                                likelihood=args.likelihood, seed=args.seed, device=args.device)
     for name, why in result.environment["skipped_metrics"].items():
-        print(f"skipped {name}: {why}")
-    print(f"scored {args.model} as run {result.run_id} into {out}: {len(result.metrics)} values")
+        _echo(f"skipped {name}: {why}")
+    _echo(f"scored {args.model} as run {result.run_id} into {out}: {len(result.metrics)} values")
     return 0
 
 
@@ -275,12 +282,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if keep is not None:
         chosen = chosen[~chosen["run_id"].isin(keep)]
     for r in chosen.itertuples():
-        print(f"{r.run_id}  {r.suite}  {r.setting}  seed={r.seed}  {r.status}")
+        _echo(f"{r.run_id}  {r.suite}  {r.setting}  seed={r.seed}  {r.status}")
     if not args.yes:
-        print(f"{len(chosen)} run(s) would be forgotten; add --yes to forget them")
+        _echo(f"{len(chosen)} run(s) would be forgotten; add --yes to forget them")
         return 0
     forget_runs(Path(args.dir), list(chosen["run_id"]))
-    print(f"forgot {len(chosen)} run(s) and their checkpoints and models")
+    _echo(f"forgot {len(chosen)} run(s) and their checkpoints and models")
     return 0
 
 
@@ -291,19 +298,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         from vaebench.variants import VARIANTS
 
         for name, cls in VARIANTS.items():
-            print(f"{name:14s} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
+            _echo(f"{name:14s} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
     elif kind == "datasets":
         from vaebench.data import DATASETS
 
-        print("\n".join(DATASETS.names()))
+        _echo("\n".join(DATASETS.names()))
     elif kind == "metrics":
         from vaebench.metrics import METRICS
 
         for name, info in METRICS.items():
-            print(f"{name:14s} {info.direction:6s} {info.description}")
+            _echo(f"{name:14s} {info.direction:6s} {info.description}")
     else:
         for path in sorted(Path("suites").glob("*.toml")):
-            print(path)
+            _echo(path)
     return 0
 
 
@@ -338,18 +345,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return _run_command(args)
     except VaebenchError as err:
-        print(f"vaebench: error: {_one_line(str(err))}", file=sys.stderr)
+        _echo(f"vaebench: error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except OSError as err:  # a full disk, a read-only or missing path: the system's words, one line
         where = f"{err.filename}: " if err.filename else ""
-        print(f"vaebench: error: {where}{err.strerror or err}", file=sys.stderr)
+        _echo(f"vaebench: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except sqlite3.Error as err:  # e.g. "database or disk is full" while the driver writes a result
-        print(f"vaebench: error: results store: {_one_line(str(err))}; the runs stored before it are kept, "
+        _echo(f"vaebench: error: results store: {_one_line(str(err))}; the runs stored before it are kept, "
               "run the same command again to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vaebench: interrupted; run the same command again to resume", file=sys.stderr)
+        _echo("vaebench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 
 
