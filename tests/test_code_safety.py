@@ -216,3 +216,28 @@ def test_terminal_escapes_in_a_store_are_printed_escaped(crafted_store, capsys):
         assert "\x1b" not in captured.out + captured.err and "\x07" not in captured.out + captured.err
     main(["results", str(out)])
     assert "vae\\x1b]0;owned\\x07\\x1b[2J" in capsys.readouterr().out
+
+
+def test_a_plugin_that_os_exits_in_a_pool_worker_fails_its_runs_not_the_driver(tmp_path, capsys):
+    (tmp_path / "hard_exit_plugin.py").write_text(textwrap.dedent('''
+        import os
+        from vaebench import register_variant
+        from vaebench.variants.vae import VAE
+
+
+        @register_variant("hard_exit_vae")
+        class HardExitVAE(VAE):
+            def loss(self, x, step):
+                if step >= 2:
+                    os._exit(0)  # cannot be caught: the worker process is gone
+                return super().loss(x, step)
+    '''))
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(plugin="hard_exit_plugin.py", dataset="digits", variant="hard_exit_vae",
+                                 metrics='"kl"'))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--jobs", "2", "--quiet"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    with ResultsStore(out, create=False) as store:
+        run = store.runs().iloc[0]
+    assert run["status"] == "failed" and run["error"].startswith("the worker process died before returning")

@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from vaebench.files import content_hash
+from vaebench.plugins import calling_user_code
 from vaebench.reports.summary import distinguish_settings
 from vaebench.reports.tables import Cell, Column, Table, ci_cell
 from vaebench.reports.stats import (
@@ -117,11 +118,14 @@ def _collect(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[_Tested]:
         if spec["variant"] not in VARIANTS:
             continue
         for claim in VARIANTS.get(spec["variant"]).claims:
-            if not claim.applies(spec) or claim.value not in values.columns:
+            with calling_user_code(f"the claim {claim.value!r} of variant {spec['variant']!r}"):  # a plugin's callbacks
+                applies = bool(claim.applies(spec))
+                target = float(claim.target(spec)) if applies and claim.direction == "near" else None
+            if not applies or claim.value not in values.columns:
                 continue
             mine = values.loc[group["run_id"], claim.value].dropna().to_numpy(float)
             if claim.direction == "near":
-                tested.append(_Tested(claim, dataset, setting, mine, None, claim.target(spec), total))
+                tested.append(_Tested(claim, dataset, setting, mine, None, target, total))
                 continue
             partner_ids = partners.get((claim.partner, _context(spec)), [])
             theirs = values.reindex(partner_ids)[claim.value].dropna().to_numpy(float) if partner_ids else np.array([])
