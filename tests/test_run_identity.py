@@ -94,6 +94,8 @@ def test_a_resume_after_the_plugin_was_edited_restarts_from_step_0(tmp_path, cap
     assert why.startswith(f"plugin {plugin}: sha256:") and " -> sha256:" in why
     assert "the run restarts from step 0" in caplog.text and str(plugin) in caplog.text
     assert task.run_id == result.run_id  # the spec, hence the run id, did not change
+    stale = checkpoint_path(out, task.run_id)
+    assert stale.with_name(stale.name + ".stale").is_file()  # set aside, never resumed
 
 
 def test_a_resume_with_the_same_code_and_data_continues_from_its_checkpoint(tmp_path):

@@ -67,11 +67,17 @@ def discard_checkpoint(path: Path, reason: BaseException) -> Path:
     return aside
 
 
-def drop_stale_checkpoint(path: Path, changed: list[str]) -> None:
-    """Delete a checkpoint made from other code or data than the run has now, and log what changed."""
-    path.unlink(missing_ok=True)
-    log.warning("checkpoint %s was made from other code or data (%s); the run restarts from step 0",
-                path, "; ".join(changed))
+STALE_SUFFIX = ".stale"
+
+
+def set_aside_stale_checkpoint(path: Path, changed: list[str]) -> Path:
+    """Rename a checkpoint made from other code or data than the run has now to `<name>.stale` (kept for
+    inspection, never resumed) and log what changed."""
+    aside = path.with_name(path.name + STALE_SUFFIX)
+    os.replace(path, aside)
+    log.warning("checkpoint %s was made from other code or data (%s); moved to %s, the run restarts from step 0",
+                path, "; ".join(changed), aside)
+    return aside
 
 
 def model_path(run_dir: Path, run_id: str) -> Path:
@@ -162,10 +168,13 @@ def prepared_trainer(spec: RunSpec, dataset: data.ImageDataset, device: torch.de
     """The run's trainer: restored from its checkpoint when that was made from the same code and data
     (`bench.identity`), else at step 0; a restart for changed code or data is noted in `environment`."""
     state = load_checkpoint(checkpoint, device)
+    if state is not None and not isinstance(state.get("made_from"), dict):  # foreign, or older than the record
+        discard_checkpoint(checkpoint, ValueError("no record of the code and data it was made from"))
+        state = None
     if state is not None:
-        changed = changes(state.get("made_from"), identity)
+        changed = changes(state["made_from"], identity)
         if changed:
-            drop_stale_checkpoint(checkpoint, changed)
+            set_aside_stale_checkpoint(checkpoint, changed)
             environment["restarted_because"] = changed
             state = None
     trainer = Trainer(spec, dataset, device, identity)
