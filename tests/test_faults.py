@@ -254,7 +254,9 @@ def test_a_grid_of_a_million_runs_is_counted_and_refused(write_suite, capsys):
     suite = write_suite(tiny_suite_text(seeds=str(list(range(1000))), variants=f'[[variants]]\nname = "beta_vae"\nbeta = [{grid}]\n'))
     started = time.perf_counter()
     assert main(["run", str(suite), "--dry-run"]) == 2
-    assert "1,000,000 runs, more than max_runs = 10,000" in _one_error_line(capsys)
+    line = _one_error_line(capsys)
+    assert "1,000,000 runs (1,000 seeds x 1 [model] settings x 1 datasets x 1,000 variant settings)" in line
+    assert "more than max_runs = 10,000" in line
     assert time.perf_counter() - started < 30
 
 

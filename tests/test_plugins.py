@@ -132,7 +132,8 @@ def test_a_plugin_runs_in_process_and_in_the_pool_with_the_same_numbers(lab_suit
     pd.testing.assert_frame_equal(one, two, check_exact=True)
     with ResultsStore(tmp_path / "one", create=False) as store:
         env = store.runs()["environment"].iloc[0]
-    assert {"name": "lab_plugin", "version": "1.2.3"} in env["plugins"]
+    assert [{k: p[k] for k in ("name", "version")} for p in env["plugins"]] == [{"name": "lab_plugin", "version": "1.2.3"}]
+    assert env["plugins"][0]["source"].startswith("sha256:")
 
     assert main(["results", str(tmp_path / "one")]) == 0
     table = capsys.readouterr().out
@@ -214,4 +215,5 @@ def test_an_installed_package_registers_through_the_entry_point_group(tmp_path, 
     monkeypatch.setattr(plugins, "_ENTRY_POINTS_LOADED", [])
     assert main(["list", "variants"]) == 0
     assert "labep_vae" in capsys.readouterr().out
-    assert {"name": "lab_ep_plugin", "version": "1.2.3"} in plugins.imported_plugins()
+    assert {"name": "lab_ep_plugin", "version": "1.2.3"} in [
+        {k: p[k] for k in ("name", "version")} for p in plugins.imported_plugins()]

@@ -175,16 +175,17 @@ def test_a_metric_returning_an_undeclared_value_fails_the_run(monkeypatch):
 
     from vaebench.bench.evaluate import evaluate
     from vaebench.data import get
+    from vaebench.errors import ContractError
     from vaebench.metrics.registry import MetricInfo, MetricValue
     from vaebench.variants import build_variant
 
     info = MetricInfo("bogus", "information", "test", (MetricValue("bogus", True),), lambda ctx: {"bogus_2": 1.0})
     monkeypatch.setitem(METRICS._items, "bogus", info)
     dataset = get("dsprites", size=32, test_size=50)
-    model = build_variant("vae", {}, image_shape=dataset.image_shape, latent_dim=2, architecture="mlp",
+    model = build_variant("vae", {}, image_shape=dataset.image_shape, latent_dim=3, architecture="mlp",
                           likelihood="bernoulli")
     spec = spec_for("vae", {}, 0, metrics=("bogus",), dataset_params={"size": 32, "test_size": 50})
-    with pytest.raises(RuntimeError, match="returned 'bogus_2', which it does not declare"):
+    with pytest.raises(ContractError, match="returned 'bogus_2', which it does not declare"):
         evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=Path("unused"))
 
 

@@ -199,7 +199,10 @@ def test_image_folder_cache_is_built_once_verified_and_keyed_by_the_files(tmp_pa
     assert "rebuilt" in caplog.text
     np.testing.assert_array_equal(rebuilt.images(np.arange(6)), on_demand)
 
-    os.utime(root / "03.png", ns=(1, 1))  # a file changed: a new fingerprint, a new cache entry
+    stat = (root / "03.png").stat()
+    (root / "03.png").write_bytes((root / "02.png").read_bytes())  # another image of the same size,
+    os.utime(root / "03.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # its mtime set back (touch -r)
+    assert (root / "03.png").stat().st_size == stat.st_size  # the same stat data but its ctime
     changed = _get("image_folder", path=str(root), size=8, test_size=2)
     assert changed.fingerprint != ds.fingerprint and changed.describe()["fingerprint"] == changed.fingerprint
     changed.materialised(cache, images_to_draw=1)

@@ -72,7 +72,11 @@ def load_model(run_dir: str | Path, run_id: str) -> torch.nn.Module:
     row = runs[runs["run_id"] == run_id]
     if row.empty:
         raise DataError(f"{run_dir}: no run {run_id!r}")
-    spec = RunSpec.from_dict(row.iloc[0]["spec"])
+    try:
+        spec = RunSpec.from_dict(row.iloc[0]["spec"])
+    except (TypeError, KeyError, ValueError) as err:
+        raise DataError(f"{run_dir}: run {run_id}: its spec is not one this vaebench reads ({err}); the store was edited "
+                        "or written by another version") from None
     path = model_path(Path(run_dir), run_id)
     if not path.is_file():
         raise DataError(f"{path}: no saved model (the run did not finish, or it was pruned)")

@@ -7,9 +7,10 @@ import argparse
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TextIO
 
-from vaebench.errors import ConfigError, VaebenchError
+from vaebench.errors import ConfigError, UserCodeError, VaebenchError
+from vaebench.files import printable
 from vaebench.params import Param
 
 LIST_KINDS = ("variants", "datasets", "metrics", "suites")
@@ -34,35 +35,57 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--track", help="live tracking: tensorboard,mlflow (NAME=DIR_OR_URI for a destination), or none")
 
 
+def _echo(*parts: object, file: TextIO | None = None) -> None:
+    """print, for everything a command writes: text read from a store, a suite or a file name (a setting,
+    an error) may hold control characters; they are shown escaped, never sent to the terminal raw."""
+    print(*(printable(str(p)) for p in parts), file=file)
+
+
+PLUGINS_HELP = "comma-separated plugin modules or .py files to import first"
+
+
 def _add_dir_command(sub: argparse._SubParsersAction, name: str, help_text: str, *,
                      suite_filter: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text)
     p.add_argument("dir", help="run directory holding results.sqlite")
     if suite_filter:
         p.add_argument("--suite", help="only the runs of this suite file (the directory may hold others)")
+    p.add_argument("--plugins", help=PLUGINS_HELP + " (a reading command imports no other code, "
+                   "not even the plugins the runs were made with)")
     return p
 
 
-def _import_run_plugins(run_dir: str) -> None:
-    """Import the plugins the directory's runs were made with, so their metrics are known; warn for missing ones."""
-    from vaebench.bench.store import ResultsStore
-    from vaebench.plugins import import_recorded_plugins
+def _given_plugins(args: argparse.Namespace) -> set[str]:
+    """Import the installed plugins and those --plugins names; the names imported."""
+    from vaebench.plugins import import_plugins, imported_plugins
 
-    with ResultsStore(run_dir, create=False) as store:
-        missing = import_recorded_plugins(list(store.runs()["environment"]))
+    import_plugins([p.strip() for p in (args.plugins or "").split(",") if p.strip()], file="--plugins")
+    return {p["name"] for p in imported_plugins()}
+
+
+def _read_setup(args: argparse.Namespace) -> set[str]:
+    """For a reading command: import what the user named (never what the store records), and name
+    the plugins the directory's runs used that were not imported. The names imported."""
+    from vaebench.bench.store import ResultsStore
+    from vaebench.plugins import not_imported, recorded_plugins
+
+    imported = _given_plugins(args)
+    with ResultsStore(args.dir, create=False) as store:
+        missing = not_imported(recorded_plugins(list(store.runs()["environment"])))
     if missing:
-        print(f"vaebench: warning: plugins {', '.join(missing)} do not import here; their metrics are not shown",
-              file=sys.stderr)
+        _echo(f"vaebench: note: the runs in {args.dir} used the plugins {', '.join(missing)}, which a reading command "
+              "does not import unless --plugins names them; their metrics and claims are not shown", file=sys.stderr)
+    return imported
 
 
 def _suite_runs(args: argparse.Namespace) -> tuple[str | None, set[str] | None]:
-    """(the suite's name, its run ids) for --suite FILE, else (None, None)."""
-    _import_run_plugins(args.dir)
+    """(the suite's name, its run ids) for --suite FILE, else (None, None); imports only --plugins."""
+    imported = _read_setup(args)
     if getattr(args, "suite", None) is None:
         return None, None
     from vaebench.bench.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, allowed_plugins=imported)
     return suite.name, {spec.run_id for spec in suite.specs}
 
 
@@ -101,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="delete what the listing shows (default: only list)")
     p = sub.add_parser("list", help="list variants, datasets, metrics or suites")
     p.add_argument("kind", nargs="?", default="variants", help=" | ".join(LIST_KINDS))
-    p.add_argument("--plugins", help="comma-separated plugin modules or .py files to import first")
+    p.add_argument("--plugins", help=PLUGINS_HELP)
     return parser
 
 
@@ -116,16 +139,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.bench.suite import load_suite
     from vaebench.tracking import parse_track_option, resolve_tracking
 
+    from vaebench.bench.environment import DEVICES, check_device
+
     _choice(args.executor, EXECUTORS, "--executor")
-    _choice(args.device, ("cpu", "cuda"), "--device")
+    _choice(args.device, DEVICES, "--device")
     Param("--jobs", 1, minimum=1).check(args.jobs)
     Param("--max-retries", 2, minimum=0).check(args.max_retries)
     suite = load_suite(args.suite)
-    if args.device == "cuda" and (args.executor == "local" or args.dry_run):  # on Ray, the cluster's GPUs count
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("CUDA is not available on this machine; use --device cpu", key="--device")
+    if args.executor == "local" or args.dry_run:  # on Ray, the cluster's GPUs count
+        check_device(args.device)
     if args.dry_run:
         from vaebench.bench.cost import print_dry_run
 
@@ -140,13 +162,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         tracking=tracking,
     )
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
-    print(f"{summary.total} runs: {summary.skipped} already in {out}, {counts}")
+    _echo(f"{summary.total} runs: {summary.skipped} already in {out}, {counts}")
     if args.quiet is False:
         from vaebench.bench.store import ResultsStore
         from vaebench.reports.summary import format_results
 
         with ResultsStore(out, create=False) as store:
-            print(format_results(store, "table"))
+            _echo(format_results(store, "table"))
     return 1 if summary.failed else 0
 
 
@@ -160,7 +182,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
     _, run_ids = _suite_runs(args)
     with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
-        print(format_results(store, args.format, per_run=args.per_run, metrics=metrics, all_values=args.all_values))
+        _echo(format_results(store, args.format, per_run=args.per_run, metrics=metrics, all_values=args.all_values))
     return 0
 
 
@@ -169,6 +191,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from vaebench.bench.store import ResultsStore
 
+    _read_setup(args)
     with ResultsStore(args.dir, create=False) as store:
         runs = store.runs()
     matches = runs[runs["run_id"].str.startswith(args.run_id)]
@@ -177,7 +200,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise ConfigError(f"{found} with this id in {args.dir}", key="run_id")
     row = matches.iloc[0]
     shown = {k: row[k] for k in ("run_id", "suite", "setting", "status", "steps_done", "error", "spec", "environment")}
-    print(json.dumps(shown, indent=2, default=str))
+    _echo(json.dumps(shown, indent=2, default=str))
     return 0
 
 
@@ -187,11 +210,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.dir) / "report"
     _, run_ids = _suite_runs(args)
     written = write_report(args.dir, out, run_ids=run_ids)
-    print(f"wrote {len(written)} files to {out}")
+    _echo(f"wrote {len(written)} files to {out}")
     from vaebench.tracking import log_report
 
     for line in log_report(args.dir, out):  # to the trackers of the directory's last sweep, if it had any
-        print(line)
+        _echo(line)
     return 0
 
 
@@ -202,7 +225,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     _, run_ids = _suite_runs(args)
     with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
         table = claims_table(store.runs(), store.metrics())
-    print(format_claims(table))
+    _echo(format_claims(table))
     return 1 if (table["verdict"] == "fails").any() else 0
 
 
@@ -211,7 +234,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     suite, run_ids = _suite_runs(args)
     write_baseline(args.dir, args.out, suite=suite, run_ids=run_ids)
-    print(f"wrote baseline {args.out}")
+    _echo(f"wrote baseline {args.out}")
     return 0
 
 
@@ -220,7 +243,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     _, run_ids = _suite_runs(args)
     outcome = check_against_baseline(args.dir, args.baseline, run_ids=run_ids)
-    print(outcome.table)
+    _echo(outcome.table)
     return 1 if outcome.regressions else 0
 
 
@@ -234,21 +257,22 @@ def _dataset_param(text: str) -> tuple[str, object]:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value  # a bare string such as a path
+    except RecursionError:
+        raise ConfigError(f"{key.strip()}: nested too deeply to read", key="--param") from None
     return key.strip(), parsed
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaebench.bench.external import evaluate_external
 
-    _choice(args.device, ("cpu", "cuda"), "--device")
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
     params = dict(_dataset_param(p) for p in args.param)
     out = Path(args.out) if args.out else Path("runs") / "external"
     result = evaluate_external(args.model, args.dataset, params, out, label=args.name, metrics=metrics,
                                likelihood=args.likelihood, seed=args.seed, device=args.device)
     for name, why in result.environment["skipped_metrics"].items():
-        print(f"skipped {name}: {why}")
-    print(f"scored {args.model} as run {result.run_id} into {out}: {len(result.metrics)} values")
+        _echo(f"skipped {name}: {why}")
+    _echo(f"scored {args.model} as run {result.run_id} into {out}: {len(result.metrics)} values")
     return 0
 
 
@@ -259,44 +283,43 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     if not args.failed and args.not_in is None:
         raise ConfigError("say which runs to forget: --failed and/or --not-in SUITE", key="prune")
-    keep = {spec.run_id for spec in load_suite(args.not_in).specs} if args.not_in else None
+    imported = _read_setup(args)
+    keep = {spec.run_id for spec in load_suite(args.not_in, allowed_plugins=imported).specs} if args.not_in else None
     with ResultsStore(args.dir, create=False) as store:
         runs = store.runs()
     chosen = runs[(runs["status"] == "failed") if args.failed else runs["status"].notna()]
     if keep is not None:
         chosen = chosen[~chosen["run_id"].isin(keep)]
     for r in chosen.itertuples():
-        print(f"{r.run_id}  {r.suite}  {r.setting}  seed={r.seed}  {r.status}")
+        _echo(f"{r.run_id}  {r.suite}  {r.setting}  seed={r.seed}  {r.status}")
     if not args.yes:
-        print(f"{len(chosen)} run(s) would be forgotten; add --yes to forget them")
+        _echo(f"{len(chosen)} run(s) would be forgotten; add --yes to forget them")
         return 0
     forget_runs(Path(args.dir), list(chosen["run_id"]))
-    print(f"forgot {len(chosen)} run(s) and their checkpoints and models")
+    _echo(f"forgot {len(chosen)} run(s) and their checkpoints and models")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     kind = _choice(args.kind, LIST_KINDS, "list")
-    from vaebench.plugins import import_plugins
-
-    import_plugins([p.strip() for p in (args.plugins or "").split(",") if p.strip()], file="--plugins")
+    _given_plugins(args)
     if kind == "variants":
         from vaebench.variants import VARIANTS
 
         for name, cls in VARIANTS.items():
-            print(f"{name:14s} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
+            _echo(f"{name:14s} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
     elif kind == "datasets":
         from vaebench.data import DATASETS
 
-        print("\n".join(DATASETS.names()))
+        _echo("\n".join(DATASETS.names()))
     elif kind == "metrics":
         from vaebench.metrics import METRICS
 
         for name, info in METRICS.items():
-            print(f"{name:14s} {info.direction:6s} {info.description}")
+            _echo(f"{name:14s} {info.direction:6s} {info.description}")
     else:
         for path in sorted(Path("suites").glob("*.toml")):
-            print(path)
+            _echo(path)
     return 0
 
 
@@ -307,26 +330,42 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    from vaebench.files import safe_text
+
+    return " ".join(safe_text(text).split())
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """The command; a sys.exit() from user code it called (a plugin, a model, a dataset) is a UserCodeError,
+    never this process's exit status."""
+    from vaebench.plugins import user_code_failure
+
+    try:
+        return COMMANDS[args.command](args)
+    except SystemExit as err:
+        raise UserCodeError(user_code_failure(err, f"vaebench {args.command}")) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name's undecodable bytes print escaped, never raise
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        return _run_command(args)
     except VaebenchError as err:
-        print(f"vaebench: error: {_one_line(str(err))}", file=sys.stderr)
+        _echo(f"vaebench: error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except OSError as err:  # a full disk, a read-only or missing path: the system's words, one line
         where = f"{err.filename}: " if err.filename else ""
-        print(f"vaebench: error: {where}{err.strerror or err}", file=sys.stderr)
+        _echo(f"vaebench: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except sqlite3.Error as err:  # e.g. "database or disk is full" while the driver writes a result
-        print(f"vaebench: error: results store: {_one_line(str(err))}; the runs stored before it are kept, "
+        _echo(f"vaebench: error: results store: {_one_line(str(err))}; the runs stored before it are kept, "
               "run the same command again to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vaebench: interrupted; run the same command again to resume", file=sys.stderr)
+        _echo("vaebench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 
 

@@ -47,3 +47,16 @@ class MissingDependencyError(VaebenchError):
 
 class RunDirectoryBusyError(VaebenchError):
     """Another vaebench driver holds the run directory."""
+
+
+class UserCodeError(VaebenchError):
+    """A user's plugin, model or dataset code that raised or exited (sys.exit) where vaebench called it."""
+
+
+class ContractError(VaebenchError):
+    """A model or dataset that broke its contract on real data: a batch of the wrong shape, dtype or range,
+    or values that are not finite."""
+
+
+class NonFiniteOutputError(ContractError):
+    """A model whose outputs are NaN or infinite: for a trained run, its weights diverged."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,56 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# file_sha256 by (device, inode, size, mtime, ctime): a file is read once per process until it changes
+# (any write or replacement changes its ctime, which no user call can set back)
+_SHA256_SEEN: dict[tuple, str] = {}
+
+
+def file_sha256_once(path: str | Path) -> str:
+    """`file_sha256`, remembered in this process while the file's stat data stays the same."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _SHA256_SEEN:
+        _SHA256_SEEN[key] = file_sha256(path)
+    return _SHA256_SEEN[key]
+
+
+def safe_text(text: str) -> str:
+    """`text` encodable as UTF-8: a file name's undecodable bytes (which Python keeps as lone surrogates)
+    written as \\xNN, any other lone surrogate as \\uNNNN. For text that goes into the store, a file or
+    the terminal, where a surrogate would raise UnicodeEncodeError."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape" if _only_escapes(text) else "backslashreplace").decode(
+            "utf-8", "backslashreplace")
+
+
+def _only_escapes(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`safe_text` with control characters other than newline and tab written as \\xNN: terminal escape
+    sequences in a crafted store or file name are shown, not obeyed by the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", safe_text(text))
+
+
+def safe_value(value: Any) -> Any:
+    """`value` (a JSON-able structure) with every string, key or value, passed through `safe_text`."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {safe_value(k): safe_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_value(v) for v in value]
+    return value
 
 
 def temporary_path(path: Path) -> Path:

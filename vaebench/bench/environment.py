@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from vaebench.errors import ConfigError
+
 PACKAGES = ("vaebench", "torch", "torchmetrics", "numpy", "scipy", "scikit-learn", "pandas")
 
 
@@ -28,6 +30,18 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(device: str, *, key: str = "--device") -> torch.device:
+    """The device `device` names: a ConfigError unless it is one of DEVICES and, for cuda, CUDA is available."""
+    if device not in DEVICES:
+        raise ConfigError(f"must be one of {', '.join(map(repr, DEVICES))}, got {device!r}", key=key)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA is not available on this machine; use --device cpu", key=key)
+    return torch.device(device)
 
 
 def describe_environment(device: torch.device) -> dict[str, Any]:

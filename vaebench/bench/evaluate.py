@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from vaebench.bench.contract import checked
 from vaebench.bench.seeding import derived_seed, seed_everything
 from vaebench.bench.spec import RunSpec
 from vaebench.data import ImageDataset
-from vaebench.metrics import METRICS, EvaluationContext
+from vaebench.errors import ContractError
+from vaebench.metrics import METRICS, EvaluationContext, MetricInfo
 from vaebench.bench.grids import model_image_grids
 from vaebench.variants.base import encode_in_batches
 
 
 def evaluate(
     model: torch.nn.Module, dataset: ImageDataset, spec: RunSpec, *, device: torch.device, cache_dir: Path,
-    grids: bool = True,
+    grids: bool = True, name: str | None = None,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, bytes], list[tuple[int, str, float]]]:
     """Every metric of `spec` on the test split: (values, notes per value, artifacts: the image grids,
-    curves: the (index, name, value) points of the curves metrics produce, e.g. ais_rate_distortion's)."""
+    curves: the (index, name, value) points of the curves metrics produce, e.g. ais_rate_distortion's).
+
+    The model is scored through its checked contract (`bench.contract`): a batch on which it breaks
+    it (a wrong shape, a NaN code) is a ContractError, never a value computed on part of the data."""
     seed = derived_seed(spec.seed, "evaluate")
     seed_everything(seed)
     model.eval()
+    model = checked(model, image_shape=dataset.image_shape, latent_dim=spec.latent_dim,
+                    name=name or f"variant {spec.variant!r}")
     test_indices = dataset.test_indices
     images = torch.from_numpy(dataset.images(test_indices))
     mu, logvar = (t.numpy() for t in encode_in_batches(model, images, device))
@@ -46,15 +54,33 @@ def evaluate(
         if info.needs_density and point_mass:
             continue  # a point mass has no density: KL, ELBO and I(x; z) are infinite (not stored)
         curves_before = len(ctx.curves)
-        for value_name, value in info.compute(ctx).items():
-            if info.value(value_name) is None:
-                raise RuntimeError(f"metric {name!r} returned {value_name!r}, which it does not declare")
-            values[value_name] = float(value)
+        for value_name, value in metric_values(name, info, info.compute(ctx)).items():
+            values[value_name] = value
         for _, curve, _ in ctx.curves[curves_before:]:
             if curve not in info.curves:
-                raise RuntimeError(f"metric {name!r} produced the curve {curve!r}, which it does not declare")
+                raise ContractError(f"metric {name!r} produced the curve {curve!r}, which it does not declare")
     # image grids for reports (PNG bytes), last: a pixelcnn decoder samples them with the global
     # generator (see model_image_grids), which no metric may depend on
     artifacts: dict[str, bytes] = model_image_grids(model, images, seed=seed) if grids else {}
     curves = [(int(step), str(curve), float(value)) for step, curve, value in ctx.curves]
     return values, dict(ctx.notes), artifacts, curves
+
+
+def metric_values(name: str, info: MetricInfo, returned: Any) -> dict[str, float]:
+    """What a metric's `compute` returned, as {declared value name: float}; a ContractError otherwise."""
+    if not isinstance(returned, dict):
+        raise ContractError(f"metric {name!r} returned {type(returned).__name__}; expected a dict of value names "
+                            "to numbers")
+    out = {}
+    for value_name, value in returned.items():
+        if not isinstance(value_name, str) or info.value(value_name) is None:
+            raise ContractError(f"metric {name!r} returned {value_name!r}, which it does not declare; declared: "
+                                f"{', '.join(v.name for v in info.values)}")
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            out[value_name] = float(value)
+        except (TypeError, ValueError, OverflowError, RuntimeError):
+            raise ContractError(f"metric {name!r} returned {type(value).__name__} for {value_name!r}; "
+                                "expected one number") from None
+    return out

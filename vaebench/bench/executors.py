@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
 from vaebench.bench.spec import ProgressFn, RunResult, RunTask
@@ -77,16 +78,28 @@ class ProcessPoolRunExecutor(Executor):
             self.jobs, mp_context=ctx, initializer=_init_worker, initargs=(progress_q, os.getpid())
         )
         try:
-            pending = {pool.submit(_execute_in_worker, t) for t in tasks}
+            task_of = {pool.submit(_execute_in_worker, t): t for t in tasks}
+            pending = set(task_of)
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 _drain(progress_q, on_progress)
                 for future in done:
-                    yield future.result()
+                    yield _result_of(future, task_of[future])
             _drain(progress_q, on_progress)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             progress_q.close()
+
+
+def _result_of(future: Any, task: RunTask) -> RunResult:
+    """The future's RunResult; a failed one when its worker process died without returning one (killed, out of
+    memory, or os._exit() in user code: the pool is then broken, and every run still in it fails alike)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return RunResult(spec=task.spec, status="failed",
+                         error="the worker process died before returning this run's result (killed, out of memory, "
+                               "or os._exit() in user code); run the same command again to retry it")
 
 
 def _drain(q: Any, on_progress: ProgressFn | None) -> None:

@@ -4,7 +4,8 @@ The model is a TorchScript file with methods `encode(x) -> (mu, logvar)` and (op
 `decode(z) -> likelihood parameters`, or `module:function`, a factory returning an nn.Module
 with those methods (imported like a plugin). It is scored by the same `evaluate` as a trained
 run; metrics that need a decoder are skipped, with a note, when the model has none. Its
-identity is the file's SHA-256 (or the factory's name and its module's version): the store
+identity is the file's SHA-256 (or the factory's name, its module's version and the SHA-256 of
+its module's source, so an edited factory is another model): the store
 records it as a run of variant `external` whose hyperparameters hold that identity and the
 label, so it sits beside the suite's runs in `results`, `report`, `claims` and baselines.
 """
@@ -21,15 +22,19 @@ import torch
 from torch import nn
 
 from vaebench import data
-from vaebench.bench.environment import describe_environment
+from vaebench.bench.contract import CONTRACT, checked
+from vaebench.bench.environment import check_device, describe_environment
 from vaebench.bench.evaluate import evaluate
+from vaebench.bench.identity import data_identity
 from vaebench.bench.runner import run_directory_lock
 from vaebench.bench.spec import RunResult, RunSpec, freeze
 from vaebench.bench.store import ResultsStore
-from vaebench.errors import ConfigError, DataError
+from vaebench.bench.suite import SEED_PARAM, build_dataset, check_metric_needs, metrics_for, test_images_key
+from vaebench.errors import ConfigError, ContractError, DataError
 from vaebench.files import file_sha256
 from vaebench.metrics import METRICS
-from vaebench.plugins import first_line, module_version
+from vaebench.params import Param
+from vaebench.plugins import USER_CODE_ERRORS, first_line, module_version, source_sha256, user_code_failure
 from vaebench.variants.likelihoods import LIKELIHOODS
 
 EXTERNAL_SUITE = "external"
@@ -37,6 +42,8 @@ EXTERNAL_SUITE = "external"
 
 class ExternalModel(nn.Module):
     """A user's model behind the variant interface the metrics use: encode, decode, likelihood, log_likelihood."""
+
+    users_code = True  # its methods run the user's code (see vaebench.bench.contract)
 
     def __init__(self, inner: nn.Module, likelihood: str):
         super().__init__()
@@ -72,53 +79,52 @@ def load_external(source: str) -> tuple[nn.Module, str]:
     try:
         factory = getattr(importlib.import_module(module_name), function)
         module = factory()
-    except Exception as err:  # noqa: BLE001
-        raise ConfigError(f"{source!r} does not give a model: {first_line(err)}", key="MODEL") from None
+    except USER_CODE_ERRORS as err:  # whatever the user's module or factory raises, or its sys.exit()
+        raise ConfigError(f"{source!r} does not give a model: {user_code_failure(err, 'importing it')}",
+                          key="MODEL") from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"{source!r} must return an nn.Module, got {type(module).__name__}", key="MODEL")
-    return module, f"{source}@{module_version(module_name)}"
+    return module, f"{source}@{module_version(module_name)} {source_sha256(module_name)}"
 
 
 def evaluate_external(
     source: str, dataset: str, dataset_params: dict[str, Any], out: Path, *, label: str | None = None,
     metrics: list[str] | None = None, likelihood: str = "bernoulli", seed: int = 0, device: str = "cpu",
 ) -> RunResult:
-    """Score the model into `out`'s store; the result (its environment lists the skipped metrics)."""
+    """Score the model into `out`'s store; the result (its environment lists the skipped metrics).
+
+    Everything is validated the way a suite is (`bench.suite`: the dataset and its parameters, the
+    metrics, what they need, the seed, the device) and the model's contract is checked on a dry batch,
+    before anything is written."""
+    dev = check_device(device)
+    seed = Param("--seed", 0, minimum=SEED_PARAM.minimum, maximum=SEED_PARAM.maximum).check(seed)
+    LIKELIHOODS.get(likelihood, key="--likelihood")
+    images, params = build_dataset(dataset, dict(dataset_params), file=None, prefix="--param ", name_key="--dataset")
+    requested = metrics_for(metrics, images, None, key="--metrics")
     inner, identity = load_external(source)
-    model = ExternalModel(inner, likelihood).to(device).eval()
-    data.DATASETS.get(dataset, key="--dataset")
-    images = data.get(dataset, **dataset_params)
-    x = torch.from_numpy(images.images(images.test_indices[:2])).to(device)
-    try:
-        with torch.no_grad():
-            mu, logvar = model.encode(x)
-    except Exception as err:  # noqa: BLE001
-        raise ConfigError(f"the model's encode fails on the dataset's images: {first_line(err)}", key="MODEL") from None
-    if mu.ndim != 2 or mu.shape != logvar.shape or len(mu) != 2:
-        raise ConfigError(f"encode must return (mu, logvar), each (N, D); got {tuple(mu.shape)}, {tuple(logvar.shape)}",
-                          key="MODEL")
-    applicable = [n for n, info in METRICS.items()
-                  if not info.opt_in and (images.has_factors or not info.needs_factors)]
-    requested = metrics if metrics is not None else applicable
-    for name in requested:
-        METRICS.get(name, key="--metrics")
+    name = f"external model {source!r}"
+    model = ExternalModel(inner, likelihood).to(dev).eval()
+    latent_dim = dry_batch(model, images, dev, name)
     skipped = {n: "needs a decoder, which the model does not have" for n in requested
                if METRICS.get(n).needs_decoder and not model.has_decoder}
     chosen = tuple(n for n in requested if n not in skipped)
+    check_metric_needs(chosen, images, latent_dim, {}, file=None, dataset_key=test_images_key(dataset, "--param", separator=" "),
+                       latent_key="MODEL")
     label = label or Path(source.split(":")[0]).stem
     spec = RunSpec(
         variant="external", hyperparameters=freeze({"model": identity, "label": label}), dataset=dataset,
-        dataset_params=freeze(dataset_params), dataset_version=images.version, architecture="external", latent_dim=int(mu.shape[1]),
+        dataset_params=freeze(params), dataset_version=images.version, architecture="external", latent_dim=latent_dim,
         likelihood=likelihood, steps=0, batch_size=0, optimizer="none", learning_rate=0.0, checkpoint_every=1,
         log_every=1, seed=seed, metrics=chosen,
     )
-    result = RunResult(spec=spec, status="done", environment=describe_environment(torch.device(device)))
+    result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
     started = time.perf_counter()
     result.metrics, result.notes, result.artifacts, result.curves = evaluate(
-        model, images, spec, device=torch.device(device), cache_dir=out / "cache", grids=model.has_decoder
+        model, images, spec, device=dev, cache_dir=out / "cache", grids=model.has_decoder, name=name,
     )
     result.wall_time_s = time.perf_counter() - started
-    result.environment.update({"external_model": source, "skipped_metrics": skipped})
+    result.environment.update({"external_model": source, "skipped_metrics": skipped,
+                               "made_from": {"model": identity, **data_identity(images)}})
     files = images.data_files()
     if files:
         result.environment["data_files"] = files
@@ -126,3 +132,23 @@ def evaluate_external(
         store.write_result(result, suite=EXTERNAL_SUITE, setting=f"external({label})")
         store.record_suite(EXTERNAL_SUITE, [spec.run_id])
     return result
+
+
+def dry_batch(model: ExternalModel, images: data.ImageDataset, device: torch.device, name: str) -> int:
+    """The model's latent dimension, from encoding two test images; its contract (`bench.contract`:
+    encode, and decode where it has one) checked on them. A ContractError before anything is written."""
+    x = torch.from_numpy(images.images(images.test_indices[:2])).to(device)
+    with torch.no_grad():
+        try:
+            out = model.inner.encode(x)
+        except USER_CODE_ERRORS as err:
+            raise ContractError(f"{name}: encode failed on two of the dataset's images: {first_line(err)}") from None
+        mu = out[0] if isinstance(out, (tuple, list)) and len(out) == 2 else None
+        if not isinstance(mu, torch.Tensor) or mu.ndim != 2 or mu.shape[1] < 1:
+            shape = tuple(mu.shape) if isinstance(mu, torch.Tensor) else type(out).__name__
+            raise ContractError(f"{name}: encode returned {shape} for 2 images; the contract is {CONTRACT['encode']}")
+        contract = checked(model, image_shape=images.image_shape, latent_dim=mu.shape[1], name=name)
+        mu, _ = contract.encode(x)
+        if model.has_decoder:
+            contract.decode(mu)
+    return int(mu.shape[1])

@@ -19,10 +19,10 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 class Diverged(Exception):
-    """A loss term became NaN or infinite."""
+    """A loss term, or (after a step) a parameter, became NaN or infinite."""
 
-    def __init__(self, step: int, term: str):
-        super().__init__(f"loss term {term!r} is not finite at step {step}")
+    def __init__(self, step: int, term: str, *, what: str = "loss term"):
+        super().__init__(f"{what} {term!r} is not finite at step {step}")
         self.step = step
         self.term = term
 

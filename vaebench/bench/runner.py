@@ -11,19 +11,22 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from vaebench import data
 from vaebench.bench.executors import Executor, InProcessExecutor, ProcessPoolRunExecutor
 from vaebench.bench.spec import RunResult, RunTask
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import Suite
-from vaebench.bench.train import checkpoint_path, model_path
+from vaebench.bench.train import checkpoint_path, images_to_draw, model_path
 from vaebench.errors import ConfigError, RunDirectoryBusyError
 from vaebench.files import TMP_SUFFIX
+from vaebench.plugins import plugin_source
 from vaebench.tracking import SweepTracking, TrackingConfig, resolve_tracking
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,8 @@ def run_suite(
             for spec in suite.specs if spec.run_id not in completed
         ]
         settings = {task.run_id: task.setting for task in tasks}
+        warn_stale_plugins(store, {spec.run_id for spec in suite.specs} & completed, suite.plugins)
+        prepare_datasets(tasks, out)
         summary = SweepSummary(total=len(suite.specs), skipped=len(suite.specs) - len(tasks))
         progress.start(len(suite.specs), tasks)
         try:
@@ -96,6 +101,39 @@ def run_suite(
             progress.close()
             trackers.close()
     return summary
+
+
+def warn_stale_plugins(store: ResultsStore, completed: set[str], plugins: tuple[str, ...]) -> list[str]:
+    """Log, per plugin, how many of the suite's completed runs (kept and skipped) were made from another
+    version of its source than the one imported now: their results do not come from the code as it is."""
+    if not completed or not plugins:
+        return []
+    current = {name: plugin_source(name) for name in plugins}
+    stale: dict[str, int] = {}
+    runs = store.runs()
+    for env in runs.loc[runs["run_id"].isin(completed), "environment"]:
+        recorded = {p.get("name"): p.get("source") for p in env.get("plugins", []) if isinstance(p, dict)}
+        for name, source in current.items():
+            if recorded.get(name) != source:
+                stale[name] = stale.get(name, 0) + 1
+    lines = [f"{n} completed run(s) in {store.path.parent} were made from another version of plugin {name} than "
+             "the one imported now; they are kept and skipped (run into another --out to redo them)"
+             for name, n in sorted(stale.items())]
+    for line in lines:
+        log.warning(line)
+    return lines
+
+
+def prepare_datasets(tasks: list[RunTask], out: Path) -> None:
+    """Build the caches of the pending runs' datasets here, in the driver, before any run starts (each
+    run would otherwise build it first thing): a file that does not decode (a truncated image) or a cache
+    the disk cannot hold stops the sweep with one line, exit 2, instead of failing every run."""
+    drawn: dict[tuple[str, tuple], int] = {}
+    for task in tasks:
+        key = (task.spec.dataset, task.spec.dataset_params)
+        drawn[key] = max(drawn.get(key, 0), images_to_draw(task.spec))
+    for (name, params), images in drawn.items():
+        data.get(name, **dict(params)).materialised(out / "cache", images_to_draw=images)
 
 
 @contextmanager
@@ -138,9 +176,12 @@ def forget_runs(out: Path, run_ids: list[str]) -> None:
 
 def remove_temporary_files(out: Path) -> None:
     """Delete the temporary files a killed driver or worker left in the run directory."""
-    for tmp in out.rglob(f"*{TMP_SUFFIX}"):
+    for tmp in sorted(out.rglob(f"*{TMP_SUFFIX}")):
         log.info("removing %s, left by an interrupted run", tmp)
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():  # a report's staging directory
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def make_executor(name: str, *, jobs: int = 1, address: str | None = None, max_retries: int = 2) -> Executor:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from vaebench.bench.spec import RunResult
 from vaebench.errors import DataError
+from vaebench.files import safe_text, safe_value
 
 STORE_NAME = "results.sqlite"
 
@@ -118,11 +119,15 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
 def _parse_json(text: str, path: Path, run_id: str, column: str) -> dict:
     try:
         value = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deeply (a crafted store)
         value = None
     if not isinstance(value, dict):
         raise DataError(f"{path}: run {run_id}: the {column} column is not a JSON object (the store was edited)")
     return value
+
+
+def _safe_note(note: str | None) -> str | None:
+    return safe_text(note) if note is not None else None
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -178,23 +183,27 @@ class ResultsStore:
         return {r[0] for r in rows}
 
     def write_result(self, result: RunResult, *, suite: str, setting: str) -> None:
-        """Replace the run's rows with `result`'s, in one transaction; `setting` is the run's label."""
+        """Replace the run's rows with `result`'s, in one transaction; `setting` is the run's label. Text
+        that UTF-8 cannot encode (a file name's undecodable bytes in an error) is stored escaped."""
         spec = result.spec
+        error = safe_text(result.error) if result.error is not None else None
+        environment = json.dumps(safe_value(result.environment), sort_keys=True)
         with self._conn:  # one transaction
             for table in ("metrics", "curves", "artifacts", "runs"):
                 self._conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (result.run_id,))
             self._conn.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    result.run_id, suite, spec.variant, setting, spec.dataset, spec.seed,
-                    spec.canonical_json(), result.status, result.diverged_step, result.error,
+                    result.run_id, safe_text(suite), spec.variant, safe_text(setting), spec.dataset, spec.seed,
+                    spec.canonical_json(), result.status, result.diverged_step, error,
                     result.steps_done, result.wall_time_s, result.steps_per_s,
-                    time.strftime("%Y-%m-%dT%H:%M:%S%z"), json.dumps(result.environment, sort_keys=True),
+                    time.strftime("%Y-%m-%dT%H:%M:%S%z"), environment,
                 ),
             )
             self._conn.executemany(
                 "INSERT INTO metrics VALUES (?, ?, ?, ?)",
-                [(result.run_id, n, _finite_or_none(v), result.notes.get(n)) for n, v in sorted(result.metrics.items())],
+                [(result.run_id, n, _finite_or_none(v), _safe_note(result.notes.get(n)))
+                 for n, v in sorted(result.metrics.items())],
             )
             self._conn.executemany(
                 "INSERT INTO curves VALUES (?, ?, ?, ?)",

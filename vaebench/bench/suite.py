@@ -30,23 +30,29 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
+import numpy as np
 import torch
 
 from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
 from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
 from vaebench.bench.spec import RunSpec, freeze
-from vaebench.errors import ConfigError
+from vaebench.data.base import MAX_TEST_SPLIT_BYTES, test_split_bytes
+from vaebench.data.checked import CheckedDataset
+from vaebench.errors import ConfigError, VaebenchError
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
 from vaebench.params import Param, check_params
-from vaebench.plugins import import_plugins
+from vaebench.plugins import (
+    USER_CODE_ERRORS, Plugin, calling_user_code, first_line, import_plugins, plugin_identity, raising_module,
+    user_code_failure,
+)
 from vaebench.tracking.config import TrackingRequest, parse_tracking_table
 from vaebench.variants import VARIANTS
 from vaebench.variants.likelihoods import LIKELIHOODS
-from vaebench.variants.networks import ARCHITECTURES, NETWORK_KEYS, WIDTH_KEYS, canonical_network, make_encoder, network_options
+from vaebench.variants.networks import ARCHITECTURES, NETWORK_KEYS, WIDTH_KEYS, canonical_network, check_network_size
 
 TOP_LEVEL_KEYS = (
     "name", "description", "plugins", "seeds", "max_runs", "budget", "model", "datasets", "variants", "evaluation",
@@ -122,23 +128,91 @@ def _parse_datasets(raw: dict, file: str) -> list[tuple[str, dict[str, Any], dat
     for i, entry in enumerate(_array_of_tables(raw, "datasets", file)):
         params = dict(entry)
         name = params.pop("name", None)
-        data.DATASETS.get(name, file=file, key=f"datasets[{i}].name")
-        defaults = data.dataset_defaults(name)
-        for key, value in params.items():  # a parameter's type is its default's (size = 32.0 is not 32)
-            if defaults.get(key) is not None:
-                Param(key, defaults[key]).check(value, file=file, prefix=f"datasets[{i}].")
-        try:
-            dataset = data.get(name, **params)
-        except ConfigError as err:
-            raise err.located(file, f"datasets[{i}].") from None
-        except (TypeError, ValueError, OverflowError) as err:
-            raise ConfigError(f"bad parameter value: {err}", file=file, key=f"datasets[{i}]") from None
-        out.append((name, _non_default(params, data.dataset_defaults(name)), dataset))
+        dataset, canonical = build_dataset(name, params, file=file, prefix=f"datasets[{i}].",
+                                           name_key=f"datasets[{i}].name")
+        out.append((name, canonical, dataset))
     return out
 
 
+def build_dataset(name: Any, params: dict[str, Any], *, file: str | None, prefix: str, name_key: str
+                  ) -> tuple[data.ImageDataset, dict[str, Any]]:
+    """(the dataset, its canonical parameters: those that differ from the defaults), validated the one way
+    a suite and `vaebench evaluate` share: the name, each parameter's type (its default's), the dataset's
+    own checks, its first images (a user's), each error naming the key (`prefix` + the parameter)."""
+    data.DATASETS.get(name, file=file, key=name_key)
+    defaults = data.dataset_defaults(name)
+    for key, value in params.items():  # a parameter's type is its default's (size = 32.0 is not 32)
+        if defaults.get(key) is not None:
+            Param(key, defaults[key]).check(value, file=file, prefix=prefix)
+    where = prefix.rstrip(". ")
+    try:
+        with calling_user_code(f"building dataset {name!r}"):
+            dataset = data.get(name, **params)
+    except ConfigError as err:
+        raise err.located(file, prefix) if err.key else ConfigError(err.detail, file=file, key=where) from None
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ConfigError(f"bad parameter value: {err}", file=file, key=where) from None
+    check_test_split_size(dataset, file=file, key=test_images_key(name, prefix.rstrip(". "), separator=prefix[-1]))
+    check_first_images(dataset, file, where)
+    return dataset, _non_default(params, defaults)
+
+
+def check_test_split_size(dataset: data.ImageDataset, *, file: str | None, key: str) -> None:
+    """ConfigError when the test split, held as float32 at evaluation, would exceed MAX_TEST_SPLIT_BYTES."""
+    needed = test_split_bytes(dataset)
+    if needed > MAX_TEST_SPLIT_BYTES:
+        shape = "x".join(map(str, dataset.image_shape))
+        raise ConfigError(f"the test split ({len(dataset.test_indices):,d} images of {shape}, encoded at once as "
+                          f"float32) needs {needed / 2**30:.1f} GB, more than the limit of "
+                          f"{MAX_TEST_SPLIT_BYTES / 2**30:.0f} GB; hold out fewer or smaller images", file=file, key=key)
+
+
+def check_first_images(dataset: data.ImageDataset, file: str | None, key: str) -> None:
+    """A user's dataset draws its first training and test images under its checked contract (float32 in
+    [0, 1]) when the suite loads; vaebench's own are checked where they read their files."""
+    if not isinstance(dataset, CheckedDataset):
+        return
+    try:
+        dataset.images(np.asarray(dataset.train_indices[:2]))
+        dataset.images(np.asarray(dataset.test_indices[:2]))
+    except VaebenchError as err:
+        raise ConfigError(str(err), file=file, key=key) from None
+    except USER_CODE_ERRORS as err:  # the user's dataset failing on its first images (or lacking an attribute)
+        raise ConfigError(user_code_failure(err, "drawing the first images of the dataset"), file=file,
+                          key=key) from None
+
+
 def _grid_size(entry: dict) -> int:
-    return math.prod(len(v) for v in entry.values() if isinstance(v, list))
+    return math.prod(len(v) for k, v in entry.items() if _is_grid(k, v))
+
+
+def _largest_list(entry: dict, prefix: str) -> str:
+    """The key of `entry`'s longest grid (the axis to shorten), or the table itself without one."""
+    lists = [(len(v), k) for k, v in entry.items() if _is_grid(k, v)]
+    return f"{prefix}.{max(lists, key=lambda t: t[0])[1]}" if lists else prefix
+
+
+def count_runs(raw: dict, seeds: list[int], max_runs: int, file: str) -> int:
+    """The number of runs the suite's grids expand to, counted from the lengths of its lists before any
+    grid is expanded; a ConfigError naming the key at fault (the largest factor) beyond `max_runs`."""
+    model = _table(raw, "model", file)
+    datasets = _array_of_tables(raw, "datasets", file)
+    variants = _array_of_tables(raw, "variants", file)
+    sizes = [_grid_size(e) for e in variants]
+    factors = [  # (count, what, the key to shorten)
+        (len(seeds), "seeds", "seeds"),
+        (_grid_size(model), "[model] settings", _largest_list(model, "model")),
+        (len(datasets), "datasets", "datasets"),
+        (sum(sizes), "variant settings",
+         _largest_list(variants[sizes.index(max(sizes))], f"variants[{sizes.index(max(sizes))}]")),
+    ]
+    n_runs = math.prod(count for count, _, _ in factors)
+    if n_runs > max_runs:
+        worst = max(factors, key=lambda f: f[0])
+        parts = " x ".join(f"{count:,d} {what}" for count, what, _ in factors)
+        raise ConfigError(f"the grid expands to {n_runs:,d} runs ({parts}), more than max_runs = {max_runs:,d}; "
+                          "shorten this list or raise max_runs", file=file, key=worst[2])
+    return n_runs
 
 
 def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
@@ -154,7 +228,8 @@ def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict
     for values in itertools.product(*(params[k] for k in grid_keys)):
         hp = {**params, **dict(zip(grid_keys, values))}
         try:
-            cls.Hyperparameters.from_dict(hp)
+            with calling_user_code(f"checking the hyperparameters of {name!r}", key="name"):
+                cls.Hyperparameters.from_dict(hp)
         except ConfigError as err:
             raise err.located(file, prefix) from None
         out.append((name, hp))
@@ -178,10 +253,7 @@ def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str,
             raise ConfigError("unknown key; allowed: metrics, params", file=file, key=f"evaluation.{key}")
     metrics = table.get("metrics")
     if metrics is not None:
-        if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
-            raise ConfigError("must be an array of metric names", file=file, key="evaluation.metrics")
-        for m in metrics:
-            METRICS.get(m, file=file, key="evaluation.metrics")
+        check_metric_list(metrics, file=file, key="evaluation.metrics")
     given = table.get("params", {})
     if not isinstance(given, dict):
         raise ConfigError("must be a table", file=file, key="evaluation.params")
@@ -190,15 +262,31 @@ def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str,
     return metrics, _non_default({k: checked[k] for k in given}, defaults)
 
 
-def _metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: str) -> tuple[str, ...]:
+def check_metric_list(metrics: Any, *, file: str | None, key: str) -> None:
+    """ConfigError unless `metrics` is a non-empty array of known metric names, each named once."""
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise ConfigError("must be a non-empty array of metric names (leave it out for every metric that applies)",
+                          file=file, key=key)
+    for m in metrics:
+        METRICS.get(m, file=file, key=key)
+    twice = sorted({m for m in metrics if metrics.count(m) > 1})
+    if twice:
+        raise ConfigError(f"names {', '.join(map(repr, twice))} more than once", file=file, key=key)
+
+
+def metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: str | None, *,
+                 key: str = "evaluation.metrics") -> tuple[str, ...]:
+    """The metrics a run of `dataset` computes: those requested (each known and applicable), or every one
+    that applies and is not opt-in."""
     if requested is None:
         return tuple(n for n, info in METRICS.items()
                      if not info.opt_in and (dataset.has_factors or not info.needs_factors))
+    check_metric_list(requested, file=file, key=key)
     for m in requested:
-        if METRICS.get(m).needs_factors and not dataset.has_factors:
+        if METRICS.get(m, file=file, key=key).needs_factors and not dataset.has_factors:
             raise ConfigError(
                 f"metric {m!r} needs ground-truth factors, which dataset {dataset.name!r} does not have",
-                file=file, key="evaluation.metrics",
+                file=file, key=key,
             )
     return tuple(requested)
 
@@ -299,6 +387,43 @@ def _parse_name(raw: dict, default: str, file: str) -> str:
     return name
 
 
+def test_images_key(dataset: str, prefix: str, *, separator: str = ".") -> str:
+    """The key that sets a dataset's number of test images (its `test_size`), or the dataset's table."""
+    return f"{prefix}{separator}test_size" if "test_size" in data.dataset_parameters(dataset) else prefix
+
+
+def check_metric_needs(metrics: tuple[str, ...], dataset: data.ImageDataset, latent_dim: int,
+                       metric_params: dict[str, Any], *, file: str | None, dataset_key: str,
+                       latent_key: str = "model.latent_dim") -> None:
+    """ConfigError unless every metric can be computed on this dataset's test split and latents
+    (`MetricInfo.min_images`, `min_latents`): refused when the suite loads, not after training."""
+    params = check_metric_params(metric_params)
+    simulated = callable(getattr(dataset, "sample_factors", None))
+    test_images = len(dataset.test_indices)
+    for name in metrics:
+        info = METRICS.get(name)
+        needed = info.needed_test_images(params, simulated)
+        if test_images < needed:
+            raise ConfigError(f"metric {name!r} needs at least {needed} test images, and dataset {dataset.name!r} "
+                              f"holds out {test_images}; hold out more, or leave {name!r} out of the metrics",
+                              file=file, key=dataset_key)
+        if latent_dim < info.min_latents:
+            raise ConfigError(f"metric {name!r} needs at least {info.min_latents} latent dimensions, got {latent_dim}; "
+                              f"use more, or leave {name!r} out of the metrics", file=file, key=latent_key)
+
+
+def check_batch_size(variant: str, hyperparameters: dict[str, Any], batch_size: int, *, file: str | None) -> None:
+    """ConfigError unless the variant's objective is defined at this batch size (`Variant.batch_size_range`)."""
+    cls = VARIANTS.get(variant)
+    with calling_user_code(f"asking variant {variant!r} for its batch sizes"):
+        low, high = cls.batch_size_range(cls.Hyperparameters.from_dict(hyperparameters))
+    if batch_size < low or (high is not None and batch_size > high):
+        allowed = f"at least {low}" + (f" and at most {high}" if high is not None else "")
+        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(hyperparameters.items()))
+        raise ConfigError(f"variant {variant!r} ({settings}) needs batches of {allowed} images, got {batch_size}",
+                          file=file, key="budget.batch_size")
+
+
 def setting_labels(specs: list[RunSpec], written: dict[RunSpec, set[str]]) -> dict[RunSpec, str]:
     """Each spec's label: its variant and the hyperparameters the suite wrote that either differ
     from the variant's defaults or take more than one value among that variant's runs."""
@@ -341,16 +466,31 @@ def check_variant_contract(name: str, given: dict[str, Any], dataset: data.Image
                 raise ValueError("loss(x, step) must return Losses with a scalar total")
             if not all(isinstance(p, Phase) for p in variant.phases()):
                 raise ValueError("phases() must return Phase objects")
-    except ConfigError:
+    except VaebenchError:
         raise
-    except Exception as err:  # noqa: BLE001 - the user's variant failing on a dry batch
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ConfigError(f"variant {name!r} does not follow the variant contract on a dry batch: "
-                          f"{type(err).__name__}: {detail}", file=file, key="variants") from None
+    except USER_CODE_ERRORS as err:  # the user's variant failing (or exiting) on a dry batch
+        where = raising_module(err)
+        raise ConfigError(f"variant {name!r} does not follow the variant contract on a dry batch"
+                          f"{f' (in {where})' if where else ''}: {first_line(err)}", file=file, key="variants") from None
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Parse and validate a suite file; every error names the file and the key."""
+def _import_suite_plugins(names: Any, file: str, allowed: Collection[str] | None) -> tuple[Plugin, ...]:
+    """Import the suite's `plugins`; with `allowed` (a reading command's --plugins, already imported),
+    a plugin outside it is refused instead: only the user names code to run, never a file they read."""
+    if allowed is not None and isinstance(names, (list, tuple)):
+        for name in names:
+            identity = plugin_identity(name, file=file)
+            if identity not in allowed:
+                raise ConfigError(f"names the plugin {name!r}, which is not imported: reading commands import only "
+                                  f"the plugins given with --plugins (add --plugins {identity})", file=file, key="plugins")
+    return import_plugins(names, file=file)
+
+
+def load_suite(path: str | Path, *, allowed_plugins: Collection[str] | None = None) -> Suite:
+    """Parse and validate a suite file; every error names the file and the key.
+
+    allowed_plugins: None imports the plugins the suite names (`vaebench run`); a collection (the
+    plugins a reading command was given) refuses a suite naming any other."""
     file = str(path)
     try:
         raw = tomllib.loads(Path(path).read_text())
@@ -358,43 +498,44 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError("no such file", file=file) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"not valid TOML: {err}", file=file) from None
-    return suite_from_table(raw, file=file, default_name=Path(path).stem)
+    except RecursionError:
+        raise ConfigError("not a suite: arrays or tables nested too deeply to read", file=file) from None
+    return suite_from_table(raw, file=file, default_name=Path(path).stem, allowed_plugins=allowed_plugins)
 
 
-def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name: str = "suite") -> Suite:
+def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name: str = "suite",
+                     allowed_plugins: Collection[str] | None = None) -> Suite:
     """A suite from its parsed table (what a suite file holds), validated like a file."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a suite must be a table (dict), got {type(raw).__name__}", file=file)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}", file=file, key=key)
-    plugins = import_plugins(raw.get("plugins", []), file=file)
+    plugins = _import_suite_plugins(raw.get("plugins", []), file, allowed_plugins)
     tracking = parse_tracking_table(raw.get("tracking"), file=file)
     name = _parse_name(raw, default_name, file)
     seeds = _parse_seeds(raw, file)
     max_runs = Param("max_runs", MAX_RUNS, minimum=1).check(raw.get("max_runs", MAX_RUNS), file=file)
     budget, plan = _parse_budget(raw, file)
+    count_runs(raw, seeds, max_runs, file)
     models = _parse_models(raw, file)
     variant_entries = _array_of_tables(raw, "variants", file)
-    n_runs = (len(seeds) * len(models) * len(_array_of_tables(raw, "datasets", file))
-              * sum(_grid_size(e) for e in variant_entries))
-    if n_runs > max_runs:
-        raise ConfigError(f"the grid expands to {n_runs:,d} runs, more than max_runs = {max_runs:,d} "
-                          "(raise max_runs to allow it)", file=file, key="variants")
     datasets = _parse_datasets(raw, file)
     variants = [v for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
     requested, metric_params = _parse_evaluation(raw, file)
     specs: list[RunSpec] = []
     written: dict[RunSpec, set[str]] = {}
-    for (ds_name, ds_params, dataset), model in itertools.product(datasets, models):
+    for (i, (ds_name, ds_params, dataset)), model in itertools.product(enumerate(datasets), models):
         try:
-            make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"],
-                         **network_options(dict(model["network"]))[0])
+            check_network_size(model["architecture"], dataset.image_shape, model["latent_dim"], dict(model["network"]))
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
-        metrics = _metrics_for(requested, dataset, file)
+        metrics = metrics_for(requested, dataset, file)
+        check_metric_needs(metrics, dataset, model["latent_dim"], metric_params, file=file,
+                           dataset_key=test_images_key(ds_name, f"datasets[{i}]"))
         for v_name, given in variants:
             check_variant_contract(v_name, given, dataset, model, file)
+            check_batch_size(v_name, _hyperparameters_for(v_name, given, dataset), budget["batch_size"], file=file)
         in_steps = _steps_and_schedule(plan, budget, dataset)
         for (v_name, given), seed in itertools.product(variants, seeds):
             spec = RunSpec(

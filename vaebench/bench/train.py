@@ -12,6 +12,7 @@ Checkpoints are plain tensors and containers and load with `torch.load(weights_o
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import traceback
@@ -21,7 +22,9 @@ from typing import Any
 import torch
 
 from vaebench import data
+from vaebench.bench.contract import non_finite_parameter
 from vaebench.bench.environment import describe_environment
+from vaebench.bench.identity import changes, made_from
 from vaebench.bench.evaluate import evaluate
 from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
 from vaebench.bench.schedules import lr_multiplier
@@ -30,7 +33,8 @@ from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
-from vaebench.plugins import imported_plugins, import_plugins
+from vaebench.errors import NonFiniteOutputError, VaebenchError
+from vaebench.plugins import USER_CODE_ERRORS, import_entry_point_plugins, import_plugins, user_code_failure
 from vaebench.tracking.hooks import LogFn, open_run_tracking
 from vaebench.variants import build_variant
 
@@ -68,6 +72,19 @@ def discard_checkpoint(path: Path, reason: BaseException) -> Path:
     return aside
 
 
+STALE_SUFFIX = ".stale"
+
+
+def set_aside_stale_checkpoint(path: Path, changed: list[str]) -> Path:
+    """Rename a checkpoint made from other code or data than the run has now to `<name>.stale` (kept for
+    inspection, never resumed) and log what changed."""
+    aside = path.with_name(path.name + STALE_SUFFIX)
+    os.replace(path, aside)
+    log.warning("checkpoint %s was made from other code or data (%s); moved to %s, the run restarts from step 0",
+                path, "; ".join(changed), aside)
+    return aside
+
+
 def model_path(run_dir: Path, run_id: str) -> Path:
     return Path(run_dir) / "models" / f"{run_id}.pt"
 
@@ -82,8 +99,10 @@ def build_model(spec: RunSpec, dataset: data.ImageDataset) -> torch.nn.Module:
 class Trainer:
     """The training state of one run, with save / restore for checkpoints."""
 
-    def __init__(self, spec: RunSpec, dataset: data.ImageDataset, device: torch.device):
+    def __init__(self, spec: RunSpec, dataset: data.ImageDataset, device: torch.device,
+                 made_from: dict[str, str] | None = None):
         self.spec = spec
+        self.made_from = made_from or {}
         self.dataset = dataset
         self.device = device
         self.rng = seed_everything(spec.seed)
@@ -104,6 +123,7 @@ class Trainer:
             "train_time_s": self.train_time_s,
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": self.rng.bit_generator.state,
+            "made_from": dict(self.made_from),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -153,10 +173,43 @@ class Trainer:
                 if progress is not None:
                     progress(spec.run_id, self.step)
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
+                self.check_parameters()
                 self.train_time_s += time.perf_counter() - started
                 atomic_torch_save(self.state(), checkpoint)
                 started = time.perf_counter()
         self.train_time_s += time.perf_counter() - started
+        self.check_parameters()
+
+    def check_parameters(self) -> None:
+        """Diverged at this step if the last update left a parameter NaN or infinite: the loss is checked
+        before each update, so the last step's update (and a checkpoint's weights) is checked here."""
+        bad = non_finite_parameter(self.model)
+        if bad is not None:
+            raise Diverged(self.step, bad, what="parameter")
+
+
+def prepared_trainer(spec: RunSpec, dataset: data.ImageDataset, device: torch.device, checkpoint: Path,
+                     identity: dict[str, str], environment: dict[str, Any]) -> Trainer:
+    """The run's trainer: restored from its checkpoint when that was made from the same code and data
+    (`bench.identity`), else at step 0; a restart for changed code or data is noted in `environment`."""
+    state = load_checkpoint(checkpoint, device)
+    if state is not None and not isinstance(state.get("made_from"), dict):  # foreign, or older than the record
+        discard_checkpoint(checkpoint, ValueError("no record of the code and data it was made from"))
+        state = None
+    if state is not None:
+        changed = changes(state["made_from"], identity)
+        if changed:
+            set_aside_stale_checkpoint(checkpoint, changed)
+            environment["restarted_because"] = changed
+            state = None
+    trainer = Trainer(spec, dataset, device, identity)
+    if state is not None:
+        try:
+            trainer.restore(state)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint of another model or format
+            discard_checkpoint(checkpoint, exc)
+            trainer = Trainer(spec, dataset, device, identity)
+    return trainer
 
 
 def images_to_draw(spec: RunSpec) -> int:
@@ -177,23 +230,18 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
     resumed_at = 0
     try:
-        import_plugins(task.plugins)
-        result.environment["plugins"] = imported_plugins()
+        plugins = run_plugins(task.plugins)
+        result.environment["plugins"] = plugins
         dataset = data.get(spec.dataset, **dict(spec.dataset_params)).materialised(
             run_dir_path / "cache", images_to_draw=images_to_draw(spec)
         )
         files = dataset.data_files()  # SHA-256s: a number on a modified file is never taken for the published one
         if files:
             result.environment["data_files"] = files
-        trainer = Trainer(spec, dataset, dev)
-        state = load_checkpoint(ckpt, dev)
-        if state is not None:
-            try:
-                trainer.restore(state)
-                resumed_at = trainer.step
-            except Exception as exc:  # noqa: BLE001 - a checkpoint of another model or format
-                discard_checkpoint(ckpt, exc)
-                trainer = Trainer(spec, dataset, dev)
+        identity = made_from(dataset, plugins)
+        result.environment["made_from"] = identity
+        trainer = prepared_trainer(spec, dataset, dev, ckpt, identity, result.environment)
+        resumed_at = trainer.step
         tracking = open_run_tracking(task, resumed_at)
         try:
             trainer.train(ckpt, progress, tracking.log_curves)
@@ -206,16 +254,49 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
         scoring_started = time.perf_counter()
         if result.status == "done":
-            atomic_torch_save(trainer.model.state_dict(), model_path(run_dir_path, spec.run_id))
-            result.metrics, result.notes, result.artifacts, scored_curves = evaluate(
-                trainer.model, dataset, spec, device=dev, cache_dir=run_dir_path / "cache"
-            )
-            result.curves = [*trainer.curves, *scored_curves]  # a metric's curves (steps index its points)
+            score(trainer, dataset, run_dir_path, result)
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
         result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
-    except Exception as err:  # a bug or resource failure in one run must not stop the sweep
+    except USER_CODE_ERRORS as err:  # a bug, a resource failure or user code's sys.exit() must not stop the sweep
         result.status = "failed"
-        result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
+        result.error = run_error(err)
     result.environment["resumed_from_step"] = resumed_at
     return result
+
+
+def score(trainer: Trainer, dataset: data.ImageDataset, run_dir: Path, result: RunResult) -> None:
+    """Score the trained model into `result` and save it. A model whose outputs are not finite diverged
+    (at its last step); one whose scores are all NaN or infinite failed: neither is `done`."""
+    spec = trainer.spec
+    try:
+        result.metrics, result.notes, result.artifacts, scored_curves = evaluate(
+            trainer.model, dataset, spec, device=trainer.device, cache_dir=run_dir / "cache"
+        )
+        result.curves = [*result.curves, *scored_curves]  # a metric's curves (steps index its points)
+    except NonFiniteOutputError as err:
+        result.status, result.diverged_step = "diverged", trainer.step
+        result.error = f"the trained model gives non-finite outputs after step {trainer.step}: {err}"
+        return
+    if result.metrics and not any(math.isfinite(v) for v in result.metrics.values()):
+        result.status = "failed"
+        result.error = (f"scoring gave no finite value ({', '.join(sorted(result.metrics))} are all NaN or "
+                        "infinite); a run is done only when its scores are")
+        return
+    atomic_torch_save(trainer.model.state_dict(), model_path(run_dir, spec.run_id))
+
+
+def run_plugins(names: tuple[str, ...]) -> list[dict[str, str]]:
+    """Import the run's plugins (the installed ones and its suite's); their descriptions, for its environment."""
+    suite_plugins = import_plugins(names)
+    return [p.describe() for p in (*import_entry_point_plugins(), *suite_plugins)]
+
+
+def run_error(err: BaseException) -> str:
+    """What a failed run stores as its error: one line for a user's mistake (a VaebenchError) and for an
+    exit from user code, naming the module; the error and its traceback otherwise (a bug to report)."""
+    if isinstance(err, VaebenchError):
+        return " ".join(str(err).split())
+    if isinstance(err, SystemExit):
+        return user_code_failure(err, "the run")
+    return f"{type(err).__name__}: {err}\n{''.join(traceback.format_exception(err, limit=8))}"
 

@@ -12,6 +12,7 @@ from vaebench.data import (  # noqa: F401
     scream_dsprites, shapes3d, smallnorb,
 )
 from vaebench.data.base import GroundTruthDataset, ImageDataset
+from vaebench.data.checked import checked
 from vaebench.data.registry import DATASETS, register_dataset
 from vaebench.errors import ConfigError
 
@@ -49,7 +50,8 @@ def get(name: str, **params: Any) -> ImageDataset:
 
 @lru_cache(maxsize=8)
 def _build(name: str, params: tuple) -> ImageDataset:
-    return DATASETS.get(name)(**dict(params))
+    """The dataset; a user's (a plugin's) behind its checked contract (`vaebench.data.checked`)."""
+    return checked(DATASETS.get(name)(**dict(params)), name)
 
 
 __all__ = ["DATASETS", "GroundTruthDataset", "ImageDataset", "get", "check_dataset_params", "register_dataset"]

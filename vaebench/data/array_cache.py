@@ -35,6 +35,7 @@ import hashlib
 import io
 import json
 import logging
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -86,6 +87,7 @@ def open_array_cache(cache_dir: str | Path, *, kind: str, description: dict, sha
         return CachedArray(path, sha)
     if not build:
         return None
+    check_free_space(path.parent, int(np.prod(shape, dtype=np.int64)), what=f"the {kind} cache")
     with _exclusive(stem.with_suffix(".lock")):
         if _identity(path, sidecar) != seen:  # another process wrote it while this one waited
             sha = _recorded_sha(sidecar)
@@ -94,6 +96,25 @@ def open_array_cache(cache_dir: str | Path, *, kind: str, description: dict, sha
         sha = _build(path, sidecar, description, shape, fill, chunk)
         _map(path)
     return CachedArray(path, sha)
+
+
+def check_free_space(directory: Path, nbytes: int, *, what: str) -> None:
+    """DataError, before anything is written, when `directory`'s file system has less than `nbytes` free."""
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if nbytes > free:
+        raise DataError(f"{directory}: {what} needs {human_bytes(nbytes)} and the disk has {human_bytes(free)} free; "
+                        "free some space, or use a smaller image size or dataset")
+
+
+def human_bytes(nbytes: int) -> str:
+    """1536 -> '1.5 KB' (powers of 1024)."""
+    size = float(nbytes)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} PB"
 
 
 def _identity(*paths: Path) -> tuple:

@@ -11,6 +11,16 @@ import torch
 from vaebench.errors import ConfigError
 
 
+# The test split is encoded whole at evaluation, as float32: more than this is refused when the dataset loads.
+MAX_TEST_SPLIT_BYTES = 4 * 2**30
+
+
+def test_split_bytes(dataset: "ImageDataset") -> int:
+    """The bytes of the dataset's test split as the float32 array evaluation holds."""
+    c, h, w = dataset.image_shape
+    return len(dataset.test_indices) * int(c) * int(h) * int(w) * 4
+
+
 def fixed_split(n: int, test_size: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded permutation of range(n): (train indices, test indices), both sorted."""
     if not 0 < test_size < n:
@@ -76,6 +86,11 @@ class ImageDataset:
     def labels(self, indices: np.ndarray) -> np.ndarray | None:
         """Class labels (for a feature network), or None. Ground-truth datasets use factors."""
         return None
+
+    def source_files(self) -> list[Path]:
+        """The files the images are read from (none for a procedural dataset). Their content is part of
+        what a run is made from: a run resumed after one of them changed restarts (`bench.identity`)."""
+        return []
 
     def describe(self) -> dict:
         described = {"name": self.name, "image_shape": list(self.image_shape), "num_images": self.num_images}

@@ -163,6 +163,7 @@ class CIFAR10(ImageDataset):
                 raise DataError(f"{file}: no such file; dataset {self.name!r} expected {_EXPECTED}")
         self.path = directory
         self.fingerprint = fingerprint(files)
+        self._files = files
         batches = [read_batch(file) for file in files]
         self._pixels = np.concatenate([images for images, _ in batches])
         self._labels = np.concatenate([labels for _, labels in batches])
@@ -176,6 +177,9 @@ class CIFAR10(ImageDataset):
 
     def labels(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         return self._labels[np.asarray(indices, dtype=np.int64)][:, None]
+
+    def source_files(self) -> list[Path]:
+        return list(self._files)
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint}

@@ -7,12 +7,16 @@ was expected (a missing `path` parameter is a `ConfigError` on the key `path`). 
 check shapes, dtypes and counts when the dataset is built (at suite load), so a broken
 file stops the suite before any run starts.
 
-A dataset's `describe()` carries `fingerprint(files)`: the hash of each file's name, size and
-modification time (nanoseconds). Caches keyed by `describe()` (FID statistics, feature
-networks, decoded images) therefore change when a file is replaced or edited. Stat data, not
-the bytes: hashing the bytes would read every file (a 1.4 GB image folder, a 3 GB archive) in
-every process that builds the dataset, while a `stat` costs about 2 us a file; the price is
-that an edit which keeps both size and modification time (`touch -r`) is not seen.
+A dataset's `describe()` carries `fingerprint(files)`: the hash of each file's name, size,
+modification time and status-change time (nanoseconds). Caches keyed by `describe()` (FID
+statistics, feature networks, decoded images) therefore change when a file is replaced or
+edited. Stat data, not the bytes: hashing the bytes would read every file (a 1.4 GB image
+folder, a 3 GB archive) in every process that builds the dataset, while a `stat` costs about
+2 us a file. The status-change time (ctime) is what makes it complete: every write, copy or
+rename onto the file sets it to now, and no user call sets it back (`touch -r` restores only
+the modification time); the price is that a change of metadata alone (chmod, a copy of the
+folder elsewhere) also counts as a change and rebuilds the caches. A run's checkpoints record
+the files' SHA-256 instead (`vaebench.bench.identity`).
 
 An .npz archive is checked without decompressing its arrays (`npz_array_header`): each
 member's .npy header gives shape and dtype, and the member's stored length must be that
@@ -47,7 +51,7 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import BinaryIO, Iterable, Sequence
 
 import numpy as np
 
@@ -57,6 +61,17 @@ from vaebench.files import content_hash
 
 PathLike = str | os.PathLike
 _GZIP_MAGIC = b"\x1f\x8b"
+
+# An array a loader reads into memory whole (an .npz member, a label table): a header declaring more is
+# refused before it is read or inflated. The published dSprites images, the largest such array, are 2.8 GiB.
+MAX_ARRAY_BYTES = 4 * 2**30
+
+
+def check_declared_size(nbytes: int, path: Path, key: str, what: str) -> None:
+    """DataError when an array's header declares more than MAX_ARRAY_BYTES (checked before reading it)."""
+    if nbytes > MAX_ARRAY_BYTES:
+        raise DataError(f"{path}: key {key!r}: the header declares {what} ({nbytes:,d} bytes), more than the limit of "
+                        f"{MAX_ARRAY_BYTES:,d} bytes for an array read into memory; refused before reading it")
 
 
 def required_path(path: PathLike | None, dataset: str, expected: str) -> Path:
@@ -78,25 +93,48 @@ def find_file(path: PathLike | None, dataset: str, standard_name: str, expected:
     return p
 
 
-def read_maybe_gzipped(path: Path, expected: str) -> bytes:
-    """The bytes of the file at `path`, decompressed when they are gzipped (detected from the
-    content, not the name); a DataError naming the file and what was `expected` otherwise."""
+# Files read whole into memory are refused beyond this size once inflated (MNIST's largest IDX file is
+# 47 MB, the binarised MNIST training .amat 78 MB; a 6 MB gzip bomb inflates to gigabytes).
+MAX_READ_BYTES = 2**30
+
+
+def open_maybe_gzipped(path: Path, expected: str) -> BinaryIO:
+    """The file's content as a stream, inflated on the fly when it starts like a gzip file (detected
+    from the content, not the name); a DataError naming the file and what was `expected` otherwise."""
     try:
-        raw = Path(path).read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; expected {expected}") from None
     except OSError as err:
         raise DataError(f"{path}: cannot be read: {err.strerror or err}") from None
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise DataError(f"{path}: starts like a gzip file but does not decompress: {err}") from None
+    if f.read(2) == _GZIP_MAGIC:
+        f.seek(0)
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    f.seek(0)
+    return f
+
+
+def read_at_most(stream: BinaryIO, n: int, path: Path) -> bytes:
+    """At most n bytes of `stream` (fewer at its end); a DataError for a gzip stream that does not inflate."""
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: starts like a gzip file but does not decompress: {err}") from None
+
+
+def read_maybe_gzipped(path: Path, expected: str, limit: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of the file at `path`, inflated when gzipped; refused, before more is inflated, beyond
+    `limit` bytes."""
+    with open_maybe_gzipped(path, expected) as stream:
+        raw = read_at_most(stream, limit + 1, path)
+    if len(raw) > limit:
+        raise DataError(f"{path}: holds more than {limit:,d} bytes (inflated); refused before reading further; "
+                        f"expected {expected}")
     return raw
 
 
 def fingerprint(files: Iterable[Path], root: Path | None = None) -> str:
-    """The identity of `files`: a hash of each one's name (relative to `root`), size and mtime in ns."""
+    """The identity of `files`: a hash of each one's name (relative to `root`), size, mtime and ctime in ns."""
     entries = []
     for file in files:
         try:
@@ -104,7 +142,7 @@ def fingerprint(files: Iterable[Path], root: Path | None = None) -> str:
         except OSError as err:
             raise DataError(f"{file}: cannot be read: {err.strerror or err}") from None
         name = file.relative_to(root).as_posix() if root is not None else file.name
-        entries.append([name, st.st_size, st.st_mtime_ns])
+        entries.append([name, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
     return content_hash(entries)
 
 
@@ -136,6 +174,7 @@ def npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
         raise DataError(f"{path}: key {key!r}: an array of Python objects (stored as a pickle, which is never loaded); "
                         "expected a numeric array")
     shape = tuple(int(d) for d in shape)
+    check_declared_size(math.prod(shape) * dtype.itemsize, path, key, f"{dtype} data of shape {shape}")
     expected = header_bytes + math.prod(shape) * dtype.itemsize
     if info.file_size != expected:
         problem = "truncated" if info.file_size < expected else "trailing data"
@@ -250,6 +289,9 @@ class FileGroundTruthDataset(GroundTruthDataset):
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def source_files(self) -> list[Path]:
+        return [self.path]
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint,

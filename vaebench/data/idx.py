@@ -39,7 +39,7 @@ import torch
 
 from vaebench.data.base import ImageDataset, to_device
 from vaebench.data.binarize import BINARIZE_MODES, bernoulli_bytes
-from vaebench.data.files import PathLike, fingerprint, read_maybe_gzipped, required_path
+from vaebench.data.files import MAX_READ_BYTES, PathLike, fingerprint, open_maybe_gzipped, read_at_most, required_path
 from vaebench.errors import ConfigError, DataError
 from vaebench.data.registry import register_dataset
 
@@ -58,34 +58,49 @@ TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 STANDARD_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
+# An IDX file's data is held in memory: a header declaring more is refused before anything is read or
+# inflated (MNIST's training images are 47 MB; a 6 MB gzip bomb inflates to gigabytes).
+MAX_IDX_BYTES = MAX_READ_BYTES
+
+
 def read_idx(path: PathLike) -> np.ndarray:
-    """The array stored in an IDX file (plain or gzipped), in native byte order."""
+    """The array stored in an IDX file (plain or gzipped), in native byte order. The header is read first:
+    data it declares beyond MAX_IDX_BYTES is refused before anything is inflated, and no more than the
+    declared bytes (plus one, to see trailing data) are ever read."""
     path = Path(path)
-    raw = read_maybe_gzipped(path, "an IDX file")
-    if len(raw) < 4 or raw[:2] != b"\0\0":
-        magic = raw[:4].hex() or "empty"
-        raise DataError(
-            f"{path}: not an IDX file: magic number 0x{magic}; an IDX file starts with two zero bytes, "
-            f"a type code ({_TYPE_LIST}) and the number of dimensions"
-        )
-    code, ndim = raw[2], raw[3]
-    if code not in IDX_TYPES:
-        raise DataError(f"{path}: IDX type code 0x{code:02X} is not one of {_TYPE_LIST}")
-    if ndim == 0:
-        raise DataError(f"{path}: IDX header declares 0 dimensions; expected at least 1")
-    start = 4 + 4 * ndim
-    if len(raw) < start:
-        raise DataError(f"{path}: truncated IDX header: {ndim} dimensions need {start} bytes, the file has {len(raw)}")
-    dims = struct.unpack(f">{ndim}I", raw[4:start])
-    dtype = IDX_TYPES[code]
-    count = math.prod(dims)  # exact: a product of four uint32 dimensions overflows int64
-    expected, actual = count * dtype.itemsize, len(raw) - start
-    if actual != expected:
+    with open_maybe_gzipped(path, "an IDX file") as stream:
+        head = read_at_most(stream, 4, path)
+        if len(head) < 4 or head[:2] != b"\0\0":
+            magic = head.hex() or "empty"
+            raise DataError(
+                f"{path}: not an IDX file: magic number 0x{magic}; an IDX file starts with two zero bytes, "
+                f"a type code ({_TYPE_LIST}) and the number of dimensions"
+            )
+        code, ndim = head[2], head[3]
+        if code not in IDX_TYPES:
+            raise DataError(f"{path}: IDX type code 0x{code:02X} is not one of {_TYPE_LIST}")
+        if ndim == 0:
+            raise DataError(f"{path}: IDX header declares 0 dimensions; expected at least 1")
+        raw_dims = read_at_most(stream, 4 * ndim, path)
+        if len(raw_dims) < 4 * ndim:
+            raise DataError(f"{path}: truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} bytes, "
+                            f"the file has {4 + len(raw_dims)}")
+        dims = struct.unpack(f">{ndim}I", raw_dims)
+        dtype = IDX_TYPES[code]
+        count = math.prod(dims)  # exact: a product of four uint32 dimensions overflows int64
+        expected = count * dtype.itemsize
+        if expected > MAX_IDX_BYTES:
+            raise DataError(f"{path}: IDX header declares {dtype.name} data of shape {dims} ({expected:,d} bytes), more "
+                            f"than the limit of {MAX_IDX_BYTES:,d} bytes for an IDX file (MNIST's largest is 47 MB); "
+                            "refused before reading it")
+        body = read_at_most(stream, expected + 1, path)
+    if len(body) != expected:
+        actual = "more" if len(body) > expected else str(len(body))
         raise DataError(
             f"{path}: IDX header declares {dtype.name} data of shape {dims} ({expected} bytes), "
-            f"but {actual} bytes follow the header ({'truncated' if actual < expected else 'trailing data'})"
+            f"but {actual} bytes follow the header ({'truncated' if len(body) < expected else 'trailing data'})"
         )
-    array = np.frombuffer(raw, dtype=dtype, count=count, offset=start).reshape(dims)
+    array = np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
     return array.astype(dtype.newbyteorder("=")) if dtype.itemsize > 1 else array
 
 
@@ -121,6 +136,7 @@ class MNIST(ImageDataset):
         self.path = directory
         files = [find_idx_file(directory, stem, self.name) for stem in STANDARD_FILES]
         self.fingerprint = fingerprint(files)
+        self._files = files
         train_x, train_y = self._read_pair(*files[:2])
         test_x, test_y = self._read_pair(*files[2:])
         if train_x.shape[1:] != test_x.shape[1:]:
@@ -166,6 +182,9 @@ class MNIST(ImageDataset):
 
     def labels(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         return self._labels[np.asarray(indices, dtype=np.int64)][:, None]
+
+    def source_files(self) -> list[Path]:
+        return list(self._files)
 
     def describe(self) -> dict:
         out = {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint}

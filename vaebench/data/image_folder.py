@@ -4,7 +4,8 @@ Files
     Every `*.png`, `*.jpg` and `*.jpeg` (any case) under `path`, recursively, sorted by their
     path relative to `path` (POSIX form, code-point order): image index i is the i-th file.
     Hidden files and directories (names starting with ".", such as macOS's `._x.jpg`) are
-    skipped; links to files are read, links to directories are not followed.
+    skipped; links to files are read, links to directories are not followed; anything but a
+    regular file (a FIFO or device with an image's name, whose opening would block) is skipped.
 
 Pixels (defaults: size 64, channels 3)
     Each image is decoded with Pillow and converted to grey (`channels = 1`: Pillow's "L",
@@ -34,14 +35,15 @@ Checks when the dataset is built (at suite load, exit 2 with the file and the pr
     build the dataset (listing, headers, fingerprint) against 2.0 ms per image to decode, convert
     and resize it into the cache: about 50 s against 7 minutes for CelebA's 202,599 files. A file
     whose header reads but whose data does not decode (a truncated JPEG) is a DataError naming it
-    when it is decoded: when the cache is built, at the start of the first run, which then fails
-    with that line (and so does every later run of the same process, at once).
+    when it is decoded: when the cache is built, which the driver does before any run starts
+    (`bench.runner.prepare_datasets`), so the sweep stops with that line (exit 2). A cache the
+    disk cannot hold (N x channels x size x size bytes) is refused before it is written.
 
 Decoded once, cached (`materialised`, called by the harness with `<run dir>/cache`)
     Every image is decoded once into `<run dir>/cache/datasets/image_folder-<key>.npy`, uint8
     (N, channels, size, size), memory-mapped by every run and worker process and verified by its
     SHA-256 (see `vaebench.data.array_cache`). `key` hashes the folder's fingerprint (each file's
-    relative path, size and modification time: see `vaebench.data.files`), `channels`, `size` and
+    relative path, size, modification and status-change time: see `vaebench.data.files`), `channels`, `size` and
     Pillow's version, so an edited, added or removed file, or another decoder, is a new cache
     entry. It is built whatever the number of images a run draws: the runs of a sweep share it,
     and a run that draws each image once already pays one decode per image. A batch of 64 then
@@ -84,7 +86,8 @@ def list_images(root: Path) -> list[Path]:
     found = []
     for directory, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-        found += [Path(directory, f) for f in files if not f.startswith(".") and f.lower().endswith(EXTENSIONS)]
+        found += [Path(directory, f) for f in files if not f.startswith(".") and f.lower().endswith(EXTENSIONS)
+                  and Path(directory, f).is_file()]  # not a FIFO or device named *.png (opening one blocks)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -200,6 +203,9 @@ class ImageFolder(ImageDataset):
         view = copy.copy(self)
         view._cache = cache
         return view
+
+    def source_files(self) -> list[Path]:
+        return list(self.files)
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint,

@@ -87,6 +87,9 @@ class NpzImages(ImageDataset):
         pixels = self._read_pixels()[np.asarray(indices, dtype=np.int64)]
         return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32) / self._divisor
 
+    def source_files(self) -> list[Path]:
+        return [self.path]
+
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.path), "fingerprint": self.fingerprint}
 

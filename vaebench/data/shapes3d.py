@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vaebench.data.files import FileGroundTruthDataset, PathLike, find_file
+from vaebench.data.files import FileGroundTruthDataset, PathLike, check_declared_size, find_file
 from vaebench.errors import DataError, MissingDependencyError
 from vaebench.data.registry import register_dataset
 
@@ -61,8 +61,11 @@ class Shapes3D(FileGroundTruthDataset):
         self._handle: Any = None
         self._pid: int | None = None
         images = self._dataset("images")
+        labels_node = self._dataset("labels")
+        check_declared_size(int(np.prod(labels_node.shape, dtype=np.int64)) * labels_node.dtype.itemsize, file, "labels",
+                            f"{labels_node.dtype} data of shape {tuple(labels_node.shape)}")
         try:
-            labels = self._dataset("labels")[()]
+            labels = labels_node[()]
         except OSError as err:
             raise DataError(f"{file}: key 'labels': cannot be read ({err})") from None
         shape = tuple(images.shape)

@@ -124,7 +124,7 @@ def _sampled_codes(ctx: EvaluationContext) -> np.ndarray:
     "elbo_decomposition", family="aggregate_posterior", needs_density=True,
     description="total correlation and dimension-wise KL of the aggregated posterior (Chen et al. 2018, sec. 3)",
     values=[MetricValue("tc", higher_is_better=False), MetricValue("dimwise_kl", higher_is_better=False)],
-    abs_tol=0.05, rel_tol=0.02,
+    abs_tol=0.05, rel_tol=0.02, min_images=2,  # an aggregate posterior of at least two posteriors
 )
 def _elbo_decomposition(ctx: EvaluationContext) -> dict[str, float]:
     terms = elbo_decomposition(ctx.mu, ctx.logvar, seed=ctx.seed)
@@ -137,8 +137,10 @@ def _elbo_decomposition(ctx: EvaluationContext) -> dict[str, float]:
     "prior_mmd", family="aggregate_posterior",
     description="unbiased MMD^2 (imq kernel) between the aggregated posterior and the prior N(0, I)",
     values=[MetricValue("prior_mmd", higher_is_better=False)],
-    params=[Param("prior_mmd_samples", PRIOR_MMD_SAMPLES, minimum=2, doc="codes compared with as many prior samples")],
-    abs_tol=1e-3, rel_tol=0.05,
+    # its kernel matrices are samples^2 float64 each: 10,000 is 800 MB apiece
+    params=[Param("prior_mmd_samples", PRIOR_MMD_SAMPLES, minimum=2, maximum=10_000,
+                  doc="codes compared with as many prior samples")],
+    abs_tol=1e-3, rel_tol=0.05, min_images=2,  # the unbiased MMD needs two codes
 )
 def _prior_mmd(ctx: EvaluationContext) -> dict[str, float]:
     value = prior_mmd(_sampled_codes(ctx), seed=ctx.seed, max_samples=ctx.params["prior_mmd_samples"])
@@ -149,6 +151,7 @@ def _prior_mmd(ctx: EvaluationContext) -> dict[str, float]:
     "cov_offdiag", family="aggregate_posterior",
     description="mean absolute off-diagonal covariance of the posterior means (what DIP-VAE penalises)",
     values=[MetricValue("cov_offdiag", higher_is_better=False)], abs_tol=0.01, rel_tol=0.05,
+    min_images=2,  # a covariance
 )
 def _cov_offdiag(ctx: EvaluationContext) -> dict[str, float]:
     return {"cov_offdiag": latent_covariance_offdiagonal(ctx.mu)}

@@ -175,8 +175,9 @@ def model_encoder(model: torch.nn.Module, device: torch.device | str = "cpu",
     return encode
 
 
-def _sample_count(key: str, default: int, doc: str) -> Param:
-    return Param(key, default, minimum=1, doc=doc)
+def _sample_count(key: str, default: int, doc: str, maximum: int = 1_000_000) -> Param:
+    """A count of points or images; bounded, so a value the evaluation could not hold is refused at load."""
+    return Param(key, default, minimum=1, maximum=maximum, doc=doc)
 
 
 @register_metric(
@@ -186,7 +187,7 @@ def _sample_count(key: str, default: int, doc: str) -> Param:
     # pairs of batches for every training and evaluation point
     images_drawn=lambda p: 2 * p["beta_vae_batch_size"] * (p["beta_vae_num_train"] + p["beta_vae_num_eval"]),
     params=[
-        _sample_count("beta_vae_batch_size", BATCH_SIZE, "pairs per training point"),
+        _sample_count("beta_vae_batch_size", BATCH_SIZE, "pairs per training point", maximum=10_000),
         _sample_count("beta_vae_num_train", NUM_TRAIN, "training points"),
         _sample_count("beta_vae_num_eval", NUM_EVAL, "evaluation points"),
     ],
@@ -208,7 +209,7 @@ def _beta_vae(ctx: EvaluationContext) -> dict[str, float]:
     images_drawn=lambda p: (p["factor_vae_batch_size"] * (p["factor_vae_num_train"] + p["factor_vae_num_eval"])
                             + p["factor_vae_num_variance_estimate"]),
     params=[
-        _sample_count("factor_vae_batch_size", BATCH_SIZE, "images per vote"),
+        _sample_count("factor_vae_batch_size", BATCH_SIZE, "images per vote", maximum=10_000),
         _sample_count("factor_vae_num_train", NUM_TRAIN, "training votes"),
         _sample_count("factor_vae_num_eval", NUM_EVAL, "evaluation votes"),
         _sample_count("factor_vae_num_variance_estimate", NUM_VARIANCE_ESTIMATE, "images for the global variances"),

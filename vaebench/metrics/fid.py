@@ -238,12 +238,13 @@ FEATURE_PARAMS = (
           doc="'trained' (a classifier trained on the dataset), 'inception' (needs inception_weights); "
           "auto: inception when inception_weights is set"),
     Param("inception_weights", None, type=str, existing_file=True, doc="path of an InceptionV3 TorchScript file"),
-    Param("feature_network_steps", FEATURE_STEPS, minimum=1, doc="training steps of the trained feature network"),
+    Param("feature_network_steps", FEATURE_STEPS, minimum=1, maximum=1_000_000,
+          doc="training steps of the trained feature network"),
     Param("feature_network_seed", FEATURE_SEED, minimum=0, doc="seed of the trained feature network"),
     Param("fid_images", FID_IMAGES, minimum=2, doc="real test images (a fixed subset) and as many generated"),
 )
 KID_PARAMS = (
-    Param("kid_subsets", KID_SUBSETS, minimum=1, doc="random subsets averaged"),
+    Param("kid_subsets", KID_SUBSETS, minimum=1, maximum=10_000, doc="random subsets averaged"),
     Param("kid_subset_size", KID_SUBSET_SIZE, minimum=2, doc="images per subset (capped at the set sizes)"),
 )
 
@@ -318,7 +319,7 @@ def _note(ctx: EvaluationContext, network: FeatureNetwork, *names: str) -> None:
     description="Frechet distance of test images to generated (fid) and reconstructed (fid_recon) images, "
     "in a named feature network",
     values=[MetricValue("fid", higher_is_better=False), MetricValue("fid_recon", higher_is_better=False)],
-    params=FEATURE_PARAMS, abs_tol=1e-3, rel_tol=1e-3,
+    params=FEATURE_PARAMS, abs_tol=1e-3, rel_tol=1e-3, min_images=2,  # a covariance of the real images' features
 )
 def _fid(ctx: EvaluationContext) -> dict[str, float]:
     state = feature_pass(ctx)
@@ -331,7 +332,7 @@ def _fid(ctx: EvaluationContext) -> dict[str, float]:
     description="kernel (polynomial MMD^2) distance of test images to generated (kid) and reconstructed "
     "(kid_recon) images, in a named feature network",
     values=[MetricValue("kid", higher_is_better=False), MetricValue("kid_recon", higher_is_better=False)],
-    params=FEATURE_PARAMS + KID_PARAMS, abs_tol=1e-4, rel_tol=1e-3,
+    params=FEATURE_PARAMS + KID_PARAMS, abs_tol=1e-4, rel_tol=1e-3, min_images=2,  # the unbiased MMD
 )
 def _kid(ctx: EvaluationContext) -> dict[str, float]:
     state = feature_pass(ctx)

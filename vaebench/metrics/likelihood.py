@@ -151,9 +151,9 @@ def scored_subset(n: int, size: int) -> np.ndarray:
 
 
 IWAE_PARAMS = [
-    Param("iwae_k", DEFAULT_K, minimum=1, doc="importance samples per image"),
+    Param("iwae_k", DEFAULT_K, minimum=1, maximum=1_000_000, doc="importance samples per image"),
     Param("iwae_images", DEFAULT_IMAGES, minimum=1, doc="test images scored (a fixed random subset)"),
-    Param("iwae_chunk", CHUNK, minimum=1, doc="(image, sample) pairs decoded at once"),
+    Param("iwae_chunk", CHUNK, minimum=1, maximum=65_536, doc="(image, sample) pairs decoded at once"),
 ]
 
 

@@ -158,6 +158,10 @@ class MetricInfo:
     opt_in: computed only when a suite names it (too costly for "every metric that applies").
     curves: the names of the curves `compute` may add to `ctx.curves` (points indexed 0, 1, ...,
         stored beside the training curves; reports tell them apart by this declaration).
+    min_images: (params, simulated) -> the fewest test images it can be computed on (`simulated`: the
+        dataset draws fresh samples from a factor grid, which some protocols use instead of the test split).
+    min_latents: the fewest latent dimensions it can be computed with.
+        Both are checked when a suite loads (and by `vaebench evaluate`), never found after training.
     params: the keys this metric reads from [evaluation.params], with types and ranges.
     abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
     """
@@ -176,6 +180,12 @@ class MetricInfo:
     params: tuple[Param, ...] = ()
     abs_tol: float = 1e-6
     rel_tol: float = 1e-6
+    min_images: Callable[[Mapping[str, Any], bool], int] | None = None
+    min_latents: int = 1
+
+    def needed_test_images(self, params: Mapping[str, Any], simulated: bool) -> int:
+        """The fewest test images this metric can be computed on, with these (complete) metric params."""
+        return int(self.min_images(params, simulated)) if self.min_images is not None else 1
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -200,6 +210,11 @@ class MetricInfo:
 METRICS: Registry[MetricInfo] = Registry("metric")
 
 
+def at_least(n: int) -> Callable[[Mapping[str, Any], bool], int]:
+    """A `min_images` of n test images whatever the params (e.g. 2 for a covariance)."""
+    return lambda params, simulated: n
+
+
 def register_metric(
     name: str,
     *,
@@ -215,22 +230,52 @@ def register_metric(
     params: Iterable[Param] = (),
     abs_tol: float = 1e-6,
     rel_tol: float = 1e-6,
+    min_images: Callable[[Mapping[str, Any], bool], int] | int | None = None,
+    min_latents: int = 1,
 ) -> Callable[[Callable[[EvaluationContext], dict[str, float]]], Callable[[EvaluationContext], dict[str, float]]]:
     """Decorator: register the function as the `compute` of metric `name` (see the module docstring)."""
 
     def decorator(compute: Callable[[EvaluationContext], dict[str, float]]) -> Callable[[EvaluationContext], dict[str, float]]:
-        METRICS.add(
-            name,
-            MetricInfo(
-                name=name, family=family, description=description, values=tuple(values), compute=compute,
-                needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
-                opt_in=opt_in, curves=tuple(curves), params=tuple(params), abs_tol=abs_tol,
-                rel_tol=rel_tol,
-            ),
+        info = MetricInfo(
+            name=name, family=family, description=description, values=tuple(values), compute=compute,
+            needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
+            opt_in=opt_in, curves=tuple(curves), params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
+            min_images=at_least(min_images) if isinstance(min_images, int) else min_images, min_latents=min_latents,
         )
+        if name not in METRICS:  # a name registered twice is the registry's error
+            check_unclaimed(info)
+        METRICS.add(name, info)
         return compute
 
     return decorator
+
+
+def _overlap(a: MetricValue, b: MetricValue) -> bool:
+    """Whether some stored name could be either value (a per-latent pattern covers its instances)."""
+    return any(x.matches(y.name.replace("{i}", "0")) for x, y in ((a, b), (b, a)))
+
+
+def check_unclaimed(info: MetricInfo) -> None:
+    """ValueError unless every value name of `info` is its own: a value name belongs to one metric (a
+    second claim on `kl` would replace the built-in value in the store), and a parameter key is
+    declared once (several metrics may share a key only with the same declaration)."""
+    values = list(info.values)
+    for i, value in enumerate(values):
+        for other in values[i + 1:]:
+            if _overlap(value, other):
+                raise ValueError(f"metric {info.name!r} declares the value {value.name!r} twice ({other.name!r})")
+    for other_name, other in METRICS.items():
+        for value in values:
+            taken = next((v for v in other.values if _overlap(value, v)), None)
+            if taken is not None:
+                raise ValueError(f"metric {info.name!r}: the value name {value.name!r} belongs to metric "
+                                 f"{other_name!r} ({taken.name!r}); choose another name")
+        for param in info.params:
+            declared = next((p for p in other.params if p.key == param.key), None)
+            if declared is not None and declared != param:
+                raise ValueError(f"metric {info.name!r}: the parameter {param.key!r} is declared by metric "
+                                 f"{other_name!r} as {declared.allowed()} (default {declared.default!r}); "
+                                 "choose another key")
 
 
 @dataclass(frozen=True)

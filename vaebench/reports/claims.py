@@ -14,6 +14,10 @@ hyperparameters and the seed equal). Over the completed seeds of each:
                 ALPHA / m would have 80% power at the observed effect and spread (normal
                 approximation), and at least the smallest n at which Mann-Whitney can reach it.
 
+Each side's values are those of its completed runs with a finite value; `runs` and `partner_runs`
+count every run of the two settings (diverged and failed ones too), so the table says how many
+were left out (`n` of `runs`).
+
 A "near" claim (the annealed VAE's KL at its capacity C) has no partner: it holds when the CI
 of the claimant's mean lies inside target ± tolerance, fails when it lies wholly outside, and is
 inconclusive otherwise.
@@ -29,15 +33,20 @@ import pandas as pd
 from scipy import stats
 
 from vaebench.files import content_hash
+from vaebench.plugins import calling_user_code
 from vaebench.reports.summary import distinguish_settings
 from vaebench.reports.tables import Cell, Column, Table, ci_cell
-from vaebench.reports.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, holm, mean_ci, min_attainable_p
+from vaebench.reports.stats import (
+    ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, holm, mean_ci, mean_sd, min_attainable_p, scale_of,
+)
 from vaebench.variants import VARIANTS
 from vaebench.variants.claims import Claim
 
 POWER = 0.8
-COLUMNS = ["dataset", "setting", "claim", "value", "n", "partner_n", "effect", "ci_low", "ci_high",
-           "p", "p_holm", "verdict", "seeds_needed"]
+COLUMNS = ["dataset", "setting", "claim", "value", "n", "runs", "partner_n", "partner_runs", "effect", "ci_low",
+           "ci_high", "p", "p_holm", "verdict", "seeds_needed"]
+LEFT_OUT_NOTE = ("n/runs: the values used of the setting's runs; diverged and failed runs, and runs without a finite "
+                 "value, are left out")
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class _Tested:
     values: np.ndarray
     partner: np.ndarray | None
     target: float | None
+    runs: int = 0
+    partner_runs: int = 0
 
 
 def _context(spec: dict) -> str:
@@ -59,9 +70,11 @@ def difference_ci(a: np.ndarray, b: np.ndarray, *, seed: int = BOOTSTRAP_SEED) -
     """Percentile bootstrap CI (95%) of mean(a) - mean(b), resampling each side independently."""
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan
+    s = max(scale_of(a), scale_of(b))  # 1 for ordinary values; exact powers of two near the float maximum
+    a, b = a / s, b / s
     rng = np.random.default_rng(seed)
     diffs = (rng.choice(a, (BOOTSTRAP_RESAMPLES, len(a))).mean(1) - rng.choice(b, (BOOTSTRAP_RESAMPLES, len(b))).mean(1))
-    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+    return float(np.quantile(diffs, 0.025)) * s, float(np.quantile(diffs, 0.975)) * s
 
 
 def seeds_needed(a: np.ndarray, b: np.ndarray, alpha: float) -> int:
@@ -74,34 +87,51 @@ def seeds_needed(a: np.ndarray, b: np.ndarray, alpha: float) -> int:
     return int(max(floor, math.ceil(n))) if math.isfinite(n) else -1
 
 
-def _collect(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[_Tested]:
-    done = runs[runs["status"] == "done"]
-    done = done.assign(setting=distinguish_settings(done)) if not done.empty else done
-    values = metrics.pivot(index="run_id", columns="name", values="value") if not metrics.empty else pd.DataFrame()
+def _setting_id(spec: dict) -> str:
+    return content_hash({k: v for k, v in spec.items() if k != "seed"})
+
+
+def _partner_runs(runs: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
+    """(variant, context) -> the run ids of that variant at its default hyperparameters (possible partners)."""
     partners: dict[tuple[str, str], list[str]] = {}
-    for r in done.itertuples():
+    for r in runs.itertuples():
         spec = r.spec
         if spec["variant"] in VARIANTS:
             defaults = VARIANTS.get(spec["variant"]).Hyperparameters().to_dict()
             if all(spec["hyperparameters"].get(k) == v for k, v in defaults.items()):
                 partners.setdefault((spec["variant"], _context(spec)), []).append(r.run_id)
+    return partners
+
+
+def _collect(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[_Tested]:
+    done = runs[runs["status"] == "done"]
+    done = done.assign(setting=distinguish_settings(done)) if not done.empty else done
+    values = metrics.pivot(index="run_id", columns="name", values="value") if not metrics.empty else pd.DataFrame()
+    partners = _partner_runs(done)
+    all_partners = _partner_runs(runs)
+    runs_per_setting = runs["spec"].map(_setting_id).value_counts()
     tested = []
-    setting_ids = done["spec"].map(lambda spec: content_hash({k: v for k, v in spec.items() if k != "seed"}))
-    for (setting, dataset, _), group in done.groupby(["setting", "dataset", setting_ids], sort=True):
+    setting_ids = done["spec"].map(_setting_id)
+    for (setting, dataset, setting_id), group in done.groupby(["setting", "dataset", setting_ids], sort=True):
         spec = group["spec"].iloc[0]
+        total = int(runs_per_setting[setting_id])
         if spec["variant"] not in VARIANTS:
             continue
         for claim in VARIANTS.get(spec["variant"]).claims:
-            if not claim.applies(spec) or claim.value not in values.columns:
+            with calling_user_code(f"the claim {claim.value!r} of variant {spec['variant']!r}"):  # a plugin's callbacks
+                applies = bool(claim.applies(spec))
+                target = float(claim.target(spec)) if applies and claim.direction == "near" else None
+            if not applies or claim.value not in values.columns:
                 continue
             mine = values.loc[group["run_id"], claim.value].dropna().to_numpy(float)
             if claim.direction == "near":
-                tested.append(_Tested(claim, dataset, setting, mine, None, claim.target(spec)))
+                tested.append(_Tested(claim, dataset, setting, mine, None, target, total))
                 continue
             partner_ids = partners.get((claim.partner, _context(spec)), [])
             theirs = values.reindex(partner_ids)[claim.value].dropna().to_numpy(float) if partner_ids else np.array([])
             if len(mine) and len(theirs):
-                tested.append(_Tested(claim, dataset, setting, mine, theirs, None))
+                partner_total = len(all_partners.get((claim.partner, _context(spec)), []))
+                tested.append(_Tested(claim, dataset, setting, mine, theirs, None, total, partner_total))
     return tested
 
 
@@ -119,7 +149,7 @@ def claims_table(runs: pd.DataFrame, metrics: pd.DataFrame, *, alpha: float = AL
             p_against.append(math.nan)
             continue
         low, high = difference_ci(t.values, t.partner)
-        rows.append({"effect": float(t.values.mean() - t.partner.mean()), "ci_low": low, "ci_high": high,
+        rows.append({"effect": mean_sd(t.values)[0] - mean_sd(t.partner)[0], "ci_low": low, "ci_high": high,
                      "partner_n": len(t.partner), "claim": f"{c.value} {c.direction} than {c.partner}"})
         claimed = "less" if c.direction == "lower" else "greater"
         other = "greater" if claimed == "less" else "less"
@@ -128,8 +158,8 @@ def claims_table(runs: pd.DataFrame, metrics: pd.DataFrame, *, alpha: float = AL
     adjusted_for, adjusted_against = holm(p_for), holm(p_against)
     m = max(1, int(np.isfinite(p_for).sum()))
     for row, t, p, adj, adj_against in zip(rows, tested, p_for, adjusted_for, adjusted_against):
-        row.update({"dataset": t.dataset, "setting": t.setting, "value": t.claim.value, "n": len(t.values), "p": p,
-                    "p_holm": adj})
+        row.update({"dataset": t.dataset, "setting": t.setting, "value": t.claim.value, "n": len(t.values),
+                    "runs": t.runs, "partner_runs": t.partner_runs, "p": p, "p_holm": adj})
         if t.claim.direction == "near":
             tol = t.claim.tolerance
             inside = -tol <= row["ci_low"] and row["ci_high"] <= tol
@@ -148,7 +178,8 @@ def claims_display(table: pd.DataFrame) -> Table:
                Column("partner n", numeric=True), Column("effect [95% CI]", numeric=True),
                Column("p (Holm)", numeric=True), Column("verdict"), Column("seeds needed", numeric=True)]
     rows = [
-        [Cell(r["dataset"]), Cell(r["setting"]), Cell(r["claim"]), Cell(str(r["n"])), Cell(str(r["partner_n"])),
+        [Cell(r["dataset"]), Cell(r["setting"]), Cell(r["claim"]), Cell(_of(r["n"], r["runs"])),
+         Cell(_of(r["partner_n"], r["partner_runs"])),
          Cell(ci_cell(r["effect"], r["ci_low"], r["ci_high"])),
          Cell(f"{r['p_holm']:.3g}" if math.isfinite(r["p_holm"]) else "-"), Cell(r["verdict"], r["verdict"] != "inconclusive"),
          Cell(str(r["seeds_needed"]) if r["seeds_needed"] > 0 else "")]
@@ -157,7 +188,21 @@ def claims_display(table: pd.DataFrame) -> Table:
     caption = ("Each variant's claim against the suite's vae of the same setup: difference of means (claimant - "
                f"partner) with a bootstrap CI, one-sided Mann-Whitney p Holm-corrected across claims, alpha {ALPHA}; "
                "seeds needed: per side, for 80% power at the observed effect.")
-    return Table(columns, rows, caption=caption)
+    return Table(columns, rows, caption=caption, notes=[LEFT_OUT_NOTE] if _left_out(table) else [])
+
+
+def _signed(value: float) -> str:
+    """'+1.23' / '-0.5'; 'overflow' for a difference of finite means that is not finite."""
+    return "overflow" if math.isinf(value) else f"{value:+.3g}"
+
+
+def _of(n: int, runs: int) -> str:
+    """'n', or 'n/runs' when runs of the setting were left out."""
+    return f"{n}/{runs}" if n < runs else str(n)
+
+
+def _left_out(table: pd.DataFrame) -> bool:
+    return bool(((table["n"] < table["runs"]) | (table["partner_n"] < table["partner_runs"])).any())
 
 
 def format_claims(table: pd.DataFrame) -> str:
@@ -165,11 +210,15 @@ def format_claims(table: pd.DataFrame) -> str:
     if table.empty:
         return "no claim can be tested here (each claim needs its variant and a `vae` partner of the same setup)"
     shown = table.assign(
-        effect=[f"{e:+.3g} [{lo:+.3g}, {hi:+.3g}]" if math.isfinite(lo) else f"{e:+.3g}"
+        effect=[f"{_signed(e)} [{_signed(lo)}, {_signed(hi)}]" if not math.isnan(lo) else _signed(e)
                 for e, lo, hi in zip(table["effect"], table["ci_low"], table["ci_high"])],
         p_holm=[f"{p:.3g}" if math.isfinite(p) else "-" for p in table["p_holm"]],
         seeds_needed=[str(s) if s > 0 else "" for s in table["seeds_needed"]],
+        n=[_of(n, r) for n, r in zip(table["n"], table["runs"])],
+        partner_n=[_of(n, r) for n, r in zip(table["partner_n"], table["partner_runs"])],
     )[["setting", "claim", "n", "partner_n", "effect", "p_holm", "verdict", "seeds_needed"]]
     counts = table["verdict"].value_counts()
     summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "fails", "inconclusive"))
-    return shown.to_string(index=False) + f"\n{len(table)} claims: {summary} (one-sided Mann-Whitney, Holm, alpha {ALPHA})"
+    note = f"\n{LEFT_OUT_NOTE}" if _left_out(table) else ""
+    return (shown.to_string(index=False) + f"\n{len(table)} claims: {summary} (one-sided Mann-Whitney, Holm, "
+            f"alpha {ALPHA})" + note)

@@ -41,6 +41,23 @@ PREFERRED_SWEEP = ("beta", "gamma", "lambda_", "alpha", "c_max")
 DPI = 110
 
 
+PLOT_LIMIT = 1e300  # matplotlib cannot place values near the float maximum (its tick arithmetic overflows)
+
+
+def drawable(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """`frame` with the values of `columns` that are infinite or beyond ±PLOT_LIMIT set to NaN (not drawn),
+    and how many there were: a report draws what it can and says what it left out."""
+    out = frame.copy()
+    left_out = 0
+    for column in columns:
+        if column in out:
+            values = pd.to_numeric(out[column], errors="coerce")
+            beyond = values.notna() & ~(values.abs() <= PLOT_LIMIT)
+            left_out += int(beyond.sum())
+            out[column] = values.mask(beyond)
+    return out, left_out
+
+
 @dataclass
 class Plot:
     name: str  # file stem, safe for a path
@@ -183,6 +200,9 @@ def sweep_plots(runs: pd.DataFrame, wide: pd.DataFrame, metrics: Sequence[str]) 
         if part.empty:
             continue
         part[param] = [float(hp[r][param]) for r in part["run_id"]]
+        part = part[part[param].abs() <= PLOT_LIMIT]  # a hyperparameter too large to place on an axis
+        if part.empty:
+            continue
         others = sorted({k for r in part["run_id"] for k, v in hp[r].items() if k != param})
         varying = [k for k in others if len({repr(hp[r].get(k)) for r in part["run_id"]}) > 1]
         part["others"] = [

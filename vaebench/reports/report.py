@@ -14,14 +14,18 @@ Reads only the store. Writes into the report directory:
 
 from __future__ import annotations
 
+import os
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import DataError
+from vaebench.files import safe_text, temporary_path
 from vaebench.reports import html as h
 from vaebench.reports import plots as P
 from vaebench.reports import tables as T
@@ -86,16 +90,26 @@ def build_tables(data: ReportData) -> Tables:
     )
 
 
-def build_plots(data: ReportData, comp: pd.DataFrame) -> list[P.Plot]:
-    return [
-        *P.metric_plots(data.wide, comp, data.metrics),
-        *P.rate_distortion(data.wide),
-        *P.sweep_plots(data.runs, data.wide, data.metrics),
-        *P.correlation_plot(data.wide, data.metrics),
-        *P.curve_plots(data.curves, data.wide),
-        *P.ais_rate_distortion_plots(data.curves, data.wide),
-        *P.iwae_curve_plots(data.wide),
+def build_plots(data: ReportData, comp: pd.DataFrame) -> tuple[list[P.Plot], str]:
+    """The plots, and a note on the values they leave out (too large to draw), or ''."""
+    wide, n_wide = P.drawable(data.wide, value_columns(data.wide, per_latent=True))
+    stats = [c for c in comp.columns if c.endswith(("_mean", "_std", "_ci_low", "_ci_high"))]
+    comp, _ = P.drawable(comp, stats)
+    curves, n_curves = P.drawable(data.curves, ["value"])
+    plots = [
+        *P.metric_plots(wide, comp, data.metrics),
+        *P.rate_distortion(wide),
+        *P.sweep_plots(data.runs, wide, data.metrics),
+        *P.correlation_plot(wide, data.metrics),
+        *P.curve_plots(curves, wide),
+        *P.ais_rate_distortion_plots(curves, wide),
+        *P.iwae_curve_plots(wide),
     ]
+    note = ""
+    if n_wide or n_curves:
+        note = (f"Not drawn: {n_wide} metric value(s) and {n_curves} curve point(s) beyond ±{P.PLOT_LIMIT:g}, "
+                "too large to place on an axis (the tables give them).")
+    return plots, note
 
 
 def suite_title(runs: pd.DataFrame) -> str:
@@ -113,15 +127,42 @@ def grid_runs(data: ReportData) -> list[dict[str, Any]]:
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path, *, run_ids: set[str] | None = None) -> list[Path]:
-    """Write every table, plot, grid and the HTML report of `run_dir`'s store into `out_dir`."""
+    """Write every table, plot, grid and the HTML report of `run_dir`'s store into `out_dir`.
+
+    The files are written into a temporary sibling directory and moved into `out_dir` only once all of
+    them are written: a report that fails (a full disk, values no plot can draw) leaves nothing there."""
     data = ReportData.load(run_dir, run_ids)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file, not a report directory")
+    with staged_files(out) as staging:
+        written = _write_report_files(data, staging)
+    return [out / path.relative_to(staging) for path in written]
+
+
+@contextmanager
+def staged_files(out: Path) -> Iterator[Path]:
+    """A temporary directory beside `out` to write into; on success its files are moved into `out` (each by
+    a rename), on error it is removed and `out` is left as it was."""
+    staging = temporary_path(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            target = out / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_report_files(data: ReportData, out: Path) -> list[Path]:
     written: list[Path] = []
 
     def write(name: str, text: str) -> None:
         path = out / name
-        path.write_text(text, encoding="utf-8")
+        path.write_text(safe_text(text), encoding="utf-8")
         written.append(path)
 
     t = build_tables(data)
@@ -139,7 +180,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path, *, run_ids: set[str] 
     write("pairwise.csv", t.pairwise.to_csv(index=False))
 
     figures: list[tuple[P.Plot, bytes]] = []
-    for plot in build_plots(data, t.comparison):
+    plots, plot_note = build_plots(data, t.comparison)
+    for plot in plots:
         png, svg, png_data = P.save(plot, out / "plots")
         written += [png, svg]
         figures.append((plot, png_data))
@@ -156,7 +198,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, *, run_ids: set[str] 
             written.append(path)
             grids.append((run, name, png_data))
 
-    write("report.html", render_report(data, t, figures, grids))
+    write("report.html", render_report(data, t, figures, grids, plot_note))
     return written
 
 
@@ -165,7 +207,8 @@ def standalone_table(title: str, table: T.Table) -> str:
 
 
 def render_report(
-    data: ReportData, t: Tables, figures: list[tuple[P.Plot, bytes]], grids: list[tuple[dict[str, Any], str, bytes]]
+    data: ReportData, t: Tables, figures: list[tuple[P.Plot, bytes]], grids: list[tuple[dict[str, Any], str, bytes]],
+    plot_note: str = "",
 ) -> str:
     runs = data.runs
     statuses = runs["status"].value_counts().to_dict()
@@ -178,8 +221,10 @@ def render_report(
     for sid, title, view in (("comparison", "Comparison", t.comparison_view), ("ranks", "Ranks", t.ranks_view),
                              ("pairwise", "Pairwise tests", t.pairwise_view), ("claims", "Claims", t.claims_view)):
         page.sections.append(h.Section(sid, title, T.render_html(view, css_class=sid)))
-    if figures:
+    if figures or plot_note:
         body = "\n".join(h.figure(png, plot.title) for plot, png in figures)
+        if plot_note:
+            body = f'<p class="note">{h.e(plot_note)}</p>\n' + body
         page.sections.append(h.Section("plots", "Plots", body))
     if grids:
         parts = []

@@ -2,6 +2,12 @@
 
     mean_ci(values)        mean and 95% percentile-bootstrap CI (scipy.stats.bootstrap, fixed seed);
                            with one value the CI is undefined (NaN, NaN)
+    mean_sd(values)        mean and sd of the finite values, without overflow where they are representable
+
+Values near the float maximum (a diverging metric, a hostile store) are scaled by a power of two
+before they are summed (`scale_of`), which is exact: the sum of 3 x 1.7e308 overflows, their mean
+does not. An aggregate that still cannot be represented (the sd of -1.7e308 and 1.7e308) is
+infinite, and tables print it as `overflow`, never as a number.
     holm(pvalues)          Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)
     pairwise_tests(...)    two-sided Mann-Whitney U between every pair of settings, per dataset
                            and metric; Holm-corrected within that family (one dataset, one metric)
@@ -41,6 +47,33 @@ def natural_key(text: object) -> tuple:
     return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts))
 
 
+SCALE_ABOVE = 2.0**1000  # finite values this large are scaled before they are summed
+
+
+def scale_of(x: np.ndarray) -> float:
+    """A power of two s such that sums of x / s cannot overflow: 1 for ordinary values (results unchanged)."""
+    big = float(np.max(np.abs(x))) if x.size else 0.0
+    if not math.isfinite(big) or big < SCALE_ABOVE:
+        return 1.0
+    return math.ldexp(1.0, math.frexp(big)[1] - 10)  # x / s is below 2**10
+
+
+def finite_values(values: Sequence[float]) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sd with ddof 1) of the finite `values`, computed on the scaled values (see the module
+    docstring); NaN where undefined, infinite where the result overflows."""
+    x = finite_values(values)
+    if x.size == 0:
+        return math.nan, math.nan
+    s = scale_of(x)
+    with np.errstate(over="ignore"):
+        y = x / s
+        return float(y.mean() * s), float(y.std(ddof=1) * s) if x.size > 1 else math.nan
+
+
 def mean_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """(mean, CI low, CI high) of the finite `values`; the CI is NaN with fewer than two values.
 
@@ -48,19 +81,21 @@ def mean_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED) -> tuple[flo
     a cell's interval depends only on its own values. Percentile rather than BCa: with the 2 to 10
     seeds of a benchmark BCa's jackknife acceleration is unstable and can come out undefined.
     """
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    x = finite_values(values)
     if x.size == 0:
         return math.nan, math.nan, math.nan
-    mean = float(x.mean())
+    s = scale_of(x)
+    x = x / s
+    mean = float(x.mean()) * s
     if x.size < 2:
         return mean, math.nan, math.nan
     if np.all(x == x[0]):
-        return mean, float(x[0]), float(x[0])
+        return mean, float(x[0]) * s, float(x[0]) * s
     res = stats.bootstrap(
         (x,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
         vectorized=True, random_state=np.random.default_rng(seed),
     )
-    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return mean, float(res.confidence_interval.low) * s, float(res.confidence_interval.high) * s
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -111,8 +146,8 @@ def pairwise_tests(runs: pd.DataFrame, metrics: Sequence[str], *, alpha: float =
                         res = stats.mannwhitneyu(xa, xb, alternative="two-sided", method="auto")
                         u, p = float(res.statistic), float(res.pvalue)
                 better = ""
-                if len(xa) and len(xb) and xa.mean() != xb.mean():
-                    a_higher = xa.mean() > xb.mean()
+                if len(xa) and len(xb) and _mean(xa) != _mean(xb):
+                    a_higher = _mean(xa) > _mean(xb)
                     better = a if a_higher == higher_is_better(metric) else b
                 family.append(
                     {"dataset": dataset, "metric": metric, "setting_a": a, "setting_b": b, "n_a": len(xa),
@@ -157,4 +192,4 @@ def _finite(series: pd.Series) -> np.ndarray:
 
 
 def _mean(x: np.ndarray) -> float:
-    return float(x.mean()) if len(x) else math.nan
+    return mean_sd(x)[0]

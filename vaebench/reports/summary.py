@@ -13,8 +13,10 @@ chooses the columns (metric names or value names), `all_values` shows every valu
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from vaebench.bench.store import ResultsStore
@@ -22,13 +24,15 @@ from vaebench.errors import ConfigError
 from vaebench.files import content_hash
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import FAMILIES, declaration_of
-from vaebench.reports.stats import natural_key
+from vaebench.reports.stats import SCALE_ABOVE, mean_sd, natural_key
 
 FORMATS = ("table", "csv", "json", "markdown")
 ID_COLUMNS = ["suite", "dataset", "variant", "setting"]
 TERMINAL_WIDTH = 120
 # wide-frame column of a value's per-run ceiling; in a comparison, "<value>_ceiling" (the lowest)
 CEILING_PREFIX = "ceiling:"
+# wide-frame column: 1 where a run stored the value as NULL (it was not finite), for values that have such runs
+NULL_PREFIX = "null:"
 
 
 def value_columns(frame: pd.DataFrame, *, per_latent: bool = False) -> list[str]:
@@ -83,16 +87,21 @@ def distinguish_settings(runs: pd.DataFrame) -> pd.Series:
 
 
 def wide_frame(store: ResultsStore) -> pd.DataFrame:
-    """`store.wide()` with settings distinguished (see `distinguish_settings`), and a column
+    """`store.wide()` with settings distinguished (see `distinguish_settings`), a column
     `ceiling:<value>` per run for each value whose declaration has a `Ceiling` (read from the
-    value's note): the frame every table groups."""
+    value's note), and a column `null:<value>` (1 for a run that stored it as NULL: not finite)
+    for each value some run could not give: the frame every table groups."""
     wide = store.wide()
     if wide.empty:
         return wide
     runs = store.runs().set_index("run_id").loc[wide["run_id"]].reset_index()
     wide["setting"] = distinguish_settings(runs).to_numpy()
+    stored = store.metrics()
+    nulls = stored[stored["value"].isna()]
+    for value, rows in nulls.groupby("name"):
+        wide[NULL_PREFIX + value] = wide["run_id"].isin(set(rows["run_id"])).astype(int)
     bounded = [v for v in value_columns(wide, per_latent=True) if declaration_of(v).value.ceiling is not None]
-    notes = store.metrics() if bounded else None  # the notes are read only where a ceiling lives in them
+    notes = stored if bounded else None  # the notes are read only where a ceiling lives in them
     for value in bounded:
         ceiling = declaration_of(value).value.ceiling
         rows = notes[notes["name"] == value]
@@ -112,7 +121,9 @@ def comparison_frame(store: ResultsStore) -> pd.DataFrame:
 
 
 def comparison_from_wide(frame: pd.DataFrame, *, per_latent: bool = False) -> pd.DataFrame:
-    """`comparison_frame` of an already loaded `wide_frame`."""
+    """`comparison_frame` of an already loaded `wide_frame`: per setting n (completed runs), diverged,
+    failed, and per value its mean, sd, `<value>_count` (the finite values the mean is from) and
+    `<value>_of` (the completed runs that computed it: the count plus those that stored no finite value)."""
     metrics = value_columns(frame, per_latent=per_latent)
     done = frame[frame["status"] == "done"]
     grouped = frame.groupby(ID_COLUMNS, sort=True)
@@ -121,8 +132,17 @@ def comparison_from_wide(frame: pd.DataFrame, *, per_latent: bool = False) -> pd
         failed=lambda s: int((s == "failed").sum()),
     )
     if metrics and not done.empty:
-        stats = done.groupby(ID_COLUMNS)[metrics].agg(["mean", "std"])
+        with np.errstate(over="ignore", invalid="ignore"):  # values near the float maximum: recomputed below
+            stats = done.groupby(ID_COLUMNS)[metrics].agg(["mean", "std", "count"])
         stats.columns = [f"{m}_{s}" for m, s in stats.columns]
+        for m in metrics:  # values near the float maximum: the mean and sd of the scaled values (no overflow)
+            if (done[m].abs() >= SCALE_ABOVE).any():
+                exact = done.groupby(ID_COLUMNS)[m].agg(lambda v: mean_sd(v.tolist()))
+                stats[f"{m}_mean"] = [ms[0] for ms in exact.reindex(stats.index)]
+                stats[f"{m}_std"] = [ms[1] for ms in exact.reindex(stats.index)]
+        for m in metrics:
+            nulls = done[NULL_PREFIX + m] if NULL_PREFIX + m in done else pd.Series(0, index=done.index)
+            stats[f"{m}_of"] = stats[f"{m}_count"] + nulls.groupby([done[c] for c in ID_COLUMNS]).sum()
         out = out.join(stats, how="left")
         ceilings = [c for c in frame.columns if c.startswith(CEILING_PREFIX) and c[len(CEILING_PREFIX):] in metrics]
         if ceilings:
@@ -152,10 +172,26 @@ def ceiling_footnote(values: Sequence[str]) -> str:
     return "; ".join(parts)
 
 
-def _cell(mean: float, sd: float, mark: str = "") -> str:
+def count_mark(count: float, of: float) -> str:
+    """' (k/n)' after a mean that comes from k finite values of the n runs that computed it; '' when all did."""
+    if pd.isna(of) or pd.isna(count) or int(count) >= int(of):
+        return ""
+    return f" ({int(count)}/{int(of)})"
+
+
+COUNT_FOOTNOTE = "(k/n): the mean and sd of the k runs, of n, whose value is finite (the others stored none)"
+
+
+def number(value: float, spec: str) -> str:
+    """A finite number formatted with `spec`; 'overflow' for an aggregate of finite values that is not
+    (stored values are always finite: an infinite mean or sd overflowed)."""
+    return "overflow" if math.isinf(value) else format(value, spec)
+
+
+def _cell(mean: float, sd: float, mark: str = "", counted: str = "") -> str:
     if pd.isna(mean):
-        return "-"
-    return (f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}") + mark
+        return "-" + counted
+    return (number(mean, ".4g") if pd.isna(sd) else f"{number(mean, '.4g')} ± {number(sd, '.2g')}") + mark + counted
 
 
 def _header(value: str) -> str:
@@ -206,8 +242,17 @@ def display_frame(comparison: pd.DataFrame, values: Sequence[str]) -> pd.DataFra
         mean = comparison.get(f"{value}_mean", pd.Series(float("nan"), index=comparison.index))
         sd = comparison.get(f"{value}_std", pd.Series(float("nan"), index=comparison.index))
         ceiling = comparison.get(f"{value}_ceiling", pd.Series(float("nan"), index=comparison.index))
-        shown[_header(value)] = [_cell(m, s, ceiling_mark(value, m, c)) for m, s, c in zip(mean, sd, ceiling)]
+        count = comparison.get(f"{value}_count", pd.Series(float("nan"), index=comparison.index))
+        of = comparison.get(f"{value}_of", pd.Series(float("nan"), index=comparison.index))
+        shown[_header(value)] = [_cell(m, s, ceiling_mark(value, m, c), count_mark(k, o))
+                                 for m, s, c, k, o in zip(mean, sd, ceiling, count, of)]
     return shown
+
+
+def has_partial_counts(comparison: pd.DataFrame, values: Sequence[str]) -> bool:
+    """Whether some mean of `values` comes from fewer runs than computed it (see `count_mark`)."""
+    return any(count_mark(k, o) for v in values if f"{v}_count" in comparison
+               for k, o in zip(comparison[f"{v}_count"], comparison[f"{v}_of"]))
 
 
 def fit_width(shown: pd.DataFrame, fixed: int, width: int) -> tuple[pd.DataFrame, list[str]]:
@@ -250,20 +295,25 @@ def format_results(
     available = value_columns(wide, per_latent=True)
     values = available if all_values else choose_columns(available, metrics, suite_metric_order(store))
     shown = display_frame(comparison, values)
-    footnote = ceiling_footnote(values)
+    footnote = _footnotes(comparison, values)
     if fmt == "markdown":
         return _markdown(shown) + (f"\n\n{footnote}" if footnote else "")
     left_out: list[str] = []
     if not (all_values or metrics):
         fixed = len(shown.columns) - len(values)
         shown, left_out = fit_width(shown, fixed, width)
-        footnote = ceiling_footnote([v for v in values if v not in left_out])
+        footnote = _footnotes(comparison, [v for v in values if v not in left_out])
     text = shown.to_string(index=False)
     if footnote:
         text += f"\n{footnote}"
     if left_out:
         text += f"\n({len(left_out)} more: {', '.join(left_out)}; show them with --metrics NAME,... or --all)"
     return text
+
+
+def _footnotes(comparison: pd.DataFrame, values: Sequence[str]) -> str:
+    notes = [ceiling_footnote(values), COUNT_FOOTNOTE if has_partial_counts(comparison, values) else ""]
+    return "; ".join(n for n in notes if n)
 
 
 def _markdown(frame: pd.DataFrame) -> str:

@@ -20,7 +20,10 @@ from vaebench.reports.stats import (
     ALPHA, BOOTSTRAP_RESAMPLES, CONFIDENCE, higher_is_better, mean_ci, min_attainable_p, natural_key, pairwise_tests,
     rank_table,
 )
-from vaebench.reports.summary import ID_COLUMNS, ceiling_footnote, ceiling_mark, comparison_from_wide, value_columns
+from vaebench.reports.summary import (
+    COUNT_FOOTNOTE, ID_COLUMNS, ceiling_footnote, ceiling_mark, comparison_from_wide, count_mark, has_partial_counts,
+    value_columns,
+)
 
 NUMBER_FORMAT = "{:.4g}"
 
@@ -49,8 +52,11 @@ class Table:
 
 
 def fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """A number for a report cell: '–' for none, 'overflow' for an aggregate that overflowed (see `stats`)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if isinstance(value, float) and math.isinf(value):
+        return "overflow"
     return NUMBER_FORMAT.format(value)
 
 
@@ -83,6 +89,7 @@ def comparison_table(wide: pd.DataFrame) -> pd.DataFrame:
         if f"{m}_mean" not in comp:
             comp[f"{m}_mean"] = math.nan
             comp[f"{m}_std"] = math.nan
+            comp[f"{m}_count"] = comp[f"{m}_of"] = 0
         cis = [mean_ci(groups[k][m].tolist())[1:] if k in groups else (math.nan, math.nan) for k in keys]
         comp[f"{m}_ci_low"] = [c[0] for c in cis]
         comp[f"{m}_ci_high"] = [c[1] for c in cis]
@@ -101,18 +108,18 @@ def comparison_long(comp: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
                 **{c: r[c] for c in ID_COLUMNS}, "n": r["n"], "diverged": r["diverged"], "failed": r["failed"],
                 "metric": m, "direction": direction_of(m), "mean": r[f"{m}_mean"], "sd": r[f"{m}_std"],
                 "ci_low": r[f"{m}_ci_low"], "ci_high": r[f"{m}_ci_high"], "best": bool(r[f"{m}_best"]),
-                "ceiling": r.get(f"{m}_ceiling", math.nan),
+                "ceiling": r.get(f"{m}_ceiling", math.nan), "values": r[f"{m}_count"], "of": r[f"{m}_of"],
             })
     columns = [*ID_COLUMNS, "n", "diverged", "failed", "metric", "direction", "mean", "sd", "ci_low", "ci_high", "best",
-               "ceiling"]
+               "ceiling", "values", "of"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def ci_cell(mean: float, low: float, high: float) -> str:
     """'mean [low, high]'; the mean alone where the CI is undefined (one seed)."""
-    if mean is None or not math.isfinite(mean):
+    if mean is None or math.isnan(mean):
         return "–"
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
         return fmt(mean)
     return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
@@ -129,16 +136,17 @@ def comparison_display(comp: pd.DataFrame, metrics: Sequence[str], *, title: str
         cells += [Cell(str(r[c])) for c in counts]
         for m in metrics:
             mark = ceiling_mark(m, r[f"{m}_mean"], r.get(f"{m}_ceiling", math.nan))
-            cells.append(Cell(ci_cell(r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"]) + mark, bool(r[f"{m}_best"])))
+            counted = count_mark(r[f"{m}_count"], r[f"{m}_of"])
+            cells.append(Cell(ci_cell(r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"]) + mark + counted,
+                              bool(r[f"{m}_best"])))
         rows.append(cells)
     caption = (
         f"Mean over seeds and {CONFIDENCE:.0%} bootstrap confidence interval (percentile, "
         f"{BOOTSTRAP_RESAMPLES} resamples, fixed seed); the mean alone where a setting has one seed. "
         "Arrows give each metric's direction; the best value in each column is in bold."
     )
-    footnote = ceiling_footnote(metrics)
-    return Table(columns, rows, caption=f"{title}: {caption}" if title else caption,
-                 notes=[footnote] if footnote else [])
+    notes = [ceiling_footnote(metrics), COUNT_FOOTNOTE if has_partial_counts(comp, metrics) else ""]
+    return Table(columns, rows, caption=f"{title}: {caption}" if title else caption, notes=[n for n in notes if n])
 
 
 # ---------------------------------------------------------------- pairwise tests and ranks

@@ -48,6 +48,12 @@ ESTIMATORS = ("mws", "mss")
 WEIGHTINGS = ("minibatch", *ESTIMATORS)
 
 
+def batch_size_range(weighting: str, dataset_size: int) -> tuple[int, int | None]:
+    """The batch sizes a weighting is defined for: minibatch stratified sampling needs B >= 2 and
+    B - 1 <= N (`log_importance_weights`); the others any B."""
+    return (2, dataset_size + 1) if weighting == "mss" else (1, None)
+
+
 def log_importance_weights(
     batch_size: int,
     weighting: str,

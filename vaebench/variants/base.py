@@ -111,6 +111,13 @@ class Variant(nn.Module):
         self.decoder = make_decoder(architecture, self.image_shape, latent_dim, **decoder_options)
         self.likelihood = LIKELIHOODS.get(likelihood, key="likelihood")()
 
+    @classmethod
+    def batch_size_range(cls, hparams: Hyperparameters) -> tuple[int, int | None]:
+        """(fewest, most or None) images per training step the objective is defined for with `hparams`,
+        e.g. (2, None) for an unbiased MMD between the batch's codes and prior samples. The suite loader
+        checks the budget's batch_size against it, so a run never trains to fail on its first step."""
+        return 1, None
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=-1)
         return mu, logvar

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vaebench.variants.aggregate import ESTIMATORS, kl_decomposition
+from vaebench.variants.aggregate import ESTIMATORS, batch_size_range, kl_decomposition
 from vaebench.params import hyperparameter
 from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
@@ -52,6 +52,10 @@ class BetaTCVAE(GaussianEncoderVariant):
     Hyperparameters = BetaTCVAEHyperparameters
     # Chen et al. 2018, sec. 4: the beta-weighted TC term lowers the total correlation of q(z)
     claims = (Claim("tc", "lower", "lowers the total correlation of the aggregated posterior"),)
+
+    @classmethod
+    def batch_size_range(cls, hparams: Hyperparameters) -> tuple[int, int | None]:
+        return batch_size_range(hparams.estimator, hparams.dataset_size)
 
     def loss(self, x: torch.Tensor, step: int) -> Losses:
         h = self.hparams

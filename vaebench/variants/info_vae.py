@@ -104,6 +104,10 @@ class InfoVAE(GaussianEncoderVariant):
         h = self.hparams
         return 1.0 - h.alpha, h.alpha + h.lambda_ - 1.0
 
+    @classmethod
+    def batch_size_range(cls, hparams: Hyperparameters) -> tuple[int, int | None]:
+        return (2, None) if hparams.divergence == "mmd" else (1, None)  # the unbiased MMD needs two codes
+
     def divergence(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.hparams.divergence == "mmd":
             return mmd_to_prior(t["z"], self.hparams.kernel)

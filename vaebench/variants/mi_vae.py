@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.aggregate import WEIGHTINGS, minibatch_mutual_information
+from vaebench.variants.aggregate import WEIGHTINGS, batch_size_range, minibatch_mutual_information
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.claims import Claim, with_pixelcnn
 from vaebench.variants.registry import register_variant
@@ -59,6 +59,10 @@ class MIVAE(GaussianEncoderVariant):
     Hyperparameters = MIVAEHyperparameters
     claims = (Claim("mi_xz", "higher", "keeps more information in z than the VAE when the decoder can ignore z",
                     applies=with_pixelcnn),)
+
+    @classmethod
+    def batch_size_range(cls, hparams: Hyperparameters) -> tuple[int, int | None]:
+        return batch_size_range(hparams.estimator, hparams.dataset_size)
 
     def loss(self, x: torch.Tensor, step: int) -> Losses:
         h = self.hparams

@@ -22,6 +22,11 @@
 - `pixelcnn`: the `conv` encoder and an autoregressive PixelCNN decoder conditioned on z
   through the `conv` decoder (`vaebench.variants.pixelcnn`); 1-channel images.
 The encoder outputs (mu, logvar) concatenated; the decoder outputs likelihood parameters.
+
+A network's size grows with the image (the `mlp`'s first layer is pixels x 512): `check_network_size`
+counts the parameters on torch's meta device, allocating nothing, and refuses more than
+MAX_NETWORK_PARAMETERS (400 MB of float32 weights; four times that to train with Adam), so
+`size = 3000` with the `mlp` is one line instead of an 18 GB allocation.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+import torch
 from torch import nn
 
 from vaebench.errors import ConfigError
@@ -43,6 +49,7 @@ MAX_WIDTH, MAX_LAYERS = 65_536, 32
 NETWORK_KEYS = ("hidden", "activation", "decoder_hidden", "decoder_activation")
 WIDTH_KEYS = ("hidden", "decoder_hidden")
 DEFAULT_ACTIVATION = "relu"
+MAX_NETWORK_PARAMETERS = 100_000_000
 _CONV_CHANNELS = (32, 32, 64, 64)
 # Kernel sides of the encoder's convolutions where they are not all 4 (padding (k - 2) / 2 keeps
 # each convolution an exact halving, as TensorFlow's "same" padding does at stride 2).
@@ -185,3 +192,30 @@ def make_decoder(architecture: str, image_shape: tuple[int, int, int], latent_di
             layers.append(nn.ReLU())
         c = c_out
     return nn.Sequential(*layers)
+
+
+def network_parameters(architecture: str, image_shape: tuple[int, int, int], latent_dim: int,
+                       network: Mapping[str, Any] | None = None) -> int:
+    """The parameters of the shared encoder and decoder (with the mlp's `network` options), counted on
+    the meta device (nothing is allocated); a ConfigError for an architecture the image shape does not fit."""
+    encoder_options, decoder_options = network_options(network)
+    with torch.device("meta"):
+        networks = (make_encoder(architecture, image_shape, latent_dim, **encoder_options),
+                    make_decoder(architecture, image_shape, latent_dim, **decoder_options))
+    return sum(p.numel() for net in networks for p in net.parameters())
+
+
+def check_network_size(architecture: str, image_shape: tuple[int, int, int], latent_dim: int,
+                       network: Mapping[str, Any] | None = None) -> int:
+    """The networks' parameter count; a ConfigError (key 'architecture') beyond MAX_NETWORK_PARAMETERS."""
+    count = network_parameters(architecture, tuple(image_shape), latent_dim, network)
+    if count > MAX_NETWORK_PARAMETERS:
+        shape = "x".join(map(str, image_shape))
+        raise ConfigError(
+            f"the {architecture!r} encoder and decoder for {shape} images and {latent_dim} latents have {count:,d} "
+            f"parameters ({count * 4 / 2**30:.1f} GB as float32, about four times that to train), more than the "
+            f"limit of {MAX_NETWORK_PARAMETERS:,d}; use smaller images"
+            + (" or a convolutional architecture" if architecture == "mlp" else ""),
+            key="architecture",
+        )
+    return count

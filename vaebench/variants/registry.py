@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping
 
 from vaebench.registry import Registry
+from vaebench.variants.networks import check_network_size
 
 VARIANTS: Registry[type] = Registry("variant")
 
@@ -35,6 +36,7 @@ def build_variant(
     constructor predates them still builds."""
     cls = VARIANTS.get(name)
     hparams = cls.Hyperparameters.from_dict(hyperparameters)
+    check_network_size(architecture, image_shape, latent_dim, network)  # before anything is allocated
     extra = {"network": dict(network)} if network else {}
     return cls(hparams, image_shape=image_shape, latent_dim=latent_dim, architecture=architecture,
                likelihood=likelihood, **extra)

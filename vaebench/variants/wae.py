@@ -54,6 +54,10 @@ class WAE(Variant):
     # Tolstikhin et al. 2018, sec. 3: the MMD penalty matches the aggregated posterior to the prior
     claims = (Claim("prior_mmd", "lower", "matches the aggregated posterior to the prior"),)
 
+    @classmethod
+    def batch_size_range(cls, hparams: Hyperparameters) -> tuple[int, int | None]:
+        return 2, None  # the unbiased MMD needs two codes
+
     def loss(self, x: torch.Tensor, step: int) -> Losses:
         h = self.hparams
         z = sample_code(*self.encode(x), h.encoder)

@@ -54,7 +54,9 @@ from vaebench.metrics.disentanglement.information import entropy
 from vaebench.metrics.disentanglement.learners.boosting import boosted_trees
 from vaebench.metrics.disentanglement.learners.exact_tree import ExactTreeGrower
 from vaebench.metrics.disentanglement.learners.histogram_tree import HistogramTreeGrower
-from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples, sklearn_note, train_test_split
+from vaebench.metrics.disentanglement.protocol import (
+    PROTOCOL_PARAMS, scored_rows, scored_samples, sklearn_note, train_test_split,
+)
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
@@ -160,6 +162,7 @@ def completeness(importance: np.ndarray) -> float:
         *PROTOCOL_PARAMS,
     ],
     abs_tol=0.05, rel_tol=0.0,
+    min_images=scored_rows(2),
 )
 def _compute_dci(ctx: EvaluationContext) -> dict[str, float]:
     learner = ctx.params["dci_learner"]

@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 
 from vaebench.metrics.disentanglement.checks import check_inputs
-from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples, sklearn_note, train_test_split
+from vaebench.metrics.disentanglement.protocol import (
+    PROTOCOL_PARAMS, scored_rows, scored_samples, sklearn_note, train_test_split,
+)
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 
@@ -105,6 +107,7 @@ def explicitness(codes: Any, factors: Any, *, seed: int = 0, train_size: int | N
     values=[MetricValue("explicitness" + suffix, higher_is_better=True) for suffix in VALUE_SUFFIXES],
     needs_factors=True, params=list(PROTOCOL_PARAMS),
     abs_tol=0.02, rel_tol=0.0,
+    min_images=scored_rows(2),
 )
 def _compute_explicitness(ctx: EvaluationContext) -> dict[str, float]:
     values = {}

@@ -32,7 +32,7 @@ import numpy as np
 
 from vaebench.metrics.disentanglement.checks import check_inputs, encode_labels
 from vaebench.metrics.disentanglement.discretize import histogram_bins
-from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_rows, scored_samples
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 
@@ -77,6 +77,7 @@ irs = interventional_robustness_score
     values=[MetricValue("irs" + suffix, higher_is_better=True) for suffix in VALUE_SUFFIXES],
     needs_factors=True, params=list(PROTOCOL_PARAMS),
     abs_tol=0.05, rel_tol=0.0,
+    min_images=scored_rows(2),
 )
 def _compute_irs(ctx: EvaluationContext) -> dict[str, float]:
     return {

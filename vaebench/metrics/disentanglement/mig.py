@@ -29,8 +29,7 @@ import numpy as np
 from vaebench.metrics.disentanglement.checks import check_inputs, check_n_bins
 from vaebench.metrics.disentanglement.discretize import N_BINS
 from vaebench.metrics.disentanglement.information import binned_mutual_information
-from vaebench.metrics.disentanglement.protocol import top_two
-from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_rows, scored_samples, top_two
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
@@ -60,13 +59,14 @@ mig = mutual_information_gap
     values=[MetricValue("mig" + suffix, higher_is_better=True) for suffix in VALUE_SUFFIXES],
     needs_factors=True,
     params=[
-        Param("mig_n_bins", N_BINS, minimum=2, doc="equal-width bins per code dimension (disentanglement_lib: 20)"),
+        Param("mig_n_bins", N_BINS, minimum=2, maximum=1000, doc="equal-width bins per code dimension (disentanglement_lib: 20)"),
         *PROTOCOL_PARAMS,
     ],
     # for given codes the score is deterministic, so a baseline moves only when the trained
     # model does (another platform, library version or device); a few hundredths is the
     # size of such drift and well below a real change in disentanglement
     abs_tol=0.05, rel_tol=0.0,
+    min_images=scored_rows(2),
 )
 def _compute_mig(ctx: EvaluationContext) -> dict[str, float]:
     return {

@@ -28,7 +28,7 @@ import numpy as np
 from vaebench.metrics.disentanglement.checks import check_inputs, check_n_bins
 from vaebench.metrics.disentanglement.discretize import N_BINS
 from vaebench.metrics.disentanglement.information import binned_mutual_information
-from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_rows, scored_samples
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
@@ -60,11 +60,12 @@ def modularity(codes: Any, factors: Any, *, n_bins: int = N_BINS) -> float:
     values=[MetricValue("modularity" + suffix, higher_is_better=True) for suffix in VALUE_SUFFIXES],
     needs_factors=True,
     params=[
-        Param("modularity_n_bins", N_BINS, minimum=2,
+        Param("modularity_n_bins", N_BINS, minimum=2, maximum=1000,
               doc="equal-width bins per code dimension (disentanglement_lib: 20)"),
         *PROTOCOL_PARAMS,
     ],
     abs_tol=0.05, rel_tol=0.0,
+    min_images=scored_rows(2),
 )
 def _compute_modularity(ctx: EvaluationContext) -> dict[str, float]:
     return {

@@ -31,7 +31,7 @@ they are given.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -52,10 +52,10 @@ PROTOCOL_PARAMS = (
     Param("disentanglement_protocol", "fresh", choices=PROTOCOLS,
           doc="fresh: samples drawn from the factor grid per evaluation seed (disentanglement_lib); "
               "test_split: the encoded test split"),
-    Param("disentanglement_num_train", NUM_TRAIN, minimum=2,
+    Param("disentanglement_num_train", NUM_TRAIN, minimum=2, maximum=1_000_000,
           doc="fresh protocol: training rows of the predictors, and the rows of MIG, modularity, IRS "
               "and the unsupervised scores (disentanglement_lib: 10000)"),
-    Param("disentanglement_num_test", NUM_TEST, minimum=1,
+    Param("disentanglement_num_test", NUM_TEST, minimum=1, maximum=1_000_000,
           doc="fresh protocol: held-out rows of SAP, DCI, explicitness and the downstream tasks "
               "(disentanglement_lib: 5000)"),
     REPRESENTATION_PARAM,
@@ -65,6 +65,17 @@ PROTOCOL_PARAMS = (
 _FACTOR_STREAM = 0xD15
 # factor vectors rendered and encoded at once
 _BLOCK = 8_192
+
+
+def scored_rows(minimum: int) -> Callable[[Mapping[str, Any], bool], int]:
+    """A disentanglement score's `min_images`: none of the test split under the fresh protocol on a dataset
+    with a simulator (its rows are disentanglement_num_train + num_test fresh samples), else `minimum`
+    test images (the test_split protocol, or a dataset without a simulator)."""
+
+    def needed(params: Mapping[str, Any], simulated: bool) -> int:
+        return 1 if simulated and params["disentanglement_protocol"] == "fresh" else minimum
+
+    return needed
 
 
 def train_test_split(n: int, seed: Any, train_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:

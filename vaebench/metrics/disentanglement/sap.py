@@ -38,6 +38,7 @@ from vaebench.metrics.disentanglement.checks import check_choice, check_inputs
 from vaebench.metrics.disentanglement.learners.svm1d import svm1d_score_matrix
 from vaebench.metrics.disentanglement.protocol import (
     PROTOCOL_PARAMS,
+    scored_rows,
     scored_samples,
     sklearn_note,
     top_two,
@@ -122,6 +123,7 @@ def _linearsvc_score_matrix(
         *PROTOCOL_PARAMS,
     ],
     abs_tol=0.03, rel_tol=0.0,
+    min_images=scored_rows(3),  # its test_split protocol trains on 2 of 3 rows: each SVM needs two
 )
 def _compute_sap(ctx: EvaluationContext) -> dict[str, float]:
     learner = ctx.params["sap_learner"]

@@ -35,7 +35,7 @@ import numpy as np
 from vaebench.metrics.disentanglement.checks import check_codes, check_n_bins
 from vaebench.metrics.disentanglement.discretize import N_BINS, histogram_bins
 from vaebench.metrics.disentanglement.information import mutual_information_matrix
-from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_rows, scored_samples
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 
@@ -95,6 +95,8 @@ def unsupervised_scores(codes: Any, *, n_bins: int = N_BINS) -> dict[str, float]
     values=[MetricValue(name + suffix, higher_is_better=False) for suffix in VALUE_SUFFIXES for name in VALUE_NAMES],
     params=list(PROTOCOL_PARAMS),
     abs_tol=0.05, rel_tol=0.05,
+    min_images=scored_rows(2),  # and two latents: a mutual information between code dimensions
+    min_latents=2,
 )
 def _compute_unsupervised(ctx: EvaluationContext) -> dict[str, float]:
     values = {}
