@@ -335,6 +335,7 @@ def test_a_metric_producing_an_undeclared_curve_fails_the_run(monkeypatch):
 
     from vaebench.bench.evaluate import evaluate
     from vaebench.bench.spec import RunSpec
+    from vaebench.errors import ContractError
     from vaebench.metrics.registry import MetricInfo, MetricValue
 
     def compute(ctx: EvaluationContext) -> dict[str, float]:
@@ -351,7 +352,7 @@ def test_a_metric_producing_an_undeclared_curve_fails_the_run(monkeypatch):
         architecture="mlp", latent_dim=2, likelihood="bernoulli", steps=1, batch_size=8, optimizer="adam",
         learning_rate=1e-3, checkpoint_every=1, log_every=1, seed=0, metrics=("bogus",),
     )
-    with pytest.raises(RuntimeError, match="produced the curve 'bogus_curve', which it does not declare"):
+    with pytest.raises(ContractError, match="produced the curve 'bogus_curve', which it does not declare"):
         evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=Path("unused"), grids=False)
 
 
