@@ -27,8 +27,8 @@ Frozen = tuple[tuple[str, Any], ...]
 
 # RunSpec fields added after stores existed: left out of its JSON when empty, so the specs (and
 # run ids) written before they existed are unchanged. The tables are written as dicts of lists.
-OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version")
-OPTIONAL_TABLES = ("network", "lr_schedule")
+OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version", "selection")
+OPTIONAL_TABLES = ("network", "lr_schedule", "selection")
 
 
 def freeze(d: dict[str, Any]) -> Frozen:
@@ -45,7 +45,8 @@ class RunSpec:
     from the defaults, so a parameter written out at its default and one left out give the same
     spec and the same run_id. `steps` and `lr_schedule` are in steps whatever unit the suite
     wrote (`vaebench.bench.schedules`). `dataset_version` is the dataset's `version` (what makes
-    its images beyond its parameters, e.g. dSprites' renderer).
+    its images beyond its parameters, e.g. dSprites' renderer). `selection` is empty when the run
+    scores its final model, else the best-on-validation selection in steps (`vaebench.bench.selection`).
     """
 
     variant: str
@@ -67,6 +68,7 @@ class RunSpec:
     network: Frozen = ()
     lr_schedule: Frozen = ()
     dataset_version: str = ""
+    selection: Frozen = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -6,7 +6,8 @@
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
     [budget]    steps (or epochs), batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every,
                 log_every; lr_schedule (constant|multistep|exponential|burda), lr_milestones, lr_factor
-                (vaebench.bench.schedules: converted to steps for each dataset)
+                (vaebench.bench.schedules: converted to steps for each dataset); select (final|best_validation),
+                validate_every (vaebench.bench.selection)
     [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid;
                 for mlp: hidden = [400] (widths), activation (relu|tanh|...), decoder_hidden, decoder_activation
                 (default: the encoder's mirror); a list of width lists is a grid (hidden = [[400], [200, 200]])
@@ -36,6 +37,7 @@ import torch
 from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
 from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
+from vaebench.bench.selection import SELECTION_KEYS, check_validation_split, parse_selection, selection_in_steps
 from vaebench.bench.spec import RunSpec, freeze
 from vaebench.errors import ConfigError
 from vaebench.metrics import METRICS
@@ -235,11 +237,13 @@ def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]
     """(the RunSpec budget fields but `steps` when the budget is in epochs, the budget's unit and
     schedule as written), every key checked; `_steps_and_schedule` converts the second per dataset."""
     table = dict(_table(raw, "budget", file))
-    allowed = [p.key for p in BUDGET_PARAMS] + ["lr_milestones"]
+    allowed = [p.key for p in BUDGET_PARAMS] + ["lr_milestones", *SELECTION_KEYS]
     for key in table:
         if key not in allowed:
             raise ConfigError(f"unknown key; allowed: {', '.join(allowed)}", file=file, key=f"budget.{key}")
     milestones = table.pop("lr_milestones", None)
+    selection = parse_selection({k: table.pop(k) for k in SELECTION_KEYS if k in table},
+                                epochs_budget=table.get("epochs") is not None, file=file)
     budget = check_params(table, BUDGET_PARAMS, file=file, prefix="budget.")
     plan = {key: budget.pop(key) for key in ("epochs", "lr_schedule", "lr_factor")}
     kind = plan["lr_schedule"]
@@ -264,16 +268,20 @@ def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]
         fixed = "is fixed (10^(-1/7))" if kind == "burda" else "has no factor"
         raise ConfigError(f"lr_schedule = {kind!r} {fixed}", file=file, key="budget.lr_factor")
     plan["lr_milestones"] = milestones or []
+    plan["selection"] = selection
     return budget, plan
 
 
-def _steps_and_schedule(plan: dict[str, Any], budget: dict[str, Any], dataset: data.ImageDataset) -> dict[str, Any]:
-    """`steps` and the frozen `lr_schedule` of a run on `dataset`, both in steps."""
+def _steps_and_schedule(plan: dict[str, Any], budget: dict[str, Any], dataset: data.ImageDataset, *,
+                        file: str, ds_name: str) -> dict[str, Any]:
+    """`steps`, the frozen `lr_schedule` and `selection` of a run on `dataset`, all in steps."""
     epoch = steps_per_epoch(len(dataset.train_indices), budget["batch_size"])
+    unit = epoch if plan["epochs"] is not None else 1
     steps = plan["epochs"] * epoch if plan["epochs"] is not None else budget["steps"]
     schedule = schedule_in_steps(plan["lr_schedule"], milestones=plan["lr_milestones"], factor=plan["lr_factor"],
-                                 unit_steps=epoch if plan["epochs"] is not None else 1, epoch_steps=epoch)
-    return {"steps": steps, "lr_schedule": freeze(schedule)}
+                                 unit_steps=unit, epoch_steps=epoch)
+    check_validation_split(dataset, plan["selection"], file=file, key=f"budget.select (dataset {ds_name!r})")
+    return {"steps": steps, "lr_schedule": freeze(schedule), "selection": freeze(selection_in_steps(plan["selection"], unit))}
 
 
 def _parse_seeds(raw: dict, file: str) -> list[int]:
@@ -390,7 +398,7 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
         metrics = _metrics_for(requested, dataset, file)
         for v_name, given in variants:
             check_variant_contract(v_name, given, dataset, model, file)
-        in_steps = _steps_and_schedule(plan, budget, dataset)
+        in_steps = _steps_and_schedule(plan, budget, dataset, file=file, ds_name=ds_name)
         for (v_name, given), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),

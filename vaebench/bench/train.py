@@ -1,7 +1,9 @@
 """One run: seed, build, train for a budget of steps with checkpoints, score, return a RunResult.
 
 A spec with a learning-rate schedule (`vaebench.bench.schedules`) sets every optimizer's rate
-before each update from the step, and logs it as the curve '<phase>/lr'.
+before each update from the step, and logs it as the curve '<phase>/lr'. A spec with a
+`selection` validates the model along training and scores the best one on validation
+(`vaebench.bench.selection`); the checkpoint then also holds the best model.
 
 Resuming is exact: a checkpoint holds the model, every optimizer, the step, the curves so
 far and the states of torch's and NumPy's generators, so a run killed at any point and
@@ -26,6 +28,7 @@ from vaebench.bench.evaluate import evaluate
 from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
 from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
+from vaebench.bench.selection import VALIDATION_CURVE, BestValidation, best_model_path, validation_loss
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
@@ -93,6 +96,7 @@ class Trainer:
         self.step = 0
         self.curves: list[tuple[int, str, float]] = []
         self.train_time_s = 0.0
+        self.selector = BestValidation.for_spec(dict(spec.selection), spec.steps, dataset)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -103,6 +107,7 @@ class Trainer:
             "train_time_s": self.train_time_s,
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": self.rng.bit_generator.state,
+            **({"selection": self.selector.state()} if self.selector is not None else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -114,6 +119,8 @@ class Trainer:
         self.train_time_s = float(state["train_time_s"])
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = state["numpy_rng"]
+        if self.selector is not None:
+            self.selector.restore(state["selection"])
 
     def schedule_learning_rates(self) -> None:
         """Every optimizer's rate for the next update: its base rate times the schedule's multiplier
@@ -128,10 +135,20 @@ class Trainer:
         idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
         return self.dataset.training_batch(idx, self.device, self.rng)
 
+    def validate(self) -> None:
+        """The validation loss of the model as it is now, logged and offered to the selector."""
+        loss = validation_loss(self.model, self.dataset, self.selector.indices, batch_size=self.spec.batch_size,
+                               step=self.step, seed=self.spec.seed, device=self.device)
+        self.curves.append((self.step, VALIDATION_CURVE, loss))
+        self.selector.observe(self.model, self.step, loss)
+
     def train(self, checkpoint: Path | None, progress: ProgressFn | None) -> None:
         """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end."""
         spec = self.spec
         self.model.train()
+        if self.selector is not None and checkpoint is not None:
+            self.selector.best_file = best_model_path(checkpoint)
+            self.selector.save_best_file()  # a resumed run's copy, from its checkpoint
         started = time.perf_counter()
         while self.step < spec.steps:
             if spec.lr_schedule:
@@ -145,6 +162,8 @@ class Trainer:
                                        for phase, opt in zip(self.phases, self.optimizers))
                 if progress is not None:
                     progress(spec.run_id, self.step)
+            if self.selector is not None and self.selector.due(self.step):
+                self.validate()
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
                 self.train_time_s += time.perf_counter() - started
                 atomic_torch_save(self.state(), checkpoint)
@@ -196,10 +215,15 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
         scoring_started = time.perf_counter()
         if result.status == "done":
+            if trainer.selector is not None:
+                trainer.selector.select(trainer.model)
+                result.environment["selection"] = trainer.selector.describe()
             atomic_torch_save(trainer.model.state_dict(), model_path(run_dir_path, spec.run_id))
             result.metrics, result.notes, result.artifacts = evaluate(
                 trainer.model, dataset, spec, device=dev, cache_dir=run_dir_path / "cache"
             )
+        if trainer.selector is not None:
+            trainer.selector.discard_best_file()  # the scored model is in models/; the checkpoint holds it too
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
         result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
     except Exception as err:  # a bug or resource failure in one run must not stop the sweep
