@@ -111,6 +111,7 @@ class RunTask:
     device: str = "cpu"
     threads: int | None = None
     plugins: tuple[str, ...] = ()  # imported by the worker before the run is built
+    reproduces: tuple[str, ...] = ()  # the reference ids the run reproduces (recorded in its environment)
 
     @property
     def run_id(self) -> str:

@@ -12,7 +12,9 @@
                 for mlp: hidden = [400] (widths), activation (relu|tanh|...), decoder_hidden, decoder_activation
                 (default: the encoder's mirror); a list of width lists is a grid (hidden = [[400], [200, 200]])
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
-    [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
+    [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4]);
+                reproduces = "<reference id>" (or a list): the published values this setting reproduces
+                (vaebench.bench.reproduction), recorded in each run's environment
     [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
 
 Every table is checked against declared `Param`s (vaebench.params): an unknown key, a wrong
@@ -37,6 +39,7 @@ import torch
 from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
 from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
+from vaebench.bench.reproduction import check_reference_dataset, pop_reproduces
 from vaebench.bench.selection import SELECTION_KEYS, check_validation_split, parse_selection, selection_in_steps
 from vaebench.bench.spec import RunSpec, freeze
 from vaebench.errors import ConfigError
@@ -86,6 +89,8 @@ class Suite:
     specs: tuple[RunSpec, ...]
     labels: dict[RunSpec, str] = dataclasses.field(default_factory=dict, compare=False)
     plugins: tuple[str, ...] = ()  # module names and absolute .py paths, imported by every worker
+    # the reference ids (vaebench.reference) each run reproduces, from its variant entry's `reproduces`
+    reproduces: dict[RunSpec, tuple[str, ...]] = dataclasses.field(default_factory=dict, compare=False)
 
     def setting(self, spec: RunSpec) -> str:
         """The variant and the hyperparameters a reader needs, e.g. 'beta_vae(beta=4.0)'."""
@@ -139,11 +144,13 @@ def _grid_size(entry: dict) -> int:
     return math.prod(len(v) for v in entry.values() if isinstance(v, list))
 
 
-def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    """[(variant name, the hyperparameters the suite wrote)], one per grid point, each checked."""
+def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """[(variant name, the hyperparameters the suite wrote, the references it reproduces)], one per
+    grid point, each checked."""
     params = dict(entry)
     name = params.pop("name", None)
     cls = VARIANTS.get(name, file=file, key=f"{prefix}name")
+    reproduces = pop_reproduces(params, file=file, prefix=prefix)
     grid_keys = [k for k, v in params.items() if isinstance(v, list)]
     for key in grid_keys:
         if not params[key]:
@@ -155,7 +162,7 @@ def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict
             cls.Hyperparameters.from_dict(hp)
         except ConfigError as err:
             raise err.located(file, prefix) from None
-        out.append((name, hp))
+        out.append((name, hp, reproduces))
     return out
 
 
@@ -385,10 +392,12 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
         raise ConfigError(f"the grid expands to {n_runs:,d} runs, more than max_runs = {max_runs:,d} "
                           "(raise max_runs to allow it)", file=file, key="variants")
     datasets = _parse_datasets(raw, file)
-    variants = [v for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
+    expanded = [(i, v) for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
+    variants, variant_entry = [v for _, v in expanded], [i for i, _ in expanded]
     requested, metric_params = _parse_evaluation(raw, file)
     specs: list[RunSpec] = []
     written: dict[RunSpec, set[str]] = {}
+    references: dict[RunSpec, tuple[str, ...]] = {}
     for (ds_name, ds_params, dataset), model in itertools.product(datasets, models):
         try:
             make_encoder(model["architecture"], dataset.image_shape, model["latent_dim"],
@@ -396,10 +405,11 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = _metrics_for(requested, dataset, file)
-        for v_name, given in variants:
+        for i, (v_name, given, reproduces) in enumerate(variants):
             check_variant_contract(v_name, given, dataset, model, file)
+            check_reference_dataset(reproduces, ds_name, file=file, key=f"variants[{variant_entry[i]}].reproduces")
         in_steps = _steps_and_schedule(plan, budget, dataset, file=file, ds_name=ds_name)
-        for (v_name, given), seed in itertools.product(variants, seeds):
+        for (v_name, given, reproduces), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
                 dataset=ds_name, dataset_params=freeze(ds_params), dataset_version=dataset.version,
@@ -408,8 +418,10 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
             )
             specs.append(spec)
             written.setdefault(spec, set()).update(given)
+            if reproduces:
+                references[spec] = tuple(dict.fromkeys((*references.get(spec, ()), *reproduces)))
     unique = list(dict.fromkeys(specs))
     return Suite(
         name=name, path=file, description=str(raw.get("description", "")), specs=tuple(unique),
-        labels=setting_labels(unique, written), plugins=tuple(p.name for p in plugins),
+        labels=setting_labels(unique, written), plugins=tuple(p.name for p in plugins), reproduces=references,
     )

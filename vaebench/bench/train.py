@@ -187,6 +187,8 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     run_dir_path = Path(task.run_dir)
     ckpt = checkpoint_path(run_dir_path, spec.run_id)
     result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
+    if task.reproduces:
+        result.environment["reproduces"] = list(task.reproduces)
     resumed_at = 0
     try:
         import_plugins(task.plugins)
