@@ -25,13 +25,16 @@ from vaebench.variants.registry import register_variant
 _IMAGES_PER_CHUNK = 4096
 
 
-def importance_weighted_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
+def importance_weighted_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None,
+                              accumulate: torch.dtype | None = None) -> torch.Tensor:
     """Per-image log p(x) estimates (B,): logsumexp_k log w_k - log K, K samples of q(z|x).
 
     `model` has encode(x) -> (mu, logvar) and log_likelihood(x, z) -> (B,) (any Variant).
     The K samples are drawn and decoded `chunk_size` at a time (default: as many as keep a
     chunk to about 4096 images), in order, so the result does not depend on the chunking for
     a given RNG state. Differentiable; wrap in torch.no_grad() for evaluation.
+    accumulate: the dtype of the log-sum-exp over the K log-weights (e.g. torch.float64 for the
+    likelihood metric); None keeps the model's (the training objective's float32).
     """
     if k < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {k}")
@@ -49,7 +52,10 @@ def importance_weighted_bound(model, x: torch.Tensor, k: int, chunk_size: int | 
         log_pz = log_standard_normal(z).sum(-1)
         log_qz_x = log_normal(z, mu_n, logvar_n).sum(-1)
         log_weights.append(log_px_z + log_pz - log_qz_x)
-    return torch.logsumexp(torch.cat(log_weights, 0), dim=0) - math.log(k)
+    stacked = torch.cat(log_weights, 0)
+    if accumulate is not None:
+        stacked = stacked.to(accumulate)
+    return torch.logsumexp(stacked, dim=0) - math.log(k)
 
 
 @dataclass(frozen=True)
