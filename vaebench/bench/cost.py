@@ -26,7 +26,8 @@ def calibrate(spec: RunSpec, device: str = "cpu") -> float:
     rng = seed_everything(spec.seed)
     model = build_model(spec, dataset).to(device)
     phases = model.phases()
-    optimizers = build_optimizers(phases, spec.optimizer, spec.learning_rate)
+    optimizers = build_optimizers(phases, spec.optimizer, spec.learning_rate,
+                                  implementation=spec.optimizer_implementation, options=spec.optimizer_options)
     idx = dataset.train_indices[rng.integers(0, len(dataset.train_indices), spec.batch_size)]
     x = torch.from_numpy(dataset.images(idx)).to(device)
     try:
@@ -44,7 +45,7 @@ def calibrate(spec: RunSpec, device: str = "cpu") -> float:
 
 def _calibration_key(spec: RunSpec) -> tuple:
     return (spec.dataset, spec.dataset_params, spec.architecture, spec.network, spec.latent_dim, spec.variant,
-            spec.batch_size)
+            spec.batch_size, spec.optimizer_implementation, spec.optimizer_options)
 
 
 def estimate(suite: Suite, device: str = "cpu") -> tuple[list[tuple[RunSpec, float]], float]:

@@ -27,8 +27,9 @@ Frozen = tuple[tuple[str, Any], ...]
 
 # RunSpec fields added after stores existed: left out of its JSON when empty, so the specs (and
 # run ids) written before they existed are unchanged. The tables are written as dicts of lists.
-OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version", "selection")
-OPTIONAL_TABLES = ("network", "lr_schedule", "selection")
+OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version", "selection", "optimizer_implementation",
+                   "optimizer_options")
+OPTIONAL_TABLES = ("network", "lr_schedule", "selection", "optimizer_options")
 
 
 def freeze(d: dict[str, Any]) -> Frozen:
@@ -47,6 +48,8 @@ class RunSpec:
     wrote (`vaebench.bench.schedules`). `dataset_version` is the dataset's `version` (what makes
     its images beyond its parameters, e.g. dSprites' renderer). `selection` is empty when the run
     scores its final model, else the best-on-validation selection in steps (`vaebench.bench.selection`).
+    `optimizer_implementation` ("" for PyTorch's default, "foreach", "fused") and `optimizer_options`
+    (Adam's eps) are `vaebench.bench.optim`'s.
     """
 
     variant: str
@@ -69,6 +72,8 @@ class RunSpec:
     lr_schedule: Frozen = ()
     dataset_version: str = ""
     selection: Frozen = ()
+    optimizer_implementation: str = ""
+    optimizer_options: Frozen = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -4,7 +4,8 @@
     plugins = ["my_vaes", "lab/metrics.py"]  # optional: users' modules to import first (vaebench.plugins)
     seeds = [0, 1]
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
-    [budget]    steps (or epochs), batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every,
+    [budget]    steps (or epochs), batch_size, optimizer (adam|sgd|rmsprop), optimizer_implementation
+                (default|foreach|fused), adam_eps, learning_rate, checkpoint_every,
                 log_every; lr_schedule (constant|multistep|exponential|burda), lr_milestones, lr_factor
                 (vaebench.bench.schedules: converted to steps for each dataset); select (final|best_validation),
                 validate_every (vaebench.bench.selection)
@@ -37,7 +38,7 @@ from typing import Any
 import torch
 
 from vaebench import data
-from vaebench.bench.optim import OPTIMIZERS
+from vaebench.bench.optim import IMPLEMENTATIONS, OPTIMIZERS, check_optimizer_options
 from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
 from vaebench.bench.reproduction import check_reference_dataset, pop_reproduces
 from vaebench.bench.selection import SELECTION_KEYS, check_validation_split, parse_selection, selection_in_steps
@@ -69,6 +70,9 @@ BUDGET_PARAMS = (
     Param("lr_schedule", "constant", choices=SCHEDULES, doc="learning-rate schedule (vaebench.bench.schedules)"),
     Param("lr_factor", None, type=float, greater_than=0.0, maximum=1.0,
           doc="multistep: factor at each milestone; exponential: factor per epoch (or step)"),
+    Param("optimizer_implementation", "default", choices=IMPLEMENTATIONS,
+          doc="PyTorch's default (for-loop on the CPU), foreach or fused (vaebench.bench.optim)"),
+    Param("adam_eps", None, type=float, greater_than=0.0, less_than=1.0, doc="Adam's epsilon (PyTorch: 1e-8)"),
 )
 SCHEDULE_KEYS = ("epochs", "lr_schedule", "lr_factor", "lr_milestones")
 MODEL_PARAMS = (
@@ -253,6 +257,10 @@ def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]
                                 epochs_budget=table.get("epochs") is not None, file=file)
     budget = check_params(table, BUDGET_PARAMS, file=file, prefix="budget.")
     plan = {key: budget.pop(key) for key in ("epochs", "lr_schedule", "lr_factor")}
+    implementation, eps = budget.pop("optimizer_implementation"), budget.pop("adam_eps")
+    check_optimizer_options(budget["optimizer"], implementation, eps, file=file)
+    budget["optimizer_implementation"] = "" if implementation == "default" else implementation
+    budget["optimizer_options"] = freeze({"eps": eps}) if eps is not None else ()
     kind = plan["lr_schedule"]
     if plan["epochs"] is not None:
         if "steps" in table:

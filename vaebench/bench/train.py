@@ -25,7 +25,9 @@ import torch
 from vaebench import data
 from vaebench.bench.environment import describe_environment
 from vaebench.bench.evaluate import evaluate
-from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
+from vaebench.bench.optim import (
+    Diverged, build_optimizers, check_implementations, optimisation_step, resolved_implementation,
+)
 from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.selection import VALIDATION_CURVE, BestValidation, best_model_path, validation_loss
@@ -65,8 +67,8 @@ def discard_checkpoint(path: Path, reason: BaseException) -> Path:
     """Rename an unusable checkpoint to `<name>.corrupt` (kept for inspection) and log it."""
     aside = path.with_name(path.name + CORRUPT_SUFFIX)
     os.replace(path, aside)
-    log.warning("checkpoint %s is unusable (%s); moved to %s, the run restarts from step 0",
-                path, type(reason).__name__, aside)
+    log.warning("checkpoint %s is unusable (%s: %s); moved to %s, the run restarts from step 0",
+                path, type(reason).__name__, reason, aside)
     return aside
 
 
@@ -91,7 +93,9 @@ class Trainer:
         self.rng = seed_everything(spec.seed)
         self.model = build_model(spec, dataset).to(device)
         self.phases = self.model.phases()
-        self.optimizers = build_optimizers(self.phases, spec.optimizer, spec.learning_rate)
+        self.optimizers = build_optimizers(self.phases, spec.optimizer, spec.learning_rate,
+                                           implementation=spec.optimizer_implementation, options=spec.optimizer_options)
+        self.implementations = [resolved_implementation(opt) for opt in self.optimizers]
         self.base_lrs = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
         self.step = 0
         self.curves: list[tuple[int, str, float]] = []
@@ -102,6 +106,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "optimizer_implementations": list(self.implementations),
             "step": self.step,
             "curves": [list(c) for c in self.curves],
             "train_time_s": self.train_time_s,
@@ -111,6 +116,7 @@ class Trainer:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        check_implementations(state.get("optimizer_implementations"), self.optimizers)
         self.model.load_state_dict(state["model"])
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(opt_state)
@@ -200,6 +206,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         if files:
             result.environment["data_files"] = files
         trainer = Trainer(spec, dataset, dev)
+        result.environment["optimizer_implementation"] = trainer.implementations
         state = load_checkpoint(ckpt, dev)
         if state is not None:
             try:
