@@ -186,7 +186,8 @@ def test_reproduce_list(capsys):
     by_id = {line.split()[0]: line for line in lines[1:]}
     assert set(by_id) == set(REFERENCES)
     assert "Chadebec, Vincent & Allassonnière 2022  89.78 ± 0.01" in by_id[PYTHAE]
-    assert by_id[PYTHAE].rstrip().endswith("suites/reproduce/pythae2022-vae.toml")
+    assert by_id[PYTHAE].rstrip().endswith(" pythae2022-vae.toml")
+    assert by_id["burda2016-iwae-k50-l2"].rstrip().endswith(" –")  # no suite: the two-layer network is not built
     assert "Burda, Grosse & Salakhutdinov 2016" in by_id[BURDA] and " 84.78 " in by_id[BURDA]
 
 
@@ -278,3 +279,28 @@ def test_reproduces_errors_name_the_key(tmp_path, tiny_binarized, variants, key,
     with pytest.raises((ConfigError, UnknownNameError), match=message) as info:
         _load(tmp_path, variants)
     assert info.value.key == key
+
+
+def test_training_losses_of_the_last_epoch_end_to_end(tmp_path):
+    """A beta-TCVAE run reproducing pythae's two training losses: the compared values are the means
+    of the logged terms over the last of the reference's 50 epochs (here 100 steps: steps 99, 100)."""
+    variants = ('[[variants]]\nname = "beta_tcvae"\nreproduces = ["pythae2022-betatcvae-dsprites-modified-elbo", '
+                '"pythae2022-betatcvae-dsprites-elbo"]\n')
+    text = SUITE.format(dataset="dsprites", dataset_params="size = 32\ntest_size = 50", variants=variants)
+    text = text.replace("steps = 4\n", "steps = 100\nlog_every = 1\n").replace('["iwae_nll"]', '["recon_bce"]')
+    (tmp_path / "s.toml").write_text(text)
+    suite = load_suite(tmp_path / "s.toml")
+    out = tmp_path / "run"
+    assert run_suite(suite, out, InProcessExecutor()).statuses == {"done": 1}
+    with ResultsStore(out, create=False) as store:
+        curves = store.curves()
+    last = curves[curves["step"] > 98].pivot(index="step", columns="name", values="value")
+    rows = {r.reference.id: r for r in compare_store(str(out))}
+    modified = rows["pythae2022-betatcvae-dsprites-modified-elbo"]
+    elbo = rows["pythae2022-betatcvae-dsprites-elbo"]
+    assert modified.values == (pytest.approx(last["model/loss"].mean(), rel=1e-12),)
+    by_hand = (last["model/recon"] + last["model/mi"] + last["model/tc"] + last["model/dim_kl"]).mean()
+    assert elbo.values == (pytest.approx(by_hand, rel=1e-12),)
+    # the beta-weighted TC makes the modified loss the larger: loss - elbo = 5 x TC per step
+    assert modified.values[0] - elbo.values[0] == pytest.approx(5 * last["model/tc"].mean(), rel=1e-5)
+    assert not any("logged steps" in d for d in modified.departures)

@@ -300,9 +300,14 @@ def compare_store(path: str, *, run_ids: set[str] | None = None, every: bool = F
         return reproduction_rows(store.runs(), store.metrics(), store.curves(), every=every)
 
 
+def _short(text: str, width: int = 24) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def list_references(references: Mapping[str, Reference] = REFERENCES) -> str:
-    """`vaebench reproduce --list`: id, source, value (and its metric, and the suite that reproduces it)."""
-    rows = [(r.id, r.source.citation, _published(r), r.metric.name, r.suite or "–") for r in references.values()]
+    """`vaebench reproduce --list`: id, source, value (and its metric, and the file name of the suite
+    under suites/reproduce/ that reproduces it)."""
+    rows = [(r.id, r.source.citation, _published(r), _short(r.metric.name), r.suite.rsplit("/", 1)[-1] if r.suite else "–") for r in references.values()]
     rows.sort()
     header = ("id", "source", "value", "metric", "suite")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
