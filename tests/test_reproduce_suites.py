@@ -86,6 +86,24 @@ def test_dry_run_calibrates_the_pythae_vae(stand_in_data, capsys):
     assert main(["reproduce", "pythae2022-vae-binarized-mnist", "--dry-run", "--data-root", str(stand_in_data)]) == 0
     out = capsys.readouterr().out
     assert "3 of its runs reproduce it" in out and "estimated training time on this machine" in out
+    assert out.count("+ validation ~") == 3 and out.count(", iwae_nll ~") == 3
+    assert "validation and iwae_nll scoring, measured on a few images" in out
+
+
+def test_evaluation_cost_arithmetic(stand_in_data, monkeypatch):
+    """Each timed piece takes 1 s by a fake clock: validation = 1 s / images timed x validation images x
+    passes; iwae_nll = 1 s / images timed x images scored."""
+    import itertools
+
+    monkeypatch.setenv("VAEBENCH_DATA", str(stand_in_data))
+    spec = load_suite(REPOSITORY / "suites/reproduce/pythae2022-vae.toml").specs[0]
+    clock = itertools.count()
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: float(next(clock)))
+    got = cost.evaluation_seconds(spec)
+    # stand-in data: 40 training images, batch 100 -> 1 step an epoch, 500 steps, a validation each;
+    # the 10 validation images are all timed (2 batches of 100 hold them); iwae_nll: 10 test images,
+    # K = 200 -> 20,000 // 200 = 100 timed, capped at the 10 there are
+    assert got == {"validation": 1 / 10 * 10 * 500, "iwae_nll": 1 / 10 * 10}
 
 
 @pytest.mark.skipif(not (SHARED / "binarized_mnist").is_dir(), reason="../shared/data/binarized_mnist is not here")
