@@ -122,3 +122,13 @@ def test_published_budgets_on_the_real_data(monkeypatch):
     static = load_suite(REPOSITORY / "suites/reproduce/burda2016-static.toml").specs[0]
     assert static.steps == 3280 * 2500 and static.selection == ()
     assert dict(static.lr_schedule)["milestones"] == tuple(m * 2500 for m in burda_milestones())
+
+
+def test_one_calibration_per_hyperparameter_setting(stand_in_data, monkeypatch):
+    """An IWAE step's cost grows with k: k = 1, 5, 50 are calibrated apiece (seeds share one)."""
+    monkeypatch.setenv("VAEBENCH_DATA", str(stand_in_data))
+    calls = []
+    monkeypatch.setattr(cost, "calibrate", lambda spec, device="cpu": calls.append(dict(spec.hyperparameters)["k"]) or 0.001 * dict(spec.hyperparameters)["k"])
+    rows, _ = cost.estimate(load_suite(REPOSITORY / "suites/reproduce/burda2016.toml"))
+    assert sorted(calls) == [1, 5, 50] and len(rows) == 9
+    assert {dict(s.hyperparameters)["k"]: t for s, t in rows} == {k: 0.001 * k * 3280 * 2 for k in (1, 5, 50)}

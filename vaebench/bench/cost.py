@@ -90,6 +90,7 @@ def evaluation_seconds(spec: RunSpec, device: str = "cpu") -> dict[str, float]:
 
 def _calibration_key(spec: RunSpec) -> tuple:
     return (spec.dataset, spec.dataset_params, spec.architecture, spec.network, spec.latent_dim, spec.variant,
+            spec.hyperparameters,  # an IWAE step decodes k samples a image
             spec.batch_size, spec.optimizer_implementation, spec.optimizer_options)
 
 
