@@ -261,6 +261,8 @@ def test_reproduces_is_recorded_and_compared(tmp_path, tiny_binarized):
         runs = store.runs().set_index("run_id")
         stored = store.metrics().set_index(["run_id", "name"])["value"]
     assert runs.loc[vae.run_id, "environment"]["reproduces"] == [PYTHAE]
+    described = runs.loc[vae.run_id, "environment"]["dataset"]  # the data actually read
+    assert described["path"] == str(tiny_binarized) and len(described["content_sha256"]) == 64
     assert "reproduces" not in runs.loc[iwae.run_id, "environment"]
     (row,) = compare_store(str(out))
     assert row.reference.id == PYTHAE and row.values == (stored[(vae.run_id, "iwae_nll")],)

@@ -205,6 +205,8 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         files = dataset.data_files()  # SHA-256s: a number on a modified file is never taken for the published one
         if files:
             result.environment["data_files"] = files
+        # what was read: the path as expanded here (a spec may name ${VAEBENCH_DATA}), file fingerprints, hashes
+        result.environment["dataset"] = dataset.describe()
         trainer = Trainer(spec, dataset, dev)
         result.environment["optimizer_implementation"] = trainer.implementations
         state = load_checkpoint(ckpt, dev)
