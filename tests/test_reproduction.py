@@ -131,13 +131,16 @@ def test_compare_all_lists_the_references_no_run_names(synthetic_store):
 
 
 def test_a_departure_read_off_the_spec(tmp_path):
-    with ResultsStore(tmp_path) as store:  # pythae's protocol without selection, batch 64, default K
-        _write(store, _spec(0, batch_size=64), [PYTHAE], metrics={"iwae_nll": 95.0},
-               notes={"iwae_nll": "k=1000, images=100/10000"})
+    with ResultsStore(tmp_path) as store:  # pythae's protocol without selection, batch 64, default K, 300 steps
+        result = RunResult(spec=_spec(0, batch_size=64, steps=300), status="done", metrics={"iwae_nll": 95.0},
+                           notes={"iwae_nll": "k=1000, images=100/10000"},
+                           environment={"reproduces": [PYTHAE], "train_images": 50_000})
+        store.write_result(result, suite="synthetic", setting="vae")
     (row,) = compare_store(str(tmp_path))
     assert row.verdict == "differs" and row.difference == pytest.approx(5.22)
     found = [d for d in row.departures if d not in REFERENCES[PYTHAE].departures]
-    assert found == ["1,000 importance samples per image; the source uses 200", "batch size 64; the source uses 100",
+    assert found == ["300 steps = 0.3836 epochs of 782 steps; the source trains 500 epochs",  # ceil(50,000 / 64) = 782; 300 / 782 = 0.3836
+                     "1,000 importance samples per image; the source uses 200", "batch size 64; the source uses 100",
                      "scores the final model; the source keeps the best on validation",
                      "scored on 100 of the 10,000 test images; the source uses all"]
 

@@ -207,6 +207,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             result.environment["data_files"] = files
         # what was read: the path as expanded here (a spec may name ${VAEBENCH_DATA}), file fingerprints, hashes
         result.environment["dataset"] = dataset.describe()
+        result.environment["train_images"] = int(len(dataset.train_indices))  # what an epoch is
         trainer = Trainer(spec, dataset, dev)
         result.environment["optimizer_implementation"] = trainer.implementations
         state = load_checkpoint(ckpt, dev)

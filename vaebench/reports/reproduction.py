@@ -133,9 +133,16 @@ def run_value(ref: Reference, run: Mapping[str, Any], metrics: pd.DataFrame, cur
     return float(row["value"].iloc[0]), notes
 
 
-def checked_departures(ref: Reference, spec: Mapping[str, Any]) -> list[str]:
-    """Departures from the published protocol read off a run's spec."""
+def checked_departures(ref: Reference, spec: Mapping[str, Any], environment: Mapping[str, Any] | None = None) -> list[str]:
+    """Departures from the published protocol read off a run's spec (and, for the budget in
+    epochs, its environment's `train_images`)."""
     out = []
+    train_images = (environment or {}).get("train_images")
+    if ref.protocol.epochs is not None and train_images and spec.get("batch_size"):
+        epoch = math.ceil(train_images / spec["batch_size"])
+        if spec.get("steps") != ref.protocol.epochs * epoch:
+            out.append(f"{spec.get('steps'):,d} steps = {spec.get('steps') / epoch:,.4g} epochs of {epoch:,d} steps; "
+                       f"the source trains {ref.protocol.epochs:,d} epochs")
     params = spec.get("metric_params", {})
     if ref.metric.importance_samples is not None and ref.metric.name == "iwae_nll":
         k = params.get("iwae_k", DEFAULT_IWAE_K)
@@ -190,7 +197,8 @@ def reproduction_rows(runs: pd.DataFrame, metrics: pd.DataFrame, curves: pd.Data
                 seeds.append(int(run["seed"]))
                 ids.append(run["run_id"])
         measured = t_interval(values)
-        departures = _unique([*ref.departures, *checked_departures(ref, members[0]["spec"]), *notes])
+        departures = _unique([*ref.departures, *checked_departures(ref, members[0]["spec"], members[0]["environment"]),
+                              *notes])
         rows.append(ReproductionRow(ref, str(members[0]["setting"]), tuple(ids), tuple(seeds), tuple(values), measured,
                                     verdict_of(measured.mean, measured.n, ref.value, ref.tolerance), departures))
     if every:
