@@ -30,7 +30,8 @@ def stand_in_data(tmp_path_factory) -> Path:
     (root / "binarized_mnist").mkdir()
     rng = np.random.default_rng(0)
     np.savez(root / "binarized_mnist" / "binarized_mnist.npz",
-             **{s: rng.integers(0, 2, (n, 784), dtype=np.uint8) for s, n in (("train", 40), ("valid", 10), ("test", 10))})
+             **{s: rng.integers(0, 2, (n, 784), dtype=np.uint8)
+                for s, n in (("train", 40), ("valid", 10), ("test", 10))})
     write_mnist(root / "mnist", n_train=40, n_test=10)
     return root
 
@@ -49,7 +50,6 @@ def test_suite_loads_and_matches_its_references(path, stand_in_data, monkeypatch
     assert named and all(spec in suite.reproduces for spec in suite.specs)  # every run reproduces something
     assert named == {r.id for r in REFERENCES.values() if r.suite == relative}  # and the references name it back
     for spec in suite.specs:
-        assert len({s for s in suite.specs if s.seed == spec.seed}) == len(suite.specs) // len({s.seed for s in suite.specs})
         for ref_id in suite.reproduces[spec]:
             ref = REFERENCES[ref_id]
             assert ref.dataset.name == spec.dataset
@@ -128,7 +128,12 @@ def test_one_calibration_per_hyperparameter_setting(stand_in_data, monkeypatch):
     """An IWAE step's cost grows with k: k = 1, 5, 50 are calibrated apiece (seeds share one)."""
     monkeypatch.setenv("VAEBENCH_DATA", str(stand_in_data))
     calls = []
-    monkeypatch.setattr(cost, "calibrate", lambda spec, device="cpu": calls.append(dict(spec.hyperparameters)["k"]) or 0.001 * dict(spec.hyperparameters)["k"])
+    def fake_calibrate(spec, device="cpu"):
+        k = dict(spec.hyperparameters)["k"]
+        calls.append(k)
+        return 0.001 * k
+
+    monkeypatch.setattr(cost, "calibrate", fake_calibrate)
     rows, _ = cost.estimate(load_suite(REPOSITORY / "suites/reproduce/burda2016.toml"))
     assert sorted(calls) == [1, 5, 50] and len(rows) == 9
     assert {dict(s.hyperparameters)["k"]: t for s, t in rows} == {k: 0.001 * k * 3280 * 2 for k in (1, 5, 50)}

@@ -117,7 +117,8 @@ def test_compare_verdicts_against_hand_worked_numbers(synthetic_store):
     assert "seed 2: diverged" in iwae.departures
     assert not any("batch size" in d for d in iwae.departures)  # Burda's batch is 20, as here
 
-    assert rows[TCVAE].verdict == "not run" and rows[TCVAE].measured.n == 0 and "seed 0: failed" in rows[TCVAE].departures
+    failed = rows[TCVAE]
+    assert failed.verdict == "not run" and failed.measured.n == 0 and "seed 0: failed" in failed.departures
     official = rows["pythae2022-betatcvae-dsprites-modified-elbo-official"]  # 712.26, tolerance 4
     assert official.values == (701.5,) and official.verdict == "differs"
     assert official.difference == pytest.approx(-10.76) and math.isnan(official.measured.low)
@@ -139,7 +140,8 @@ def test_a_departure_read_off_the_spec(tmp_path):
     (row,) = compare_store(str(tmp_path))
     assert row.verdict == "differs" and row.difference == pytest.approx(5.22)
     found = [d for d in row.departures if d not in REFERENCES[PYTHAE].departures]
-    assert found == ["300 steps = 0.3836 epochs of 782 steps; the source trains 500 epochs",  # ceil(50,000 / 64) = 782; 300 / 782 = 0.3836
+    # ceil(50,000 / 64) = 782 steps an epoch; 300 / 782 = 0.3836
+    assert found == ["300 steps = 0.3836 epochs of 782 steps; the source trains 500 epochs",
                      "1,000 importance samples per image; the source uses 200", "batch size 64; the source uses 100",
                      "scores the final model; the source keeps the best on validation",
                      "scored on 100 of the 10,000 test images; the source uses all"]
@@ -256,7 +258,8 @@ def test_reproduces_is_recorded_and_compared(tmp_path, tiny_binarized):
     vae, iwae = suite.specs
     assert suite.reproduces == {vae: (PYTHAE,)}
     assert suite_for_reference(suite, PYTHAE).specs == (vae,)
-    with pytest.raises(ConfigError, match=f"no run of this suite reproduces '{BURDA}'; its entries reproduce: {PYTHAE}"):
+    with pytest.raises(ConfigError, match=f"no run of this suite reproduces '{BURDA}'; its entries reproduce: "
+                                          f"{PYTHAE}"):
         suite_for_reference(suite, BURDA)
     out = tmp_path / "run"
     assert run_suite(suite, out, InProcessExecutor()).statuses == {"done": 2}

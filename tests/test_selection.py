@@ -259,7 +259,8 @@ def test_a_run_scores_the_selected_model_and_records_it(tmp_path, overfitting_da
     scored = torch.load(model_path(out, spec.run_id), weights_only=True)
     assert _same_weights(scored, straight.selector.best_model)
     assert not _same_weights(scored, straight.model.state_dict())  # not the final model
-    assert not checkpoint_path(out, spec.run_id).exists() and not best_model_path(checkpoint_path(out, spec.run_id)).exists()
+    ckpt = checkpoint_path(out, spec.run_id)
+    assert not ckpt.exists() and not best_model_path(ckpt).exists()
     # the stored score is the selected model's: recompute recon_bce on the test split with it
     straight.model.load_state_dict(scored)
     from vaebench.bench.evaluate import evaluate

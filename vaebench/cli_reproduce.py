@@ -31,7 +31,8 @@ def reproduce(args: argparse.Namespace, check_run_options: Callable[[argparse.Na
     if args.data_root is not None:
         root = Path(args.data_root).expanduser()
         if not root.is_dir():
-            raise ConfigError(f"{root}: no such directory (the folder holding the datasets' folders)", key="--data-root")
+            raise ConfigError(f"{root}: no such directory (the folder holding the datasets' folders)",
+                              key="--data-root")
         os.environ[DATA_ROOT_VARIABLE] = str(root.resolve())
     check_run_options(args)
     suite = suite_for_reference(load_suite(reference_suite_path(ref.id)), ref.id)

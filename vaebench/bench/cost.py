@@ -135,4 +135,5 @@ def print_dry_run(suite: Suite, device: str = "cpu") -> None:
               f"(= {evaluation_total / 3600:.1f} h)")
     print(f"total: {steps:,d} gradient steps over {len(variants)} variants; "
           f"estimated training time on this machine ({device}, one run at a time): {_duration(total)} "
-          f"(= {total / 3600:.1f} h; {'validation and iwae_nll: above' if evaluation_total else 'scoring not included'})")
+          f"(= {total / 3600:.1f} h; "
+          f"{'validation and iwae_nll: above' if evaluation_total else 'scoring not included'})")

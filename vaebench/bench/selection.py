@@ -52,7 +52,8 @@ from vaebench.params import Param
 
 SELECTIONS = ("final", "best_validation")
 SELECTION_PARAMS = (
-    Param("select", "final", choices=SELECTIONS, doc="the model a run scores: the final one, or the best on validation"),
+    Param("select", "final", choices=SELECTIONS,
+          doc="the model a run scores: the final one, or the best on validation"),
     Param("validate_every", None, type=int, minimum=1,
           doc="best_validation: units (epochs with an epochs budget, else steps) between validations"),
 )
@@ -100,7 +101,8 @@ def check_validation_split(dataset: Any, plan: SelectionPlan, *, file: str, key:
     indices = getattr(dataset, "validation_indices", None)
     if indices is None or len(indices) == 0:
         why = ("has no validation split" if indices is None
-               else "holds no validation images with these parameters (e.g. binarized_mnist with train = 'train+valid')")
+               else "holds no validation images with these parameters "
+                    "(e.g. binarized_mnist with train = 'train+valid')")
         raise ConfigError(f"select = 'best_validation' needs a validation split; dataset {dataset.name!r} {why}",
                           file=file, key=key)
 

@@ -296,7 +296,8 @@ def _steps_and_schedule(plan: dict[str, Any], budget: dict[str, Any], dataset: d
     schedule = schedule_in_steps(plan["lr_schedule"], milestones=plan["lr_milestones"], factor=plan["lr_factor"],
                                  unit_steps=unit, epoch_steps=epoch)
     check_validation_split(dataset, plan["selection"], file=file, key=f"budget.select (dataset {ds_name!r})")
-    return {"steps": steps, "lr_schedule": freeze(schedule), "selection": freeze(selection_in_steps(plan["selection"], unit))}
+    return {"steps": steps, "lr_schedule": freeze(schedule),
+            "selection": freeze(selection_in_steps(plan["selection"], unit))}
 
 
 def _parse_seeds(raw: dict, file: str) -> list[int]:

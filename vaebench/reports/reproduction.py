@@ -113,7 +113,8 @@ def curve_value(curves: pd.DataFrame, name: str, steps: int, epochs: int | None)
     return float(window.mean()), int(len(window)), epoch_steps
 
 
-def run_value(ref: Reference, run: Mapping[str, Any], metrics: pd.DataFrame, curves: pd.DataFrame) -> tuple[float, list[str]]:
+def run_value(ref: Reference, run: Mapping[str, Any], metrics: pd.DataFrame,
+              curves: pd.DataFrame) -> tuple[float, list[str]]:
     """One run's measured value of `ref` (NaN when it has none) and what was noticed measuring it."""
     spec = run["spec"]
     notes: list[str] = []
@@ -133,7 +134,8 @@ def run_value(ref: Reference, run: Mapping[str, Any], metrics: pd.DataFrame, cur
     return float(row["value"].iloc[0]), notes
 
 
-def checked_departures(ref: Reference, spec: Mapping[str, Any], environment: Mapping[str, Any] | None = None) -> list[str]:
+def checked_departures(ref: Reference, spec: Mapping[str, Any],
+                       environment: Mapping[str, Any] | None = None) -> list[str]:
     """Departures from the published protocol read off a run's spec (and, for the budget in
     epochs, its environment's `train_images`)."""
     out = []
@@ -246,7 +248,8 @@ def rows_frame(rows: Sequence[ReproductionRow]) -> pd.DataFrame:
     """The numbers (CSV / JSON): one row per reference and setting."""
     return pd.DataFrame([{
         "reference": r.reference.id, "source": r.reference.source.citation, "setting": r.setting,
-        "metric": r.reference.metric.name, "published": r.reference.value, "published_uncertainty": r.reference.uncertainty,
+        "metric": r.reference.metric.name, "published": r.reference.value,
+        "published_uncertainty": r.reference.uncertainty,
         "mean": r.measured.mean, "ci_low": r.measured.low, "ci_high": r.measured.high, "seeds": r.measured.n,
         "difference": r.difference, "tolerance": r.reference.tolerance, "verdict": r.verdict,
         "values": list(r.values), "run_ids": list(r.run_ids), "departures": list(r.departures),
@@ -258,7 +261,8 @@ def rows_frame(rows: Sequence[ReproductionRow]) -> pd.DataFrame:
 def format_text(rows: Sequence[ReproductionRow]) -> str:
     """A plain-text table, then each row's departures as numbered notes."""
     if not rows:
-        return "no run in this store reproduces a published value (a reproduction suite's variant entries name them: reproduces = ...)"
+        return ("no run in this store reproduces a published value (a reproduction suite's variant entries "
+                "name them: reproduces = ...)")
     shown = display_rows(rows)
     widths = {c: max(len(c), *(len(r[c]) for r in shown)) for c in COLUMNS}
     lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS).rstrip()]
@@ -315,7 +319,8 @@ def _short(text: str, width: int = 24) -> str:
 def list_references(references: Mapping[str, Reference] = REFERENCES) -> str:
     """`vaebench reproduce --list`: id, source, value (and its metric, and the file name of the suite
     under suites/reproduce/ that reproduces it)."""
-    rows = [(r.id, r.source.citation, _published(r), _short(r.metric.name), r.suite.rsplit("/", 1)[-1] if r.suite else "–") for r in references.values()]
+    rows = [(r.id, r.source.citation, _published(r), _short(r.metric.name),
+             r.suite.rsplit("/", 1)[-1] if r.suite else "–") for r in references.values()]
     rows.sort()
     header = ("id", "source", "value", "metric", "suite")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
