@@ -80,3 +80,28 @@ def test_iwae_nll_throughput(benchmark, name):
                              rounds=3, iterations=1, warmup_rounds=1)
     benchmark.extra_info["images_per_second"] = IWAE_IMAGES / benchmark.stats.stats.mean
     assert np.all(np.isfinite(nll))
+
+
+# pythae's and Burda et al.'s likelihood protocols: the 784-400-40 ReLU VAE of pythae's reproduction,
+# K = 200 (pythae) and K = 5,000 (Burda et al.), float64 log-sum-exp; seconds per test image in
+# extra_info (x 10,000 for a whole binarised-MNIST test split). One thread, as a run's scoring gets.
+PUBLISHED_K = {200: 20, 5000: 2}  # K: images timed
+
+
+@pytest.mark.parametrize("k", PUBLISHED_K)
+def test_iwae_nll_mlp_784_400_40(benchmark, k):
+    from vaebench.bench.spec import freeze
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_variant("vae", {}, image_shape=(1, 28, 28), latent_dim=40, architecture="mlp",
+                          likelihood="bernoulli", network=freeze({"hidden": (400,)})).eval()
+    images = (torch.rand(PUBLISHED_K[k], 1, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    benchmark.group = "iwae_nll published K"
+    nll = benchmark.pedantic(importance_weighted_nll, args=(model, images),
+                             kwargs={"k": k, "seed": 0, "float64_logsumexp": True}, rounds=3, iterations=1,
+                             warmup_rounds=1)
+    per_image = benchmark.stats.stats.median / len(images)
+    benchmark.extra_info.update({"k": k, "images": len(images), "seconds_per_image": per_image,
+                                 "test_split_10000_minutes": per_image * 10_000 / 60})
+    assert np.all(np.isfinite(nll))

@@ -119,3 +119,45 @@ def test_registered_metric_uses_params(tmp_path):
     subset = _context(model, x, {"iwae_k": 20, "iwae_images": 30}, tmp_path)
     info.compute(subset)
     assert subset.notes["iwae_nll"] == "k=20, images=30/50"
+
+
+class Float32PPCA(PPCA):
+    """The same model in float32 (a network's dtype), with a poorer encoder so the weights spread."""
+
+    def __init__(self):
+        super().__init__(seed=3, mean_scale=0.7, var_scale=2.5)
+        self.W, self.b = self.W.float(), self.b.float()
+        self.post_gain, self.post_logvar = self.post_gain.float(), self.post_logvar.float()
+
+
+def test_float64_logsumexp_against_scipy():
+    from scipy.special import logsumexp
+
+    from vaebench.variants.gaussian import log_normal, log_standard_normal
+
+    model = Float32PPCA()
+    x = PPCA(seed=3).sample(6, seed=9).float()
+    k = 5000
+    got = importance_weighted_nll(model, x, k=k, chunk=k * 6, seed=11, float64_logsumexp=True)
+    # independently: the same draws (one round of k samples of all 6 images from the seeded generator),
+    # the float32 log-weights, then scipy's log-sum-exp in float64
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        mu, logvar = model.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn((k, *mu.shape), dtype=mu.dtype)
+    log_px_z = model.log_likelihood(x.expand(k, *x.shape).reshape(k * 6, -1), z.reshape(k * 6, -1)).view(k, 6)
+    log_w = (log_px_z + log_standard_normal(z).sum(-1) - log_normal(z, mu, logvar).sum(-1)).numpy().astype(np.float64)
+    expected = -(logsumexp(log_w, axis=0) - np.log(k))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    in_float32 = importance_weighted_nll(model, x, k=k, chunk=k * 6, seed=11)
+    assert np.max(np.abs(in_float32 - expected)) < 1e-3  # the same estimate, rounded in float32
+
+
+def test_the_whole_split_in_float64_when_asked(tmp_path):
+    model = Float32PPCA()
+    x = PPCA(seed=3).sample(40, seed=6).float()
+    ctx = _context(model, x, {"iwae_k": 30, "iwae_images": 40, "iwae_float64": True}, tmp_path)
+    value = METRICS.get("iwae_nll").compute(ctx)["iwae_nll"]
+    assert ctx.notes["iwae_nll"] == "k=30, images=40/40, float64 log-sum-exp"
+    assert value == importance_weighted_nll(model, x, k=30, seed=0, float64_logsumexp=True).mean()

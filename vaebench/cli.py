@@ -7,11 +7,14 @@ import argparse
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Sequence, TextIO
 
 from vaebench.errors import ConfigError, UserCodeError, VaebenchError
 from vaebench.files import printable
 from vaebench.params import Param
+
+if TYPE_CHECKING:
+    from vaebench.bench.suite import Suite
 
 LIST_KINDS = ("variants", "datasets", "metrics", "suites")
 
@@ -24,6 +27,10 @@ class _Parser(argparse.ArgumentParser):
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train and score every run of a suite")
     p.add_argument("suite", help="suite file (TOML)")
+    _add_run_options(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory (default runs/<suite name>/)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (local process pool)")
     p.add_argument("--executor", default="local", help="local | ray")
@@ -108,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", required=True, help="baseline file (JSON)")
     _add_dir_command(sub, "claims", "each variant's claim: effect, CI, p, verdict; exit 1 if one fails",
                      suite_filter=True)
+    p = sub.add_parser("reproduce", help="list the published values, or run the suite that reproduces one")
+    p.add_argument("reference", nargs="?", help="a reference id (vaebench reproduce --list)")
+    p.add_argument("--list", action="store_true", dest="list_references", help="id, source and value of each")
+    p.add_argument("--data-root", help="the folder holding the datasets' folders (sets $VAEBENCH_DATA)")
+    _add_run_options(p)
+    p = _add_dir_command(sub, "compare", "each published value beside the measured one: difference, verdict",
+                         suite_filter=True)
+    p.add_argument("--format", default="table", help="table | markdown | csv | json")
+    p.add_argument("--all", action="store_true", dest="every", help="also list the references no run reproduces")
     p = sub.add_parser("evaluate", help="score a model trained elsewhere into a run directory")
     p.add_argument("model", help="a TorchScript file with encode/decode methods, or module:function")
     p.add_argument("--dataset", required=True, help="dataset name (vaebench list datasets)")
@@ -133,19 +149,30 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vaebench.bench.executors import threads_per_job
-    from vaebench.bench.progress import make_progress
-    from vaebench.bench.runner import EXECUTORS, make_executor, run_suite
     from vaebench.bench.suite import load_suite
-    from vaebench.tracking import parse_track_option, resolve_tracking
 
-    from vaebench.bench.environment import DEVICES, check_device
+    check_run_options(args)
+    return run_loaded_suite(load_suite(args.suite), args)
+
+
+def check_run_options(args: argparse.Namespace) -> None:
+    from vaebench.bench.environment import DEVICES
+    from vaebench.bench.runner import EXECUTORS
 
     _choice(args.executor, EXECUTORS, "--executor")
     _choice(args.device, DEVICES, "--device")
     Param("--jobs", 1, minimum=1).check(args.jobs)
     Param("--max-retries", 2, minimum=0).check(args.max_retries)
-    suite = load_suite(args.suite)
+
+
+def run_loaded_suite(suite: Suite, args: argparse.Namespace) -> int:
+    """`vaebench run`'s work on a loaded suite (options checked by `check_run_options`)."""
+    from vaebench.bench.environment import check_device
+    from vaebench.bench.executors import threads_per_job
+    from vaebench.bench.progress import make_progress
+    from vaebench.bench.runner import make_executor, run_suite
+    from vaebench.tracking import parse_track_option, resolve_tracking
+
     if args.executor == "local" or args.dry_run:  # on Ray, the cluster's GPUs count
         check_device(args.device)
     if args.dry_run:
@@ -170,6 +197,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         with ResultsStore(out, create=False) as store:
             _echo(format_results(store, "table"))
     return 1 if summary.failed else 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from vaebench.cli_reproduce import reproduce
+
+    return reproduce(args, check_run_options, run_loaded_suite)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vaebench.reports.reproduction import FORMATS, compare_store, format_rows
+
+    _choice(args.format, FORMATS, "--format")
+    _, run_ids = _suite_runs(args)
+    print(format_rows(compare_store(args.dir, run_ids=run_ids, every=args.every), args.format))
+    return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -326,6 +368,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "results": cmd_results, "show": cmd_show, "report": cmd_report, "claims": cmd_claims,
     "baseline": cmd_baseline, "check": cmd_check, "evaluate": cmd_evaluate, "prune": cmd_prune, "list": cmd_list,
+    "reproduce": cmd_reproduce, "compare": cmd_compare,
 }
 
 

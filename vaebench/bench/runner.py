@@ -81,7 +81,8 @@ def run_suite(
         store.record_suite(suite.name, [spec.run_id for spec in suite.specs])
         completed = store.completed_run_ids()
         tasks = [
-            RunTask(spec, suite.setting(spec), str(out), device, threads, suite.plugins, trackers.config)
+            RunTask(spec, suite.setting(spec), str(out), device, threads, suite.plugins, trackers.config,
+                    suite.reproduces.get(spec, ()))
             for spec in suite.specs if spec.run_id not in completed
         ]
         settings = {task.run_id: task.setting for task in tasks}

@@ -30,8 +30,9 @@ Frozen = tuple[tuple[str, Any], ...]
 
 # RunSpec fields added after stores existed: left out of its JSON when empty, so the specs (and
 # run ids) written before they existed are unchanged. The tables are written as dicts of lists.
-OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version")
-OPTIONAL_TABLES = ("network", "lr_schedule")
+OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version", "selection", "optimizer_implementation",
+                   "optimizer_options")
+OPTIONAL_TABLES = ("network", "lr_schedule", "selection", "optimizer_options")
 
 
 def freeze(d: dict[str, Any]) -> Frozen:
@@ -48,7 +49,10 @@ class RunSpec:
     from the defaults, so a parameter written out at its default and one left out give the same
     spec and the same run_id. `steps` and `lr_schedule` are in steps whatever unit the suite
     wrote (`vaebench.bench.schedules`). `dataset_version` is the dataset's `version` (what makes
-    its images beyond its parameters, e.g. dSprites' renderer).
+    its images beyond its parameters, e.g. dSprites' renderer). `selection` is empty when the run
+    scores its final model, else the best-on-validation selection in steps (`vaebench.bench.selection`).
+    `optimizer_implementation` ("" for PyTorch's default, "foreach", "fused") and `optimizer_options`
+    (Adam's eps) are `vaebench.bench.optim`'s.
     """
 
     variant: str
@@ -70,6 +74,9 @@ class RunSpec:
     network: Frozen = ()
     lr_schedule: Frozen = ()
     dataset_version: str = ""
+    selection: Frozen = ()
+    optimizer_implementation: str = ""
+    optimizer_options: Frozen = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -113,6 +120,7 @@ class RunTask:
     threads: int | None = None
     plugins: tuple[str, ...] = ()  # imported by the worker before the run is built
     tracking: TrackingConfig | None = None  # where the worker logs the run live (vaebench.tracking)
+    reproduces: tuple[str, ...] = ()  # the reference ids the run reproduces (recorded in its environment)
 
     @property
     def run_id(self) -> str:

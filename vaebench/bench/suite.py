@@ -4,14 +4,18 @@
     plugins = ["my_vaes", "lab/metrics.py"]  # optional: users' modules to import first (vaebench.plugins)
     seeds = [0, 1]
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
-    [budget]    steps (or epochs), batch_size, optimizer (adam|sgd|rmsprop), learning_rate, checkpoint_every,
+    [budget]    steps (or epochs), batch_size, optimizer (adam|sgd|rmsprop), optimizer_implementation
+                (default|foreach|fused), adam_eps, learning_rate, checkpoint_every,
                 log_every; lr_schedule (constant|multistep|exponential|burda), lr_milestones, lr_factor
-                (vaebench.bench.schedules: converted to steps for each dataset)
+                (vaebench.bench.schedules: converted to steps for each dataset); select (final|best_validation),
+                validate_every (vaebench.bench.selection)
     [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid;
                 for mlp: hidden = [400] (widths), activation (relu|tanh|...), decoder_hidden, decoder_activation
                 (default: the encoder's mirror); a list of width lists is a grid (hidden = [[400], [200, 200]])
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
-    [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
+    [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4]);
+                reproduces = "<reference id>" (or a list): the published values this setting reproduces
+                (vaebench.bench.reproduction), recorded in each run's environment
     [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
     [tracking]  tensorboard = true | "dir", mlflow = true | "URI or dir", experiment (vaebench.tracking.config)
 
@@ -36,8 +40,10 @@ import numpy as np
 import torch
 
 from vaebench import data
-from vaebench.bench.optim import OPTIMIZERS
+from vaebench.bench.optim import IMPLEMENTATIONS, OPTIMIZERS, check_optimizer_options
 from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
+from vaebench.bench.reproduction import check_reference_dataset, pop_reproduces
+from vaebench.bench.selection import SELECTION_KEYS, check_validation_split, parse_selection, selection_in_steps
 from vaebench.bench.spec import RunSpec, freeze
 from vaebench.data.base import MAX_TEST_SPLIT_BYTES, test_split_bytes
 from vaebench.data.checked import CheckedDataset
@@ -73,6 +79,9 @@ BUDGET_PARAMS = (
     Param("lr_schedule", "constant", choices=SCHEDULES, doc="learning-rate schedule (vaebench.bench.schedules)"),
     Param("lr_factor", None, type=float, greater_than=0.0, maximum=1.0,
           doc="multistep: factor at each milestone; exponential: factor per epoch (or step)"),
+    Param("optimizer_implementation", "default", choices=IMPLEMENTATIONS,
+          doc="PyTorch's default (for-loop on the CPU), foreach or fused (vaebench.bench.optim)"),
+    Param("adam_eps", None, type=float, greater_than=0.0, less_than=1.0, doc="Adam's epsilon (PyTorch: 1e-8)"),
 )
 SCHEDULE_KEYS = ("epochs", "lr_schedule", "lr_factor", "lr_milestones")
 MODEL_PARAMS = (
@@ -94,6 +103,8 @@ class Suite:
     labels: dict[RunSpec, str] = dataclasses.field(default_factory=dict, compare=False)
     plugins: tuple[str, ...] = ()  # module names and absolute .py paths, imported by every worker
     tracking: TrackingRequest = TrackingRequest()  # the [tracking] table: off unless it names a tracker
+    # the reference ids (vaebench.reference) each run reproduces, from its variant entry's `reproduces`
+    reproduces: dict[RunSpec, tuple[str, ...]] = dataclasses.field(default_factory=dict, compare=False)
 
     def setting(self, spec: RunSpec) -> str:
         """The variant and the hyperparameters a reader needs, e.g. 'beta_vae(beta=4.0)'."""
@@ -215,11 +226,13 @@ def count_runs(raw: dict, seeds: list[int], max_runs: int, file: str) -> int:
     return n_runs
 
 
-def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    """[(variant name, the hyperparameters the suite wrote)], one per grid point, each checked."""
+def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """[(variant name, the hyperparameters the suite wrote, the references it reproduces)], one per
+    grid point, each checked."""
     params = dict(entry)
     name = params.pop("name", None)
     cls = VARIANTS.get(name, file=file, key=f"{prefix}name")
+    reproduces = pop_reproduces(params, file=file, prefix=prefix)
     grid_keys = [k for k, v in params.items() if isinstance(v, list)]
     for key in grid_keys:
         if not params[key]:
@@ -232,7 +245,7 @@ def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict
                 cls.Hyperparameters.from_dict(hp)
         except ConfigError as err:
             raise err.located(file, prefix) from None
-        out.append((name, hp))
+        out.append((name, hp, reproduces))
     return out
 
 
@@ -327,13 +340,19 @@ def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]
     """(the RunSpec budget fields but `steps` when the budget is in epochs, the budget's unit and
     schedule as written), every key checked; `_steps_and_schedule` converts the second per dataset."""
     table = dict(_table(raw, "budget", file))
-    allowed = [p.key for p in BUDGET_PARAMS] + ["lr_milestones"]
+    allowed = [p.key for p in BUDGET_PARAMS] + ["lr_milestones", *SELECTION_KEYS]
     for key in table:
         if key not in allowed:
             raise ConfigError(f"unknown key; allowed: {', '.join(allowed)}", file=file, key=f"budget.{key}")
     milestones = table.pop("lr_milestones", None)
+    selection = parse_selection({k: table.pop(k) for k in SELECTION_KEYS if k in table},
+                                epochs_budget=table.get("epochs") is not None, file=file)
     budget = check_params(table, BUDGET_PARAMS, file=file, prefix="budget.")
     plan = {key: budget.pop(key) for key in ("epochs", "lr_schedule", "lr_factor")}
+    implementation, eps = budget.pop("optimizer_implementation"), budget.pop("adam_eps")
+    check_optimizer_options(budget["optimizer"], implementation, eps, file=file)
+    budget["optimizer_implementation"] = "" if implementation == "default" else implementation
+    budget["optimizer_options"] = freeze({"eps": eps}) if eps is not None else ()
     kind = plan["lr_schedule"]
     if plan["epochs"] is not None:
         if "steps" in table:
@@ -356,16 +375,21 @@ def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]
         fixed = "is fixed (10^(-1/7))" if kind == "burda" else "has no factor"
         raise ConfigError(f"lr_schedule = {kind!r} {fixed}", file=file, key="budget.lr_factor")
     plan["lr_milestones"] = milestones or []
+    plan["selection"] = selection
     return budget, plan
 
 
-def _steps_and_schedule(plan: dict[str, Any], budget: dict[str, Any], dataset: data.ImageDataset) -> dict[str, Any]:
-    """`steps` and the frozen `lr_schedule` of a run on `dataset`, both in steps."""
+def _steps_and_schedule(plan: dict[str, Any], budget: dict[str, Any], dataset: data.ImageDataset, *,
+                        file: str, ds_name: str) -> dict[str, Any]:
+    """`steps`, the frozen `lr_schedule` and `selection` of a run on `dataset`, all in steps."""
     epoch = steps_per_epoch(len(dataset.train_indices), budget["batch_size"])
+    unit = epoch if plan["epochs"] is not None else 1
     steps = plan["epochs"] * epoch if plan["epochs"] is not None else budget["steps"]
     schedule = schedule_in_steps(plan["lr_schedule"], milestones=plan["lr_milestones"], factor=plan["lr_factor"],
-                                 unit_steps=epoch if plan["epochs"] is not None else 1, epoch_steps=epoch)
-    return {"steps": steps, "lr_schedule": freeze(schedule)}
+                                 unit_steps=unit, epoch_steps=epoch)
+    check_validation_split(dataset, plan["selection"], file=file, key=f"budget.select (dataset {ds_name!r})")
+    return {"steps": steps, "lr_schedule": freeze(schedule),
+            "selection": freeze(selection_in_steps(plan["selection"], unit))}
 
 
 def _parse_seeds(raw: dict, file: str) -> list[int]:
@@ -521,23 +545,26 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     models = _parse_models(raw, file)
     variant_entries = _array_of_tables(raw, "variants", file)
     datasets = _parse_datasets(raw, file)
-    variants = [v for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
+    expanded = [(i, v) for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
+    variants, variant_entry = [v for _, v in expanded], [i for i, _ in expanded]
     requested, metric_params = _parse_evaluation(raw, file)
     specs: list[RunSpec] = []
     written: dict[RunSpec, set[str]] = {}
-    for (i, (ds_name, ds_params, dataset)), model in itertools.product(enumerate(datasets), models):
+    references: dict[RunSpec, tuple[str, ...]] = {}
+    for (d, (ds_name, ds_params, dataset)), model in itertools.product(enumerate(datasets), models):
         try:
             check_network_size(model["architecture"], dataset.image_shape, model["latent_dim"], dict(model["network"]))
         except ConfigError as err:
             raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
         metrics = metrics_for(requested, dataset, file)
         check_metric_needs(metrics, dataset, model["latent_dim"], metric_params, file=file,
-                           dataset_key=test_images_key(ds_name, f"datasets[{i}]"))
-        for v_name, given in variants:
+                           dataset_key=test_images_key(ds_name, f"datasets[{d}]"))
+        for i, (v_name, given, reproduces) in enumerate(variants):
             check_variant_contract(v_name, given, dataset, model, file)
             check_batch_size(v_name, _hyperparameters_for(v_name, given, dataset), budget["batch_size"], file=file)
-        in_steps = _steps_and_schedule(plan, budget, dataset)
-        for (v_name, given), seed in itertools.product(variants, seeds):
+            check_reference_dataset(reproduces, ds_name, file=file, key=f"variants[{variant_entry[i]}].reproduces")
+        in_steps = _steps_and_schedule(plan, budget, dataset, file=file, ds_name=ds_name)
+        for (v_name, given, reproduces), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
                 dataset=ds_name, dataset_params=freeze(ds_params), dataset_version=dataset.version,
@@ -546,8 +573,11 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
             )
             specs.append(spec)
             written.setdefault(spec, set()).update(given)
+            if reproduces:
+                references[spec] = tuple(dict.fromkeys((*references.get(spec, ()), *reproduces)))
     unique = list(dict.fromkeys(specs))
     return Suite(
         name=name, path=file, description=str(raw.get("description", "")), specs=tuple(unique),
         labels=setting_labels(unique, written), plugins=tuple(p.name for p in plugins), tracking=tracking,
+        reproduces=references,
     )

@@ -1,7 +1,9 @@
 """One run: seed, build, train for a budget of steps with checkpoints, score, return a RunResult.
 
 A spec with a learning-rate schedule (`vaebench.bench.schedules`) sets every optimizer's rate
-before each update from the step, and logs it as the curve '<phase>/lr'.
+before each update from the step, and logs it as the curve '<phase>/lr'. A spec with a
+`selection` validates the model along training and scores the best one on validation
+(`vaebench.bench.selection`); the checkpoint then also holds the best model.
 
 Resuming is exact: a checkpoint holds the model, every optimizer, the step, the curves so
 far and the states of torch's and NumPy's generators, so a run killed at any point and
@@ -26,9 +28,12 @@ from vaebench.bench.contract import non_finite_parameter
 from vaebench.bench.environment import describe_environment
 from vaebench.bench.identity import changes, made_from
 from vaebench.bench.evaluate import evaluate
-from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
+from vaebench.bench.optim import (
+    Diverged, build_optimizers, check_implementations, optimisation_step, resolved_implementation,
+)
 from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
+from vaebench.bench.selection import VALIDATION_CURVE, BestValidation, best_model_path, validation_loss
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
@@ -67,8 +72,8 @@ def discard_checkpoint(path: Path, reason: BaseException) -> Path:
     """Rename an unusable checkpoint to `<name>.corrupt` (kept for inspection) and log it."""
     aside = path.with_name(path.name + CORRUPT_SUFFIX)
     os.replace(path, aside)
-    log.warning("checkpoint %s is unusable (%s); moved to %s, the run restarts from step 0",
-                path, type(reason).__name__, aside)
+    log.warning("checkpoint %s is unusable (%s: %s); moved to %s, the run restarts from step 0",
+                path, type(reason).__name__, reason, aside)
     return aside
 
 
@@ -108,25 +113,31 @@ class Trainer:
         self.rng = seed_everything(spec.seed)
         self.model = build_model(spec, dataset).to(device)
         self.phases = self.model.phases()
-        self.optimizers = build_optimizers(self.phases, spec.optimizer, spec.learning_rate)
+        self.optimizers = build_optimizers(self.phases, spec.optimizer, spec.learning_rate,
+                                           implementation=spec.optimizer_implementation, options=spec.optimizer_options)
+        self.implementations = [resolved_implementation(opt) for opt in self.optimizers]
         self.base_lrs = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
         self.step = 0
         self.curves: list[tuple[int, str, float]] = []
         self.train_time_s = 0.0
+        self.selector = BestValidation.for_spec(dict(spec.selection), spec.steps, dataset)
 
     def state(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "optimizer_implementations": list(self.implementations),
             "step": self.step,
             "curves": [list(c) for c in self.curves],
             "train_time_s": self.train_time_s,
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": self.rng.bit_generator.state,
             "made_from": dict(self.made_from),
+            **({"selection": self.selector.state()} if self.selector is not None else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        check_implementations(state.get("optimizer_implementations"), self.optimizers)
         self.model.load_state_dict(state["model"])
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(opt_state)
@@ -135,6 +146,8 @@ class Trainer:
         self.train_time_s = float(state["train_time_s"])
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = state["numpy_rng"]
+        if self.selector is not None:
+            self.selector.restore(state["selection"])
 
     def schedule_learning_rates(self) -> None:
         """Every optimizer's rate for the next update: its base rate times the schedule's multiplier
@@ -149,11 +162,21 @@ class Trainer:
         idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
         return self.dataset.training_batch(idx, self.device, self.rng)
 
+    def validate(self) -> None:
+        """The validation loss of the model as it is now, logged and offered to the selector."""
+        loss = validation_loss(self.model, self.dataset, self.selector.indices, batch_size=self.spec.batch_size,
+                               step=self.step, seed=self.spec.seed, device=self.device)
+        self.curves.append((self.step, VALIDATION_CURVE, loss))
+        self.selector.observe(self.model, self.step, loss)
+
     def train(self, checkpoint: Path | None, progress: ProgressFn | None, on_log: LogFn | None = None) -> None:
         """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end; `on_log(step,
         terms)` gets each logged step's loss terms before the checkpoint that covers them is written."""
         spec = self.spec
         self.model.train()
+        if self.selector is not None and checkpoint is not None:
+            self.selector.best_file = best_model_path(checkpoint)
+            self.selector.save_best_file()  # a resumed run's copy, from its checkpoint
         started = time.perf_counter()
         while self.step < spec.steps:
             if spec.lr_schedule:
@@ -172,6 +195,8 @@ class Trainer:
                     started += time.perf_counter() - paused
                 if progress is not None:
                     progress(spec.run_id, self.step)
+            if self.selector is not None and self.selector.due(self.step):
+                self.validate()
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
                 self.check_parameters()
                 self.train_time_s += time.perf_counter() - started
@@ -228,6 +253,8 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     run_dir_path = Path(task.run_dir)
     ckpt = checkpoint_path(run_dir_path, spec.run_id)
     result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
+    if task.reproduces:
+        result.environment["reproduces"] = list(task.reproduces)
     resumed_at = 0
     try:
         plugins = run_plugins(task.plugins)
@@ -238,10 +265,14 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         files = dataset.data_files()  # SHA-256s: a number on a modified file is never taken for the published one
         if files:
             result.environment["data_files"] = files
+        # what was read: the path as expanded here (a spec may name ${VAEBENCH_DATA}), file fingerprints, hashes
+        result.environment["dataset"] = dataset.describe()
+        result.environment["train_images"] = int(len(dataset.train_indices))  # what an epoch is
         identity = made_from(dataset, plugins)
         result.environment["made_from"] = identity
         trainer = prepared_trainer(spec, dataset, dev, ckpt, identity, result.environment)
         resumed_at = trainer.step
+        result.environment["optimizer_implementation"] = trainer.implementations
         tracking = open_run_tracking(task, resumed_at)
         try:
             trainer.train(ckpt, progress, tracking.log_curves)
@@ -254,7 +285,12 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
         scoring_started = time.perf_counter()
         if result.status == "done":
+            if trainer.selector is not None:
+                trainer.selector.select(trainer.model)
+                result.environment["selection"] = trainer.selector.describe()
             score(trainer, dataset, run_dir_path, result)
+        if trainer.selector is not None:
+            trainer.selector.discard_best_file()  # the scored model is in models/; the checkpoint holds it too
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
         result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
     except USER_CODE_ERRORS as err:  # a bug, a resource failure or user code's sys.exit() must not stop the sweep

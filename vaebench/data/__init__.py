@@ -13,6 +13,7 @@ from vaebench.data import (  # noqa: F401
 )
 from vaebench.data.base import GroundTruthDataset, ImageDataset
 from vaebench.data.checked import checked
+from vaebench.data.data_root import expand_path_variables
 from vaebench.data.registry import DATASETS, register_dataset
 from vaebench.errors import ConfigError
 
@@ -42,9 +43,12 @@ def check_dataset_params(name: str, params: dict[str, Any]) -> None:
 
 
 def get(name: str, **params: Any) -> ImageDataset:
-    """The dataset `name` built with `params` (cached: datasets are immutable)."""
+    """The dataset `name` built with `params` (cached: datasets are immutable). A `path` naming an
+    environment variable is expanded first (`vaebench.data.data_root`), so the cache follows it."""
     DATASETS.get(name)
     check_dataset_params(name, params)
+    if isinstance(params.get("path"), str):
+        params = {**params, "path": expand_path_variables(params["path"])}
     return _build(name, tuple(sorted(params.items())))
 
 

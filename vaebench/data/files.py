@@ -56,6 +56,7 @@ from typing import BinaryIO, Iterable, Sequence
 import numpy as np
 
 from vaebench.data.base import GroundTruthDataset, fixed_split
+from vaebench.data.data_root import expand_path_variables
 from vaebench.errors import ConfigError, DataError
 from vaebench.files import content_hash
 
@@ -75,10 +76,11 @@ def check_declared_size(nbytes: int, path: Path, key: str, what: str) -> None:
 
 
 def required_path(path: PathLike | None, dataset: str, expected: str) -> Path:
-    """The user's `path` with ~ expanded; a ConfigError on the key `path` when it was not given."""
+    """The user's `path` with environment variables (`${VAEBENCH_DATA}`, see `vaebench.data.data_root`)
+    and ~ expanded; a ConfigError on the key `path` when it was not given."""
     if path is None or str(path) == "":
         raise ConfigError(f"required: dataset {dataset!r} reads {expected} from a local path", key="path")
-    return Path(os.path.expanduser(os.fspath(path)))
+    return Path(expand_path_variables(os.fspath(path)))
 
 
 def find_file(path: PathLike | None, dataset: str, standard_name: str, expected: str) -> Path:

@@ -18,6 +18,12 @@ The IWAE curve (`importance_weighted_nll_curve`, the opt-in metric `iwae_curve`)
 at K = 1, 10, 100, ... and the largest K, each from the first K of one set of K draws, so the
 values show how the bound tightens with K without the noise of separate draws. K = 1 is a
 one-sample estimate of the negative ELBO; the largest K is `iwae_nll` itself (the same draws).
+
+Precision: the log-weights are the model's (float32); with `float64_logsumexp` (the metric's
+`iwae_float64 = true`) they are cast to float64 before the log-sum-exp over the K samples, the
+step whose float32 rounding grows with K (a sum of up to K terms in [0, 1] after the max is taken
+out), and the mean over images is float64 either way. `iwae_images` at or above the test split's
+size scores every test image (the note says "images=N/N").
 """
 
 from __future__ import annotations
@@ -80,9 +86,11 @@ def _log_weight_batches(
             yield importance_log_weights(model, x, k, chunk_size=per_round)
 
 
-def _nll_from_log_weights(log_weights: torch.Tensor, k: int) -> torch.Tensor:
-    """(B,) float64 -log p(x) estimates from the first k rows of (K, B) log weights."""
-    return -(torch.logsumexp(log_weights[:k], dim=0) - math.log(k)).double().cpu()
+def _nll_from_log_weights(log_weights: torch.Tensor, k: int, float64: bool = False) -> torch.Tensor:
+    """(B,) float64 -log p(x) estimates from the first k rows of (K, B) log weights (the log-sum-exp in
+    float64 when `float64`, else in their dtype)."""
+    first = log_weights[:k].double() if float64 else log_weights[:k]
+    return -(torch.logsumexp(first, dim=0) - math.log(k)).double().cpu()
 
 
 @torch.no_grad()
@@ -94,6 +102,7 @@ def importance_weighted_nll(
     chunk: int = CHUNK,
     seed: int = 0,
     device: torch.device | str | None = None,
+    float64_logsumexp: bool = False,
 ) -> np.ndarray:
     """(N,) float64: -log p(x_n) estimated with `k` importance samples per image (nats).
 
@@ -105,9 +114,10 @@ def importance_weighted_nll(
     seed: seeds the z ~ q(z|x) draws. They come from torch's generator on `device`, seeded
         inside a fork of the RNG state, so the global state is left as it was.
     device: where to run the model (default: the device of its parameters).
+    float64_logsumexp: the log-sum-exp over the K log-weights in float64 (else in their dtype).
     """
-    return torch.cat([_nll_from_log_weights(lw, k) for lw in _log_weight_batches(model, images, k, chunk, seed, device)]
-                     ).numpy()
+    return torch.cat([_nll_from_log_weights(lw, k, float64_logsumexp)
+                      for lw in _log_weight_batches(model, images, k, chunk, seed, device)]).numpy()
 
 
 def curve_ks(k: int) -> list[int]:
@@ -126,6 +136,7 @@ def importance_weighted_nll_curve(
     chunk: int = CHUNK,
     seed: int = 0,
     device: torch.device | str | None = None,
+    float64_logsumexp: bool = False,
 ) -> np.ndarray:
     """(len(ks), N) float64: -log p(x_n) estimated with each K in `ks` from one set of max(ks) draws.
 
@@ -138,7 +149,7 @@ def importance_weighted_nll_curve(
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be integers >= 1, got {ks}")
     k_max = max(ks)
-    rows = [torch.stack([_nll_from_log_weights(lw, k) for k in ks])
+    rows = [torch.stack([_nll_from_log_weights(lw, k, float64_logsumexp) for k in ks])
             for lw in _log_weight_batches(model, images, k_max, chunk, seed, device)]
     return torch.cat(rows, dim=1).numpy()
 
@@ -154,6 +165,7 @@ IWAE_PARAMS = [
     Param("iwae_k", DEFAULT_K, minimum=1, maximum=1_000_000, doc="importance samples per image"),
     Param("iwae_images", DEFAULT_IMAGES, minimum=1, doc="test images scored (a fixed random subset)"),
     Param("iwae_chunk", CHUNK, minimum=1, maximum=65_536, doc="(image, sample) pairs decoded at once"),
+    Param("iwae_float64", False, doc="the log-sum-exp over the K log-weights in float64"),
 ]
 
 
@@ -161,16 +173,18 @@ def _iwae_curve(ctx: EvaluationContext) -> tuple[list[int], np.ndarray, str]:
     """(ks, (len(ks), n) estimates, note) on the metric's test subset; computed once per evaluation
     for iwae_nll and iwae_curve together (the last row is iwae_nll's)."""
     k, n_images = ctx.params["iwae_k"], ctx.params["iwae_images"]
-    key = ("iwae_curve", k, n_images, ctx.params["iwae_chunk"])
+    float64 = ctx.params["iwae_float64"]
+    key = ("iwae_curve", k, n_images, ctx.params["iwae_chunk"], float64)
     if key not in ctx.cache:
         n = len(ctx.test_images)
         chosen = scored_subset(n, n_images)
         ks = curve_ks(k)
         nll = importance_weighted_nll_curve(
             ctx.model, ctx.test_images[torch.from_numpy(chosen)], ks=ks, chunk=ctx.params["iwae_chunk"],
-            seed=ctx.seed, device=ctx.device,
+            seed=ctx.seed, device=ctx.device, float64_logsumexp=float64,
         )
-        ctx.cache[key] = (ks, nll, f"k={k}, images={len(chosen)}/{n}")
+        precision = ", float64 log-sum-exp" if float64 else ""
+        ctx.cache[key] = (ks, nll, f"k={k}, images={len(chosen)}/{n}{precision}")
     return ctx.cache[key]
 
 

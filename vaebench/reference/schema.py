@@ -21,7 +21,8 @@ One TOML file per source (a paper, or a library's published reproduction table):
         [dataset]   name (a vaebench dataset), preprocessing, train, validation (optional), test
         [protocol]  architecture, objective, hyperparameters (table, optional), optimizer, schedule,
                     batch_size / epochs / steps (integers, optional), budget, selection
-        [metric]    name (a vaebench metric value, or a curve for kind = "curve"), kind, unit,
+        [metric]    name (a vaebench metric value, or for kind = "curve" a logged training curve, or curves
+                    joined by " + ", summed step by step), kind, unit,
                     estimator, split ("train" | "validation" | "test"), importance_samples (optional)
 
 A protocol item the sources do not state is written as text saying so (e.g. "not stated in the

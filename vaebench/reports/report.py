@@ -4,6 +4,7 @@ Reads only the store. Writes into the report directory:
 
     comparison.md / .tex / .csv / .html   mean and 95% bootstrap CI per setting and metric, best marked
     ranks.md / .tex / .csv                mean rank of each setting over metrics
+    reproduction.md / .csv                published values beside the measured ones, when runs reproduce some
     pairwise.md / .tex / .csv             Holm-corrected Mann-Whitney U tests between settings
     plots/<name>.png and .svg             metric_<m>, rate_distortion, sweep_<variant>_<param>,
                                           metric_correlation, training_curves, ais_rate_distortion,
@@ -31,6 +32,7 @@ from vaebench.reports import plots as P
 from vaebench.reports import tables as T
 from vaebench.bench.grids import GRID_NAMES
 from vaebench.reports.claims import claims_display, claims_table
+from vaebench.reports.reproduction import reproduction_html, reproduction_rows, format_rows
 from vaebench.reports.summary import distinguish_settings, value_columns, wide_frame
 
 GRID_CAPTIONS = {
@@ -178,6 +180,10 @@ def _write_report_files(data: ReportData, out: Path) -> list[Path]:
     write("pairwise.md", T.render_markdown(t.pairwise_view))
     write("pairwise.tex", T.render_latex(t.pairwise_view, label="tab:vaebench-pairwise"))
     write("pairwise.csv", t.pairwise.to_csv(index=False))
+    reproduced = reproduction_rows(data.runs, data.values, data.curves)
+    if reproduced:
+        write("reproduction.md", format_rows(reproduced, "markdown"))
+        write("reproduction.csv", format_rows(reproduced, "csv"))
 
     figures: list[tuple[P.Plot, bytes]] = []
     plots, plot_note = build_plots(data, t.comparison)
@@ -221,6 +227,9 @@ def render_report(
     for sid, title, view in (("comparison", "Comparison", t.comparison_view), ("ranks", "Ranks", t.ranks_view),
                              ("pairwise", "Pairwise tests", t.pairwise_view), ("claims", "Claims", t.claims_view)):
         page.sections.append(h.Section(sid, title, T.render_html(view, css_class=sid)))
+    reproduced = reproduction_rows(data.runs, data.values, data.curves)
+    if reproduced:
+        page.sections.append(h.Section("reproduction", "Published and measured", reproduction_html(reproduced)))
     if figures or plot_note:
         body = "\n".join(h.figure(png, plot.title) for plot, png in figures)
         if plot_note:
