@@ -13,7 +13,8 @@ from vaebench import data
 from vaebench.bench.optim import check_implementations, resolved_implementation
 from vaebench.bench.spec import RunTask
 from vaebench.bench.suite import load_suite
-from vaebench.bench.train import Trainer, checkpoint_path, execute_run, load_checkpoint
+from vaebench.bench.identity import made_from
+from vaebench.bench.train import Trainer, checkpoint_path, execute_run, load_checkpoint, run_plugins
 from vaebench.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -143,6 +144,8 @@ def test_a_checkpoint_of_another_implementation_is_not_resumed(tmp_path, caplog)
     run_dir = tmp_path / "run"
     ckpt = checkpoint_path(run_dir, fused_spec.run_id)
     ckpt.parent.mkdir(parents=True)
+    dataset = data.get(fused_spec.dataset, **dict(fused_spec.dataset_params))
+    state["made_from"] = made_from(dataset, run_plugins(()))  # made from the same code and data: only the implementation differs
     torch.save(state, ckpt)
     with caplog.at_level(logging.WARNING, logger="vaebench.bench.train"):
         result = execute_run(RunTask(fused_spec, "vae", str(run_dir)))
