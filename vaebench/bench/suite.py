@@ -12,7 +12,9 @@
                 (default: the encoder's mirror); a list of width lists is a grid (hidden = [[400], [200, 200]])
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
     [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
-    [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
+    [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params];
+                scoring along training: at_steps = [...] | at_every = N | at_halvings = k, and at_metrics
+                (vaebench.bench.trajectory)
 
 Every table is checked against declared `Param`s (vaebench.params): an unknown key, a wrong
 type or an out-of-range value is a ConfigError naming the file and the key. Specs are
@@ -37,6 +39,7 @@ from vaebench import data
 from vaebench.bench.optim import OPTIMIZERS
 from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
 from vaebench.bench.spec import RunSpec, freeze
+from vaebench.bench.trajectory import ALONG_KEYS, parse_along  # scoring along training
 from vaebench.errors import ConfigError
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
@@ -169,9 +172,10 @@ def _hyperparameters_for(name: str, given: dict[str, Any], dataset: data.ImageDa
 def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str, Any]]:
     """(the metrics the suite names, or None for all that apply; the non-default metric parameters)."""
     table = _table(raw, "evaluation", file)
+    allowed = ("metrics", "params", *ALONG_KEYS)
     for key in table:
-        if key not in ("metrics", "params"):
-            raise ConfigError("unknown key; allowed: metrics, params", file=file, key=f"evaluation.{key}")
+        if key not in allowed:
+            raise ConfigError(f"unknown key; allowed: {', '.join(allowed)}", file=file, key=f"evaluation.{key}")
     metrics = table.get("metrics")
     if metrics is not None:
         if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
@@ -379,6 +383,7 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     datasets = _parse_datasets(raw, file)
     variants = [v for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
     requested, metric_params = _parse_evaluation(raw, file)
+    along = parse_along(_table(raw, "evaluation", file), file)  # scoring along training
     specs: list[RunSpec] = []
     written: dict[RunSpec, set[str]] = {}
     for (ds_name, ds_params, dataset), model in itertools.product(datasets, models):
@@ -391,12 +396,14 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
         for v_name, given in variants:
             check_variant_contract(v_name, given, dataset, model, file)
         in_steps = _steps_and_schedule(plan, budget, dataset)
+        at_steps = along.steps_for(in_steps["steps"], ds_name)  # scoring along training
+        at = {"at_steps": at_steps, "at_metrics": along.metrics_for(metrics)} if at_steps else {}
         for (v_name, given), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
                 dataset=ds_name, dataset_params=freeze(ds_params), dataset_version=dataset.version,
                 seed=seed, metrics=metrics,
-                metric_params=freeze(metric_params), **model, **{**budget, **in_steps},
+                metric_params=freeze(metric_params), **model, **{**budget, **in_steps}, **at,
             )
             specs.append(spec)
             written.setdefault(spec, set()).update(given)

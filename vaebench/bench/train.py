@@ -16,7 +16,7 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -27,6 +27,7 @@ from vaebench.bench.optim import Diverged, build_optimizers, optimisation_step
 from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
+from vaebench.bench.trajectory import AlongScores, along_scorer, images_drawn_along  # scoring along training
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
@@ -93,6 +94,9 @@ class Trainer:
         self.step = 0
         self.curves: list[tuple[int, str, float]] = []
         self.train_time_s = 0.0
+        # scoring along training (vaebench.bench.trajectory): the scores so far (checkpointed) and the hook
+        self.along = AlongScores()
+        self.score_along: Callable[["Trainer"], float] | None = None
 
     def state(self) -> dict[str, Any]:
         return {
@@ -103,6 +107,7 @@ class Trainer:
             "train_time_s": self.train_time_s,
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": self.rng.bit_generator.state,
+            "along": self.along.to_state(),  # scoring along training
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -114,6 +119,7 @@ class Trainer:
         self.train_time_s = float(state["train_time_s"])
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = state["numpy_rng"]
+        self.along = AlongScores.from_state(state.get("along"))  # scoring along training
 
     def schedule_learning_rates(self) -> None:
         """Every optimizer's rate for the next update: its base rate times the schedule's multiplier
@@ -145,6 +151,8 @@ class Trainer:
                                        for phase, opt in zip(self.phases, self.optimizers))
                 if progress is not None:
                     progress(spec.run_id, self.step)
+            if self.score_along is not None:  # scoring along training: its time is not training time
+                started += self.score_along(self)
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
                 self.train_time_s += time.perf_counter() - started
                 atomic_torch_save(self.state(), checkpoint)
@@ -156,7 +164,8 @@ def images_to_draw(spec: RunSpec) -> int:
     """Images a run draws from its dataset: its training batches, and the factor scores' samples."""
     params = check_metric_params(dict(spec.metric_params))
     drawn = [METRICS.get(m).images_drawn for m in spec.metrics]
-    return spec.steps * spec.batch_size + sum(count(params) for count in drawn if count is not None)
+    return (spec.steps * spec.batch_size + sum(count(params) for count in drawn if count is not None)
+            + images_drawn_along(spec))  # scoring along training
 
 
 def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
@@ -187,12 +196,15 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             except Exception as exc:  # noqa: BLE001 - a checkpoint of another model or format
                 discard_checkpoint(ckpt, exc)
                 trainer = Trainer(spec, dataset, dev)
+        trainer.score_along = along_scorer(spec, dataset, dev, run_dir_path / "cache")  # None without at_steps
         try:
             trainer.train(ckpt, progress)
         except Diverged as err:
             result.status, result.diverged_step, result.error = "diverged", err.step, str(err)
         result.steps_done = trainer.step
         result.curves = trainer.curves
+        if spec.at_steps:  # scoring along training
+            result.along, result.environment["along_scoring_time_s"] = trainer.along.rows, trainer.along.time_s
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
         scoring_started = time.perf_counter()
         if result.status == "done":
@@ -201,7 +213,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
                 trainer.model, dataset, spec, device=dev, cache_dir=run_dir_path / "cache"
             )
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
-        result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
+        result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"] + trainer.along.time_s
     except Exception as err:  # a bug or resource failure in one run must not stop the sweep
         result.status = "failed"
         result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"
