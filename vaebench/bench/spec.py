@@ -27,7 +27,7 @@ Frozen = tuple[tuple[str, Any], ...]
 
 # RunSpec fields added after stores existed: left out of its JSON when empty, so the specs (and
 # run ids) written before they existed are unchanged. The tables are written as dicts of lists.
-OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version", "at_steps", "at_metrics")
+OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version", "at_steps", "at_metrics", "at_images")
 OPTIONAL_TABLES = ("network", "lr_schedule")
 
 
@@ -67,10 +67,12 @@ class RunSpec:
     network: Frozen = ()
     lr_schedule: Frozen = ()
     dataset_version: str = ""
-    # scoring along training (vaebench.bench.trajectory): the steps below `steps` at which the
-    # metrics `at_metrics` (a subset of `metrics`) score the model as it is then
+    # scoring along training (vaebench.bench.trajectory): the steps (at most `steps`) at which the
+    # metrics `at_metrics` (a subset of `metrics`) score the model as it is then, on `at_images`
+    # test images (a fixed subset; 0: the whole test split, the final scoring's)
     at_steps: tuple[int, ...] = ()
     at_metrics: tuple[str, ...] = ()
+    at_images: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -397,7 +397,8 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
             check_variant_contract(v_name, given, dataset, model, file)
         in_steps = _steps_and_schedule(plan, budget, dataset)
         at_steps = along.steps_for(in_steps["steps"], ds_name)  # scoring along training
-        at = {"at_steps": at_steps, "at_metrics": along.metrics_for(metrics)} if at_steps else {}
+        at = ({"at_steps": at_steps, "at_metrics": along.metrics_for(metrics),
+               "at_images": along.images_for(len(dataset.test_indices))} if at_steps else {})
         for (v_name, given), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),

@@ -1,18 +1,23 @@
 """Scoring along training: the model as it is at chosen steps, scored by a subset of the suite's metrics.
 
-A suite names the steps in its [evaluation] table, in one of three ways, and the metrics:
+A suite names the steps in its [evaluation] table, in one of three ways, and what is scored:
 
-    at_steps = [175, 350]      explicit steps, each below the budget's steps
-    at_every = 100             every 100 steps below the budget (100, 200, ...)
-    at_halvings = 2            the budget halved once, twice, ... (steps / 2, steps / 4), rounded
+    at_steps = [175, 350, 700] explicit steps, increasing, at most the budget's steps
+    at_every = 100             every 100 steps up to the budget (100, 200, ...; the end if a multiple)
+    at_halvings = 2            the budget halved 2, 1 and 0 times: steps / 4, steps / 2, steps (rounded)
     at_metrics = ["kl", ...]   the metrics scored there (default: all of the suite's `metrics`)
+    at_images = 1000           on this many test images, a fixed random subset of the test split
+                               (default: the whole test split, the final scoring's)
 
-The end of the budget is never listed: the final scoring (every metric, unchanged) scores it.
+The final scoring (every metric, on the whole test split) is unchanged whatever these say. On
+the whole test split the end of the budget is not scored twice: the final scoring's values are
+the same numbers (same seed, same images), so the trajectory ends with them. With `at_images`
+the end is scored like the other steps when listed, so that a trajectory is on one protocol.
 With an `epochs` budget the steps are resolved per dataset, like the budget itself.
 
 At each of those steps the training loop calls the scorer (`AlongScorer`), which scores the
-model with `vaebench.bench.evaluate.evaluate` exactly as the final scoring does (the same
-evaluation seed and metric parameters, no image grids), on the `at_metrics` only. It saves
+model with `vaebench.bench.evaluate.evaluate` as the final scoring does (the same evaluation
+seed and metric parameters, no image grids), on the `at_metrics` only. It saves
 every random generator it could touch (Python's, NumPy's global, torch's CPU and CUDA ones) and
 restores them afterwards, and puts the model back in training mode, so the training that
 follows is the same, bit for bit, as without the scoring: a run's final numbers do not depend
@@ -40,7 +45,8 @@ import torch
 
 from vaebench.errors import ConfigError
 
-ALONG_KEYS = ("at_steps", "at_every", "at_halvings", "at_metrics")
+ALONG_KEYS = ("at_steps", "at_every", "at_halvings", "at_metrics", "at_images")
+SUBSET_SEED = 0  # which test images `at_images` keeps: the same for every run, so runs compare
 SPACING_KEYS = ("at_steps", "at_every", "at_halvings")
 
 # one scored value: (step, value name, value, note)
@@ -59,32 +65,32 @@ class AlongPlan:
     every: int | None = None
     halvings: int | None = None
     metrics: tuple[str, ...] | None = None
+    images: int = 0
 
     @property
     def empty(self) -> bool:
         return not self.steps and self.every is None and self.halvings is None
 
     def steps_for(self, budget_steps: int, dataset: str) -> tuple[int, ...]:
-        """The steps at which a run of `budget_steps` on `dataset` is scored, ascending, each below the budget."""
+        """The steps at which a run of `budget_steps` on `dataset` is scored, ascending, each at most the budget."""
         if self.steps:
-            late = [s for s in self.steps if s >= budget_steps]
+            late = [s for s in self.steps if s > budget_steps]
             if late:
-                raise ConfigError(
-                    f"steps {late} are not below the budget of {budget_steps:,d} steps on dataset {dataset!r} "
-                    "(the end of the budget is scored by the final scoring; list only earlier steps)",
-                    file=self.file, key="evaluation.at_steps")
+                raise ConfigError(f"steps {late} are beyond the budget of {budget_steps:,d} steps on dataset {dataset!r}",
+                                  file=self.file, key="evaluation.at_steps")
             return self.steps
         if self.every is not None:
-            steps, key = tuple(range(self.every, budget_steps, self.every)), "evaluation.at_every"
-        elif self.halvings is not None:
-            steps, key = tuple(sorted({s for i in range(1, self.halvings + 1)
-                                       if 1 <= (s := round(budget_steps / 2**i)) < budget_steps})), "evaluation.at_halvings"
-        else:
-            return ()
-        if not steps:
-            raise ConfigError(f"gives no step below the budget of {budget_steps:,d} steps on dataset {dataset!r}",
-                              file=self.file, key=key)
-        return steps
+            if self.every > budget_steps:
+                raise ConfigError(f"{self.every:,d} gives no step within the budget of {budget_steps:,d} steps on "
+                                  f"dataset {dataset!r}", file=self.file, key="evaluation.at_every")
+            return tuple(range(self.every, budget_steps + 1, self.every))
+        if self.halvings is not None:
+            return tuple(sorted({s for i in range(self.halvings + 1) if (s := round(budget_steps / 2**i)) >= 1}))
+        return ()
+
+    def images_for(self, test_images: int) -> int:
+        """`at_images` for a test split of `test_images`: 0 (the whole split) when it asks for as many or more."""
+        return self.images if self.images < test_images else 0
 
     def metrics_for(self, run_metrics: Sequence[str]) -> tuple[str, ...]:
         """The metrics scored along training, in the order of the run's own; all of them by default."""
@@ -113,9 +119,14 @@ def parse_along(table: dict[str, Any], file: str) -> AlongPlan:
     if metrics is not None:
         if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
             raise ConfigError("must be a non-empty array of metric names", file=file, key="evaluation.at_metrics")
-        if not given:
-            raise ConfigError(f"names the metrics scored along training, but no steps are given ({', '.join(SPACING_KEYS)})",
-                              file=file, key="evaluation.at_metrics")
+    for key in ("at_metrics", "at_images"):
+        if key in table and not given:
+            raise ConfigError(f"is about scoring along training, but no steps are given ({', '.join(SPACING_KEYS)})",
+                              file=file, key=f"evaluation.{key}")
+    images = _positive_int(table["at_images"], file, "at_images") if "at_images" in table else 0
+    if images == 1:
+        raise ConfigError("must be at least 2 (the aggregate-posterior metrics compare images)", file=file,
+                          key="evaluation.at_images")
     if "at_steps" in table:
         steps = table["at_steps"]
         if not isinstance(steps, list) or not steps:
@@ -124,10 +135,10 @@ def parse_along(table: dict[str, Any], file: str) -> AlongPlan:
         checked = [_positive_int(s, file, "at_steps") for s in steps]
         if any(a >= b for a, b in zip(checked, checked[1:])):
             raise ConfigError(f"must be increasing, got {steps!r}", file=file, key="evaluation.at_steps")
-        return AlongPlan(file, steps=tuple(checked), metrics=tuple(metrics) if metrics else None)
+        return AlongPlan(file, steps=tuple(checked), metrics=tuple(metrics) if metrics else None, images=images)
     every = _positive_int(table["at_every"], file, "at_every") if "at_every" in table else None
     halvings = _positive_int(table["at_halvings"], file, "at_halvings") if "at_halvings" in table else None
-    return AlongPlan(file, every=every, halvings=halvings, metrics=tuple(metrics) if metrics else None)
+    return AlongPlan(file, every=every, halvings=halvings, metrics=tuple(metrics) if metrics else None, images=images)
 
 
 # ---------------------------------------------------------------- the training side
@@ -175,7 +186,7 @@ class AlongScorer:
 
     Called after every optimisation step as `scorer(trainer)`; returns the seconds it spent (not
     training time). A step already in the trainer's scores (restored from a checkpoint) is not
-    scored again.
+    scored again, nor the end of the budget on the whole test split (the final scoring's values).
     """
 
     spec: Any  # RunSpec
@@ -185,6 +196,8 @@ class AlongScorer:
 
     def __call__(self, trainer: Any) -> float:
         if trainer.step not in self.spec.at_steps or trainer.step in trainer.along.scored_steps():
+            return 0.0
+        if trainer.step == self.spec.steps and not self.spec.at_images:
             return 0.0
         started = time.perf_counter()
         trainer.along.rows.extend(self.score(trainer.model, trainer.step))
@@ -200,10 +213,31 @@ class AlongScorer:
         subset = dataclasses.replace(self.spec, metrics=self.spec.at_metrics)
         was_training = model.training
         with generators_preserved(self.device):
-            values, notes, _ = evaluate(model, self.dataset, subset, device=self.device, cache_dir=self.cache_dir,
-                                        grids=False)
+            values, notes, _ = evaluate(model, scoring_subset(self.dataset, self.spec.at_images), subset,
+                                        device=self.device, cache_dir=self.cache_dir, grids=False)
         model.train(was_training)
         return [(step, name, value, notes.get(name)) for name, value in sorted(values.items())]
+
+
+class _SmallerTestSplit:
+    """The dataset with a smaller test split (every other attribute is the dataset's)."""
+
+    def __init__(self, dataset: Any, test_indices: np.ndarray):
+        self._dataset = dataset
+        self.test_indices = test_indices
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dataset, name)
+
+
+def scoring_subset(dataset: Any, images: int) -> Any:
+    """`dataset` scored on `images` of its test images (a fixed random subset, in the split's order);
+    the dataset itself for 0 or at least the whole split."""
+    test = np.asarray(dataset.test_indices)
+    if not images or images >= len(test):
+        return dataset
+    keep = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(test), size=images, replace=False))
+    return _SmallerTestSplit(dataset, test[keep])
 
 
 def along_scorer(spec: Any, dataset: Any, device: torch.device, cache_dir: Path) -> AlongScorer | None:
@@ -220,4 +254,5 @@ def images_drawn_along(spec: Any) -> int:
 
     params = check_metric_params(dict(spec.metric_params))
     drawn = [METRICS.get(m).images_drawn for m in spec.at_metrics]
-    return len(spec.at_steps) * sum(count(params) for count in drawn if count is not None)
+    scorings = sum(1 for step in spec.at_steps if step != spec.steps or spec.at_images)
+    return scorings * sum(count(params) for count in drawn if count is not None)

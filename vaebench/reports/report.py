@@ -8,6 +8,8 @@ Reads only the store. Writes into the report directory:
     plots/<name>.png and .svg             metric_<m>, rate_distortion, sweep_<variant>_<param>,
                                           metric_correlation, training_curves
     grids/<setting>-<run_id>-<grid>.png   reconstructions, prior samples, latent traversals
+    along*.csv, claims_along.csv, claims_trajectory.md / .csv, plots/along_training, learning_curves_<setting>:
+                                          over training (vaebench.reports.along_report)
     report.html                           all of the above and the run metadata, self-contained
 """
 
@@ -25,6 +27,7 @@ from vaebench.reports import html as h
 from vaebench.reports import plots as P
 from vaebench.reports import tables as T
 from vaebench.bench.grids import GRID_NAMES
+from vaebench.reports.along_report import AlongReport  # claims at every budget, along training, learning curves
 from vaebench.reports.claims import claims_display, claims_table
 from vaebench.reports.summary import distinguish_settings, value_columns, wide_frame
 
@@ -141,6 +144,15 @@ def write_report(run_dir: str | Path, out_dir: str | Path, *, run_ids: set[str] 
         written += [png, svg]
         figures.append((plot, png_data))
 
+    along = AlongReport.build(run_dir, run_ids)  # over training: claims at every budget, along training, curves
+    for name, text in along.files().items():
+        write(name, text)
+    along_figures = []
+    for plot in along.plots:
+        png, svg, png_data = P.save(plot, out / "plots")
+        written += [png, svg]
+        along_figures.append((plot, png_data))
+
     grids: list[tuple[dict[str, Any], str, bytes]] = []
     for run in grid_runs(data):
         for name in GRID_NAMES:
@@ -153,7 +165,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, *, run_ids: set[str] 
             written.append(path)
             grids.append((run, name, png_data))
 
-    write("report.html", render_report(data, t, figures, grids))
+    write("report.html", render_report(data, t, figures, grids, extra=along.sections(along_figures)))
     return written
 
 
@@ -162,7 +174,8 @@ def standalone_table(title: str, table: T.Table) -> str:
 
 
 def render_report(
-    data: ReportData, t: Tables, figures: list[tuple[P.Plot, bytes]], grids: list[tuple[dict[str, Any], str, bytes]]
+    data: ReportData, t: Tables, figures: list[tuple[P.Plot, bytes]], grids: list[tuple[dict[str, Any], str, bytes]],
+    extra: list[h.Section] | None = None,
 ) -> str:
     runs = data.runs
     statuses = runs["status"].value_counts().to_dict()
@@ -178,6 +191,7 @@ def render_report(
     if figures:
         body = "\n".join(h.figure(png, plot.title) for plot, png in figures)
         page.sections.append(h.Section("plots", "Plots", body))
+    page.sections.extend(extra or [])  # sections over training (vaebench.reports.along_report)
     if grids:
         parts = []
         for run in {r["run_id"]: r for r, _, _ in grids}.values():
@@ -241,7 +255,7 @@ def environment_html(runs: pd.DataFrame) -> str:
         flat = {**{k: v for k, v in env.items() if k != "packages"},
                 **{f"package {p}": v for p, v in (env.get("packages") or {}).items()}}
         for k, v in flat.items():
-            if k in ("scoring_time_s",):
+            if k in ("scoring_time_s", "along_scoring_time_s"):
                 continue
             counts = values.setdefault(k, {})
             counts[str(v)] = counts.get(str(v), 0) + 1

@@ -2,6 +2,9 @@
 
 A budget is a step at which runs were scored: a step of a spec's `at_steps` (values in the
 store's `metrics_along` table), or the end of a run (its final scoring, the `metrics` table).
+Where a run has values scored along training at a step, they are its values at that budget,
+also at the end of its budget (a suite with `at_images` scores the end on its smaller
+protocol, so that a trajectory is on one protocol); the final scoring is the rest.
 `at_budget(frames, step)` gives the store's frames as if each run had been trained for `step`
 steps: the model at step N of a run is the final model of the same run with `steps = N`
 (training up to N does not depend on the budget), so each run scored at N is a completed run
@@ -62,35 +65,38 @@ def budgets(frames: StoreFrames) -> list[int]:
     return sorted(steps)
 
 
-def _plans_step(spec: dict, step: int) -> tuple[bool, bool]:
-    """(the run scores `step` along training, the run ends at `step`)."""
-    return step in spec.get("at_steps", []), spec.get("steps") == step
+def _reached(run: dict, step: int) -> bool:
+    """Whether a run's training got to `step` (a diverged run: its divergence came at that step or later)."""
+    if run["status"] == "done":
+        return True
+    diverged = run.get("diverged_step")
+    return run["status"] == "diverged" and diverged is not None and not pd.isna(diverged) and int(diverged) >= step
 
 
 def runs_at(frames: StoreFrames, step: int) -> pd.DataFrame:
-    """The runs of budget `step`, each as a run of `step` steps (see the module docstring)."""
+    """The runs of budget `step`, each as a run of `step` steps (see the module docstring): those scored
+    there along training, and those whose budget ends there."""
     scored = set(frames.along.loc[frames.along["step"] == step, "run_id"])
     rows = []
     for r in frames.runs.to_dict("records"):
-        along, final = _plans_step(r["spec"], step)
-        if not (along or final):
+        spec = r["spec"]
+        ends = spec.get("steps") == step
+        if not (ends or step in spec.get("at_steps", [])):
             continue
-        if along:
-            reached = r["status"] == "done" or (r["status"] == "diverged" and r["run_id"] in scored)
-            r["status"] = "done" if reached else r["status"]
-            r["steps_done"] = min(int(r["steps_done"]), step)
-            if reached:
-                r["diverged_step"], r["error"] = None, None
-        r["spec"] = {**r["spec"], "steps": step}
+        if r["run_id"] in scored or (not ends and _reached(r, step)):
+            r.update(status="done", steps_done=step, diverged_step=None, error=None)
+        r["spec"] = {**spec, "steps": step}
         rows.append(r)
     return pd.DataFrame(rows, columns=frames.runs.columns)
 
 
 def metrics_at(frames: StoreFrames, step: int, runs: pd.DataFrame) -> pd.DataFrame:
-    """The values of budget `step` in the `metrics` table's long format (run_id, name, value, note)."""
-    ends = {r["run_id"] for r in frames.runs.to_dict("records") if r["spec"].get("steps") == step}
-    along = frames.along[(frames.along["step"] == step) & frames.along["run_id"].isin(set(runs["run_id"]) - ends)]
-    final = frames.metrics[frames.metrics["run_id"].isin(ends)]
+    """The values of budget `step` in the `metrics` table's long format (run_id, name, value, note): a
+    run's values scored there along training, else, at the end of its budget, its final scoring's."""
+    along = frames.along[(frames.along["step"] == step) & frames.along["run_id"].isin(set(runs["run_id"]))]
+    scored = set(along["run_id"])
+    ends = {r["run_id"] for r in frames.runs.to_dict("records") if r["spec"].get("steps") == step} - scored
+    final = frames.metrics[frames.metrics["run_id"].isin(ends & set(runs["run_id"]))]
     parts = [p for p in (final, along[["run_id", "name", "value", "note"]]) if not p.empty]
     if not parts:
         return frames.metrics.iloc[0:0]
@@ -176,9 +182,17 @@ def format_results_at(store: ResultsStore, step_text: str, fmt: str, **options) 
 
 
 def _step_kind(frames: StoreFrames, step: int) -> str:
+    """What the values at `step` are: scored along training (with the protocol's test images), the final scoring."""
+    along = frames.along[frames.along["step"] == step]
+    images = {spec.get("at_images", 0) for r, spec in zip(frames.runs["run_id"], frames.runs["spec"])
+              if r in set(along["run_id"])}
     ends = any(spec.get("steps") == step for spec in frames.runs["spec"])
-    along = (frames.along["step"] == step).any()
-    what = [w for w, on in (("scored along training", along), ("end of the budget: the final scoring", ends)) if on]
+    what = []
+    if not along.empty:
+        on = ", ".join(f"{n:,d} test images" if n else "the whole test split" for n in sorted(images))
+        what.append(f"scored along training on {on}")
+    if ends and not (not along.empty and along["run_id"].nunique() == len(frames.runs)):
+        what.append("the end of the budget: the final scoring" + (" where not scored along training" if what else ""))
     return f" ({'; '.join(what)})" if what else ""
 
 
@@ -306,6 +320,9 @@ def along_values(runs_frame: pd.DataFrame) -> list[str]:
 
 def along_summary(runs_frame: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, setting, budget and value: n, mean, sd and the 95% bootstrap CI over seeds (`mean_ci`)."""
+    columns = [*ID_COLUMNS, "step", "value", "n", "mean", "sd", "ci_low", "ci_high"]
+    if runs_frame.empty:
+        return pd.DataFrame(columns=columns)
     values = along_values(runs_frame)
     done = runs_frame[runs_frame["status"] == "done"]
     rows = []
@@ -318,7 +335,7 @@ def along_summary(runs_frame: pd.DataFrame) -> pd.DataFrame:
             rows.append({"suite": suite, "dataset": dataset, "variant": variant, "setting": setting, "step": int(step),
                          "value": value, "n": len(x), "mean": mean, "sd": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
                          "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=[*ID_COLUMNS, "step", "value", "n", "mean", "sd", "ci_low", "ci_high"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def read_frames(run_dir: str | Path, run_ids: set[str] | None = None) -> StoreFrames:
