@@ -61,7 +61,7 @@ class StoreFrames:
 def budgets(frames: StoreFrames) -> list[int]:
     """Every step at which runs were scored: along training, and the ends of the completed runs."""
     steps = set(int(s) for s in frames.along["step"].unique())
-    steps |= {int(r["steps_done"]) for r in frames.runs.to_dict("records") if r["status"] == "done"}
+    steps |= {int(r["spec"]["steps"]) for r in frames.runs.to_dict("records") if r["status"] == "done"}
     return sorted(steps)
 
 
