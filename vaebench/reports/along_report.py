@@ -23,7 +23,7 @@ from vaebench.reports import tables as T
 from vaebench.reports.plots import Plot
 from vaebench.reports.summary import distinguish_settings
 from vaebench.reports.trajectories import (
-    STABLE_OVER, along_runs, along_summary, budgets, claims_along, read_frames, verdict_trajectories,
+    STABLE_OVER, along_runs, along_summary, budgets, claims_along, protocol_note, read_frames, verdict_trajectories,
 )
 from vaebench.reports.trajectory_plots import along_plots, learning_curve_plots
 
@@ -35,6 +35,7 @@ class AlongReport:
     per_run: pd.DataFrame
     claims: pd.DataFrame
     trajectories: pd.DataFrame
+    protocol: str
     along: list[Plot] = field(default_factory=list)
     curves: list[Plot] = field(default_factory=list)
 
@@ -48,7 +49,8 @@ class AlongReport:
         trajectories = verdict_trajectories(claims) if not claims.empty else pd.DataFrame()
         runs = frames.runs.assign(setting=distinguish_settings(frames.runs)) if not frames.runs.empty else frames.runs
         plots = along_plots(summary) if len(steps) > 1 else []
-        return cls(steps, summary, per_run, claims, trajectories, plots, _unique(learning_curve_plots(frames.curves, runs)))
+        return cls(steps, summary, per_run, claims, trajectories, protocol_note(frames), plots,
+                   _unique(learning_curve_plots(frames.curves, runs)))
 
     @property
     def plots(self) -> list[Plot]:
@@ -78,7 +80,8 @@ class AlongReport:
                         + [T.Cell(str(r[s])) for s in steps]
                         + [T.Cell(str(r["trajectory"])), T.Cell(stable, bold=r["stable"] is False)])
         caption = ("Each claim's verdict at every budget: the claims table (one-sided Mann-Whitney, Holm-corrected "
-                   "across the claims of that budget) on the models as they were at that step. A verdict is stable "
+                   f"across the claims of that budget) on the models as they were at that step ({self.protocol}). "
+                   "A verdict is stable "
                    f"when it is the same at the last {STABLE_OVER} budgets; 'no' (bold) marks those that changed.")
         return T.Table(columns, rows, caption=caption)
 
@@ -87,7 +90,8 @@ class AlongReport:
         png = {plot.name: data for plot, data in figures}
         sections = []
         if len(self.steps) > 1:
-            parts = [f"<p>{h.e(f'Budgets (steps): {self.steps}.')}</p>"]
+            budgets_text = ", ".join(f"{s:,d}" for s in self.steps)
+            parts = [f"<p>{h.e(f'Budgets: {budgets_text} steps; values: {self.protocol}.')}</p>"]
             if not self.trajectories.empty:
                 parts.append(T.render_html(self.trajectory_view(), css_class="claims-along"))
             parts += [h.figure(png[p.name], p.title) for p in self.along if p.name in png]

@@ -263,14 +263,27 @@ def verdict_trajectories(along: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["dataset", "setting", "value"], key=lambda c: c.map(natural_key), ignore_index=True)
 
 
-def format_trajectories(trajectories: pd.DataFrame, steps: list[int]) -> str:
+def protocol_note(frames: StoreFrames) -> str:
+    """On what the budgets' values were scored: 'the values scored along training on 1,000 test images'."""
+    scored = set(frames.along["run_id"])
+    images = sorted({spec.get("at_images", 0) for r, spec in zip(frames.runs["run_id"], frames.runs["spec"])
+                     if r in scored})
+    if not images:
+        return "the final scoring"
+    on = " or ".join(f"{n:,d} test images" if n else "the whole test split" for n in images)
+    ends = "" if all(images) else "; at the end of a budget on the whole split, the final scoring"
+    return f"the values scored along training on {on}{ends}"
+
+
+def format_trajectories(trajectories: pd.DataFrame, steps: list[int], protocol: str = "") -> str:
     """The verdicts along training as a terminal table, with the claims that are not stable named."""
     if trajectories.empty or len(steps) < 2:
         return ""
     shown = trajectories.assign(stable=trajectories["stable"].map({True: "yes", False: "NO", None: "-"}))
     shown = shown[["setting", "claim", "trajectory", "stable"]]
     budgets_text = ", ".join(f"{s:,d}" for s in steps)
-    lines = [f"verdicts along training, at {budgets_text} steps (each budget tested on its own: Holm within it); "
+    on = f" on {protocol}" if protocol else ""
+    lines = [f"verdicts along training, at {budgets_text} steps{on} (each budget tested on its own: Holm within it); "
              f"stable: the same verdict at the last {STABLE_OVER} budgets",
              shown.to_string(index=False)]
     unstable = trajectories[trajectories["stable"] == False]  # noqa: E712 - None is 'cannot tell', not unstable
@@ -289,7 +302,7 @@ def claims_trajectory_text(store: ResultsStore) -> str:
     steps = budgets(frames)
     if len(steps) < 2:
         return ""
-    return format_trajectories(verdict_trajectories(claims_along(frames)), steps)
+    return format_trajectories(verdict_trajectories(claims_along(frames)), steps, protocol_note(frames))
 
 
 # ---------------------------------------------------------------- values along training, per setting
