@@ -210,7 +210,8 @@ class Killed(Exception):
 
 
 def _trainer(spec: RunSpec, cache: Path) -> Trainer:
-    dataset = data.get(spec.dataset, **dict(spec.dataset_params)).materialised(cache, images_to_draw=images_to_draw(spec))
+    dataset = data.get(spec.dataset, **dict(spec.dataset_params))
+    dataset = dataset.materialised(cache, images_to_draw=images_to_draw(spec))
     trainer = Trainer(spec, dataset, torch.device("cpu"))
     trainer.score_along = trajectory.along_scorer(spec, dataset, torch.device("cpu"), cache)
     return trainer

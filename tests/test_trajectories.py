@@ -150,7 +150,7 @@ def test_claims_at_every_budget_follow_the_evidence(tmp_path, capsys):
     assert main(["claims", str(tmp_path)]) == 0  # the final verdicts (at 300) hold: exit 0 as before
     out = capsys.readouterr().out
     assert "2 claims: 2 holds, 0 fails, 0 inconclusive" in out
-    assert "verdicts along training, at 100, 200, 300 steps on the values scored along training on the whole test split" in out
+    assert "at 100, 200, 300 steps on the values scored along training on the whole test split" in out
     assert "inconclusive at 100, holds from 200 on" in out
     assert "1 of 2 verdicts are not stable" in out and "dip_vae: cov_offdiag lower than vae" in out
 

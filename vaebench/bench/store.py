@@ -250,7 +250,7 @@ class ResultsStore:
         return self._restrict(pd.read_sql_query("SELECT * FROM curves ORDER BY run_id, name, step", self._conn))
 
     def along(self) -> pd.DataFrame:
-        """Metrics scored along training, long format: run_id, step, name, value, note (vaebench.bench.along_table)."""
+        """Metrics scored along training (vaebench.bench.along_table), long: run_id, step, name, value, note."""
         return self._restrict(along_table.read_rows(self._conn, self.path))
 
     def artifacts(self, run_id: str | None = None) -> dict[tuple[str, str], bytes]:

@@ -76,8 +76,8 @@ class AlongPlan:
         if self.steps:
             late = [s for s in self.steps if s > budget_steps]
             if late:
-                raise ConfigError(f"steps {late} are beyond the budget of {budget_steps:,d} steps on dataset {dataset!r}",
-                                  file=self.file, key="evaluation.at_steps")
+                raise ConfigError(f"steps {late} are beyond the budget of {budget_steps:,d} steps on dataset "
+                                  f"{dataset!r}", file=self.file, key="evaluation.at_steps")
             return self.steps
         if self.every is not None:
             if self.every > budget_steps:

@@ -345,9 +345,9 @@ def along_summary(runs_frame: pd.DataFrame) -> pd.DataFrame:
             if not len(x):
                 continue
             mean, low, high = mean_ci(x.tolist())
+            sd = float(x.std(ddof=1)) if len(x) > 1 else math.nan
             rows.append({"suite": suite, "dataset": dataset, "variant": variant, "setting": setting, "step": int(step),
-                         "value": value, "n": len(x), "mean": mean, "sd": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
-                         "ci_low": low, "ci_high": high})
+                         "value": value, "n": len(x), "mean": mean, "sd": sd, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=columns)
 
 

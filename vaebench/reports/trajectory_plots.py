@@ -106,6 +106,6 @@ def learning_curve_plots(curves: pd.DataFrame, runs: pd.DataFrame) -> list[Plot]
             fig.legend(handles, labels, loc="outside right upper", fontsize="x-small")
             note = f"; {len(diverged)} diverged (dashed red)" if len(diverged) else ""
             fig.suptitle(mpl_text(f"{setting} on {dataset}: training curves per seed{note}"))
-        name = f"learning_curves_{slug(dataset)}_{slug(setting)}" if many_datasets else f"learning_curves_{slug(setting)}"
+        name = f"learning_curves_{slug(dataset) + '_' if many_datasets else ''}{slug(setting)}"
         plots.append(Plot(name, f"Learning curves: {setting} ({dataset})", fig))
     return plots
