@@ -19,6 +19,7 @@ import pandas as pd
 
 from vaebench.reports.plots import STYLE, Plot, _arrow, _figure, mpl_text, slug
 from vaebench.reports.stats import natural_key
+from vaebench.reports.summary import value_columns
 
 DIVERGED_COLOR = "red"
 
@@ -36,7 +37,8 @@ def along_plots(summary: pd.DataFrame) -> list[Plot]:
     plots = []
     for dataset in datasets:
         part = summary[summary["dataset"] == dataset]
-        values = [v for v in dict.fromkeys(part["value"]) if part.loc[part["value"] == v, "step"].nunique() >= 2]
+        values = [v for v in value_columns(pd.DataFrame(columns=list(dict.fromkeys(part["value"]))))  # registry order
+                  if part.loc[part["value"] == v, "step"].nunique() >= 2]
         if not values:
             continue
         settings = sorted(part["setting"].unique(), key=natural_key)
