@@ -13,8 +13,8 @@
     [[datasets]] name = "dsprites", plus the dataset's parameters (size = 32, test_size = ...)
     [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4])
     [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params];
-                scoring along training: at_steps = [...] | at_every = N | at_halvings = k, and at_metrics
-                (vaebench.bench.trajectory)
+                scoring along training: at_steps = [...] | at_every = N | at_halvings = k, at_metrics,
+                at_images (vaebench.bench.trajectory)
 
 Every table is checked against declared `Param`s (vaebench.params): an unknown key, a wrong
 type or an out-of-range value is a ConfigError naming the file and the key. Specs are

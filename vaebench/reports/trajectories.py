@@ -20,11 +20,13 @@ verdicts) is the code that makes the final tables, fed with these frames: one fo
     at_budget(frames, N)   a read-only store-like view at budget N (runs, metrics, wide, curves)
     claims_along(frames)   `claims_table` at every budget (Holm within each budget's claims)
     verdict_trajectories   per claim: its verdict at each budget, the trajectory in words, stable or not
+    protocol_note(frames)  on what the budgets' values were scored (the test images of scoring along training)
     along_summary(frames)  per setting, budget and value: n, mean, sd and 95% bootstrap CI over seeds
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +109,7 @@ class StoreAtStep:
     """A read-only view of a store at one budget, with the reading methods the tables use."""
 
     def __init__(self, frames: StoreFrames, step: int):
-        self.path, self.step, self.only = frames.path, step, None
+        self.path, self.step = frames.path, step
         self._runs = runs_at(frames, step)
         self._metrics = metrics_at(frames, step, self._runs)
         ids = set(self._runs["run_id"])
@@ -170,8 +172,6 @@ def format_results_at(store: ResultsStore, step_text: str, fmt: str, **options) 
         frame = pd.concat(parts, ignore_index=True)
         if fmt == "csv":
             return frame.to_csv(index=False)
-        import json
-
         return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
     blocks = []
     for step in steps:
