@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-run", action="store_true", help="one row per run instead of per setting")
     p.add_argument("--metrics", help="comma-separated metric or value names to show (default: what fits 120 columns)")
     p.add_argument("--all", action="store_true", dest="all_values", help="show every value, per-latent ones included")
+    p.add_argument("--step", help="the table at one budget: a step scored along training (or the end), or 'all'")
     p = _add_dir_command(sub, "show", "print one run's full spec, status and environment (JSON)")
     p.add_argument("run_id", help="a run id, or a unique prefix of one")
     p = _add_dir_command(sub, "report", "write tables, plots and an HTML report", suite_filter=True)
@@ -224,6 +225,12 @@ def cmd_results(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
     _, run_ids = _suite_runs(args)
     with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
+        if args.step is not None:  # the table at one budget (vaebench.reports.trajectories)
+            from vaebench.reports.trajectories import format_results_at
+
+            _echo(format_results_at(store, args.step, args.format, per_run=args.per_run, metrics=metrics,
+                                    all_values=args.all_values))
+            return 0
         _echo(format_results(store, args.format, per_run=args.per_run, metrics=metrics, all_values=args.all_values))
     return 0
 
@@ -263,11 +270,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_claims(args: argparse.Namespace) -> int:
     from vaebench.bench.store import ResultsStore
     from vaebench.reports.claims import claims_table, format_claims
+    from vaebench.reports.trajectories import claims_trajectory_text
 
     _, run_ids = _suite_runs(args)
     with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
         table = claims_table(store.runs(), store.metrics())
+        along = claims_trajectory_text(store)  # the verdict at every scored budget ('' with one budget)
     _echo(format_claims(table))
+    if along:
+        _echo(f"\n{along}")
     return 1 if (table["verdict"] == "fails").any() else 0
 
 

@@ -31,7 +31,7 @@ Frozen = tuple[tuple[str, Any], ...]
 # RunSpec fields added after stores existed: left out of its JSON when empty, so the specs (and
 # run ids) written before they existed are unchanged. The tables are written as dicts of lists.
 OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version", "selection", "optimizer_implementation",
-                   "optimizer_options")
+                   "optimizer_options", "at_steps", "at_metrics", "at_images")
 OPTIONAL_TABLES = ("network", "lr_schedule", "selection", "optimizer_options")
 
 
@@ -77,12 +77,19 @@ class RunSpec:
     selection: Frozen = ()
     optimizer_implementation: str = ""
     optimizer_options: Frozen = ()
+    # scoring along training (vaebench.bench.trajectory): the steps (at most `steps`) at which the
+    # metrics `at_metrics` (a subset of `metrics`) score the model as it is then, on `at_images`
+    # test images (a fixed subset; 0: the whole test split, the final scoring's)
+    at_steps: tuple[int, ...] = ()
+    at_metrics: tuple[str, ...] = ()
+    at_images: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             out[key] = dict(getattr(self, key))
         out["metrics"] = list(self.metrics)
+        out["at_steps"], out["at_metrics"] = list(self.at_steps), list(self.at_metrics)
         for key in OPTIONAL_TABLES:
             out[key] = {k: list(v) if isinstance(v, tuple) else v for k, v in getattr(self, key)}
         return {k: v for k, v in out.items() if k not in OPTIONAL_FIELDS or v}
@@ -95,6 +102,7 @@ class RunSpec:
         for key in OPTIONAL_TABLES:
             d[key] = freeze({k: tuple(v) if isinstance(v, list) else v for k, v in d.get(key, {}).items()})
         d["metrics"] = tuple(d["metrics"])
+        d["at_steps"], d["at_metrics"] = tuple(d.get("at_steps", ())), tuple(d.get("at_metrics", ()))
         return cls(**d)
 
     def canonical_json(self) -> str:
@@ -143,6 +151,8 @@ class RunResult:
     diverged_step: int | None = None
     error: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
+    # values scored along training: (step, value name, value, note) (vaebench.bench.trajectory)
+    along: list[tuple[int, str, float, str | None]] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:

@@ -7,6 +7,8 @@ Tables:
     curves    (run_id, step, name, value)            PK (run_id, step, name)
     artifacts (run_id, name, data BLOB)              PK (run_id, name)   e.g. image grids (PNG)
     suite_runs (suite, run_id)                       PK (suite, run_id)  every suite a run belongs to
+    metrics_along (run_id, step, name, value, note)  PK (run_id, step, name) scored along training
+                                                     (vaebench.bench.along_table; absent from older stores)
 
 A run's rows are written in one transaction, replacing any earlier rows of that run, so
 the store holds exactly one row set per run whatever happened before. Reading commands open
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vaebench.bench import along_table  # metrics scored along training
 from vaebench.bench.spec import RunResult
 from vaebench.errors import DataError
 from vaebench.files import safe_text, safe_value
@@ -161,7 +164,7 @@ class ResultsStore:
                 self._conn.execute("PRAGMA foreign_keys=ON")
                 _check_schema(self._conn, self.path)
                 with self._conn:
-                    self._conn.executescript(SCHEMA)
+                    self._conn.executescript(SCHEMA + along_table.SCHEMA)
             else:
                 self._conn = _connect_read_only(self.path)
                 _check_schema(self._conn, self.path)
@@ -189,6 +192,7 @@ class ResultsStore:
         error = safe_text(result.error) if result.error is not None else None
         environment = json.dumps(safe_value(result.environment), sort_keys=True)
         with self._conn:  # one transaction
+            along_table.forget_rows(self._conn, [result.run_id])  # scoring along training
             for table in ("metrics", "curves", "artifacts", "runs"):
                 self._conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (result.run_id,))
             self._conn.execute(
@@ -212,6 +216,7 @@ class ResultsStore:
             self._conn.executemany(
                 "INSERT INTO artifacts VALUES (?, ?, ?)", [(result.run_id, n, d) for n, d in sorted(result.artifacts.items())]
             )
+            along_table.insert_rows(self._conn, result)  # scoring along training
 
     def record_suite(self, suite: str, run_ids: list[str]) -> None:
         """Record that the runs belong to `suite` (a renamed suite that reuses runs lists them too)."""
@@ -231,6 +236,7 @@ class ResultsStore:
     def forget(self, run_ids: list[str]) -> None:
         """Delete the runs and everything stored of them, in one transaction."""
         with self._conn:
+            along_table.forget_rows(self._conn, run_ids)  # scoring along training
             for table in ("metrics", "curves", "artifacts", "suite_runs", "runs"):
                 self._conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(r,) for r in run_ids])
 
@@ -251,6 +257,10 @@ class ResultsStore:
 
     def curves(self) -> pd.DataFrame:
         return self._restrict(pd.read_sql_query("SELECT * FROM curves ORDER BY run_id, name, step", self._conn))
+
+    def along(self) -> pd.DataFrame:
+        """Metrics scored along training (vaebench.bench.along_table), long: run_id, step, name, value, note."""
+        return self._restrict(along_table.read_rows(self._conn, self.path))
 
     def artifacts(self, run_id: str | None = None) -> dict[tuple[str, str], bytes]:
         query, args = "SELECT run_id, name, data FROM artifacts", ()

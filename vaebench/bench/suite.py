@@ -16,7 +16,9 @@
     [[variants]] name = "beta_vae", plus hyperparameters; a list value is a grid (beta = [1, 4]);
                 reproduces = "<reference id>" (or a list): the published values this setting reproduces
                 (vaebench.bench.reproduction), recorded in each run's environment
-    [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params]
+    [evaluation] metrics = [...] (default: every metric that applies), and [evaluation.params];
+                scoring along training: at_steps = [...] | at_every = N | at_halvings = k, at_metrics,
+                at_images (vaebench.bench.trajectory)
     [tracking]  tensorboard = true | "dir", mlflow = true | "URI or dir", experiment (vaebench.tracking.config)
 
 Every table is checked against declared `Param`s (vaebench.params): an unknown key, a wrong
@@ -48,6 +50,7 @@ from vaebench.bench.spec import RunSpec, freeze
 from vaebench.data.base import MAX_TEST_SPLIT_BYTES, test_split_bytes
 from vaebench.data.checked import CheckedDataset
 from vaebench.errors import ConfigError, VaebenchError
+from vaebench.bench.trajectory import ALONG_KEYS, parse_along  # scoring along training
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
 from vaebench.params import Param, check_params
@@ -261,9 +264,10 @@ def _hyperparameters_for(name: str, given: dict[str, Any], dataset: data.ImageDa
 def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str, Any]]:
     """(the metrics the suite names, or None for all that apply; the non-default metric parameters)."""
     table = _table(raw, "evaluation", file)
+    allowed = ("metrics", "params", *ALONG_KEYS)
     for key in table:
-        if key not in ("metrics", "params"):
-            raise ConfigError("unknown key; allowed: metrics, params", file=file, key=f"evaluation.{key}")
+        if key not in allowed:
+            raise ConfigError(f"unknown key; allowed: {', '.join(allowed)}", file=file, key=f"evaluation.{key}")
     metrics = table.get("metrics")
     if metrics is not None:
         check_metric_list(metrics, file=file, key="evaluation.metrics")
@@ -548,6 +552,7 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     expanded = [(i, v) for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
     variants, variant_entry = [v for _, v in expanded], [i for i, _ in expanded]
     requested, metric_params = _parse_evaluation(raw, file)
+    along = parse_along(_table(raw, "evaluation", file), file)  # scoring along training
     specs: list[RunSpec] = []
     written: dict[RunSpec, set[str]] = {}
     references: dict[RunSpec, tuple[str, ...]] = {}
@@ -564,12 +569,15 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
             check_batch_size(v_name, _hyperparameters_for(v_name, given, dataset), budget["batch_size"], file=file)
             check_reference_dataset(reproduces, ds_name, file=file, key=f"variants[{variant_entry[i]}].reproduces")
         in_steps = _steps_and_schedule(plan, budget, dataset, file=file, ds_name=ds_name)
+        at_steps = along.steps_for(in_steps["steps"], ds_name)  # scoring along training
+        at = ({"at_steps": at_steps, "at_metrics": along.metrics_for(metrics),
+               "at_images": along.images_for(len(dataset.test_indices))} if at_steps else {})
         for (v_name, given, reproduces), seed in itertools.product(variants, seeds):
             spec = RunSpec(
                 variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
                 dataset=ds_name, dataset_params=freeze(ds_params), dataset_version=dataset.version,
                 seed=seed, metrics=metrics,
-                metric_params=freeze(metric_params), **model, **{**budget, **in_steps},
+                metric_params=freeze(metric_params), **model, **{**budget, **in_steps}, **at,
             )
             specs.append(spec)
             written.setdefault(spec, set()).update(given)

@@ -19,7 +19,7 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -35,6 +35,7 @@ from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.selection import VALIDATION_CURVE, BestValidation, best_model_path, validation_loss
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
+from vaebench.bench.trajectory import AlongScores, along_scorer, images_drawn_along  # scoring along training
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
@@ -121,6 +122,9 @@ class Trainer:
         self.curves: list[tuple[int, str, float]] = []
         self.train_time_s = 0.0
         self.selector = BestValidation.for_spec(dict(spec.selection), spec.steps, dataset)
+        # scoring along training (vaebench.bench.trajectory): the scores so far (checkpointed) and the hook
+        self.along = AlongScores()
+        self.score_along: Callable[["Trainer"], float] | None = None
 
     def state(self) -> dict[str, Any]:
         return {
@@ -134,6 +138,7 @@ class Trainer:
             "numpy_rng": self.rng.bit_generator.state,
             "made_from": dict(self.made_from),
             **({"selection": self.selector.state()} if self.selector is not None else {}),
+            "along": self.along.to_state(),  # scoring along training
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -148,6 +153,7 @@ class Trainer:
         self.rng.bit_generator.state = state["numpy_rng"]
         if self.selector is not None:
             self.selector.restore(state["selection"])
+        self.along = AlongScores.from_state(state.get("along"))  # scoring along training
 
     def schedule_learning_rates(self) -> None:
         """Every optimizer's rate for the next update: its base rate times the schedule's multiplier
@@ -197,6 +203,8 @@ class Trainer:
                     progress(spec.run_id, self.step)
             if self.selector is not None and self.selector.due(self.step):
                 self.validate()
+            if self.score_along is not None:  # scoring along training: its time is not training time
+                started += self.score_along(self)
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
                 self.check_parameters()
                 self.train_time_s += time.perf_counter() - started
@@ -241,7 +249,8 @@ def images_to_draw(spec: RunSpec) -> int:
     """Images a run draws from its dataset: its training batches, and the factor scores' samples."""
     params = check_metric_params(dict(spec.metric_params))
     drawn = [METRICS.get(m).images_drawn for m in spec.metrics]
-    return spec.steps * spec.batch_size + sum(count(params) for count in drawn if count is not None)
+    return (spec.steps * spec.batch_size + sum(count(params) for count in drawn if count is not None)
+            + images_drawn_along(spec))  # scoring along training
 
 
 def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
@@ -274,6 +283,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         resumed_at = trainer.step
         result.environment["optimizer_implementation"] = trainer.implementations
         tracking = open_run_tracking(task, resumed_at)
+        trainer.score_along = along_scorer(spec, dataset, dev, run_dir_path / "cache")  # None without at_steps
         try:
             trainer.train(ckpt, progress, tracking.log_curves)
         except Diverged as err:
@@ -282,6 +292,8 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             tracking.close()
         result.steps_done = trainer.step
         result.curves = trainer.curves
+        if spec.at_steps:  # scoring along training
+            result.along, result.environment["along_scoring_time_s"] = trainer.along.rows, trainer.along.time_s
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
         scoring_started = time.perf_counter()
         if result.status == "done":
@@ -292,7 +304,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         if trainer.selector is not None:
             trainer.selector.discard_best_file()  # the scored model is in models/; the checkpoint holds it too
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
-        result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"]
+        result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"] + trainer.along.time_s
     except USER_CODE_ERRORS as err:  # a bug, a resource failure or user code's sys.exit() must not stop the sweep
         result.status = "failed"
         result.error = run_error(err)

@@ -10,6 +10,8 @@ Reads only the store. Writes into the report directory:
                                           metric_correlation, training_curves, ais_rate_distortion,
                                           iwae_curve (the last two when those opt-in metrics ran)
     grids/<setting>-<run_id>-<grid>.png   reconstructions, prior samples, latent traversals
+    along*.csv, claims_along.csv, claims_trajectory.md / .csv, plots/along_training, learning_curves_<setting>:
+                                          over training (vaebench.reports.along_report)
     report.html                           all of the above and the run metadata, self-contained
 """
 
@@ -31,6 +33,7 @@ from vaebench.reports import html as h
 from vaebench.reports import plots as P
 from vaebench.reports import tables as T
 from vaebench.bench.grids import GRID_NAMES
+from vaebench.reports.along_report import AlongReport  # claims at every budget, along training, learning curves
 from vaebench.reports.claims import claims_display, claims_table
 from vaebench.reports.reproduction import reproduction_html, reproduction_rows, format_rows
 from vaebench.reports.summary import distinguish_settings, value_columns, wide_frame
@@ -192,6 +195,15 @@ def _write_report_files(data: ReportData, out: Path) -> list[Path]:
         written += [png, svg]
         figures.append((plot, png_data))
 
+    along = AlongReport.build(run_dir, run_ids)  # over training: claims at every budget, along training, curves
+    for name, text in along.files().items():
+        write(name, text)
+    along_figures = []
+    for plot in along.plots:
+        png, svg, png_data = P.save(plot, out / "plots")
+        written += [png, svg]
+        along_figures.append((plot, png_data))
+
     grids: list[tuple[dict[str, Any], str, bytes]] = []
     for run in grid_runs(data):
         for name in GRID_NAMES:
@@ -204,7 +216,7 @@ def _write_report_files(data: ReportData, out: Path) -> list[Path]:
             written.append(path)
             grids.append((run, name, png_data))
 
-    write("report.html", render_report(data, t, figures, grids, plot_note))
+    write("report.html", render_report(data, t, figures, grids, plot_note, extra=along.sections(along_figures)))
     return written
 
 
@@ -215,6 +227,7 @@ def standalone_table(title: str, table: T.Table) -> str:
 def render_report(
     data: ReportData, t: Tables, figures: list[tuple[P.Plot, bytes]], grids: list[tuple[dict[str, Any], str, bytes]],
     plot_note: str = "",
+    extra: list[h.Section] | None = None,
 ) -> str:
     runs = data.runs
     statuses = runs["status"].value_counts().to_dict()
@@ -235,6 +248,7 @@ def render_report(
         if plot_note:
             body = f'<p class="note">{h.e(plot_note)}</p>\n' + body
         page.sections.append(h.Section("plots", "Plots", body))
+    page.sections.extend(extra or [])  # sections over training (vaebench.reports.along_report)
     if grids:
         parts = []
         for run in {r["run_id"]: r for r, _, _ in grids}.values():
@@ -298,7 +312,7 @@ def environment_html(runs: pd.DataFrame) -> str:
         flat = {**{k: v for k, v in env.items() if k != "packages"},
                 **{f"package {p}": v for p, v in (env.get("packages") or {}).items()}}
         for k, v in flat.items():
-            if k in ("scoring_time_s",):
+            if k in ("scoring_time_s", "along_scoring_time_s"):
                 continue
             counts = values.setdefault(k, {})
             counts[str(v)] = counts.get(str(v), 0) + 1
