@@ -145,3 +145,18 @@ def test_bad_dataset_parameters():
         data.get("dsprites", size=48)
     with pytest.raises(ConfigError, match="colour"):
         data.get("dsprites", colour=True)
+
+
+def test_colour_and_noise_are_drawn_on_the_binary_masks():
+    """color_dsprites: the sprite's pixels in one colour in [0.5, 1), black elsewhere; noisy_dsprites:
+    the sprite white on noise. Both from the same masks as `dsprites`."""
+    idx = np.array([0, 123_457, 600_001])
+    mask = data.get("dsprites", size=32).images(idx)[:, 0] > 0
+    colour = data.get("color_dsprites", size=32).images(idx)
+    noisy = data.get("noisy_dsprites", size=32).images(idx)
+    for k in range(len(idx)):
+        lit = colour[k].max(axis=0) > 0
+        np.testing.assert_array_equal(lit, mask[k])
+        rgb = colour[k][:, mask[k]]
+        assert np.all(rgb == rgb[:, :1]) and np.all((0.5 <= rgb) & (rgb < 1))
+        assert np.all(noisy[k][:, mask[k]] == 1.0) and np.all(noisy[k][:, ~mask[k]] < 1.0)
