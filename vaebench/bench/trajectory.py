@@ -213,7 +213,7 @@ class AlongScorer:
         subset = dataclasses.replace(self.spec, metrics=self.spec.at_metrics)
         was_training = model.training
         with generators_preserved(self.device):
-            values, notes, _ = evaluate(model, scoring_subset(self.dataset, self.spec.at_images), subset,
+            values, notes, _, _ = evaluate(model, scoring_subset(self.dataset, self.spec.at_images), subset,
                                         device=self.device, cache_dir=self.cache_dir, grids=False)
         model.train(was_training)
         return [(step, name, value, notes.get(name)) for name, value in sorted(values.items())]

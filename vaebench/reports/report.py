@@ -137,11 +137,12 @@ def write_report(run_dir: str | Path, out_dir: str | Path, *, run_ids: set[str] 
     The files are written into a temporary sibling directory and moved into `out_dir` only once all of
     them are written: a report that fails (a full disk, values no plot can draw) leaves nothing there."""
     data = ReportData.load(run_dir, run_ids)
+    along = AlongReport.build(run_dir, run_ids)  # over training: claims at every budget, along training, curves
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: is a file, not a report directory")
     with staged_files(out) as staging:
-        written = _write_report_files(data, staging)
+        written = _write_report_files(data, along, staging)
     return [out / path.relative_to(staging) for path in written]
 
 
@@ -162,7 +163,7 @@ def staged_files(out: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_report_files(data: ReportData, out: Path) -> list[Path]:
+def _write_report_files(data: ReportData, along: AlongReport, out: Path) -> list[Path]:
     written: list[Path] = []
 
     def write(name: str, text: str) -> None:
@@ -195,7 +196,6 @@ def _write_report_files(data: ReportData, out: Path) -> list[Path]:
         written += [png, svg]
         figures.append((plot, png_data))
 
-    along = AlongReport.build(run_dir, run_ids)  # over training: claims at every budget, along training, curves
     for name, text in along.files().items():
         write(name, text)
     along_figures = []
