@@ -207,7 +207,7 @@ CLAIMING = '''
     ("kl", "", "the value name 'kl' belongs to metric 'kl' ('kl')"),
     ("kl_dim_3", "", "the value name 'kl_dim_3' belongs to metric 'kl' ('kl_dim_{i}')"),
     ("tc", "", "the value name 'tc' belongs to metric 'elbo_decomposition' ('tc')"),
-    ("own_value", 'Param("iwae_k", 3, minimum=1)', "the parameter 'iwae_k' is declared by metric 'iwae_nll'"),
+    ("own_value", 'Param("iwae_k", 3, minimum=1)', "the parameter 'iwae_k' is declared by metric 'iwae_"),
 ])
 def test_a_plugin_metric_claiming_a_taken_value_name_is_refused_at_registration(tmp_path, capsys, value, params,
                                                                                 expected):

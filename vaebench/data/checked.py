@@ -74,6 +74,11 @@ class CheckedDataset:
         check_images(out, len(indices), tuple(self._inner.image_shape), self._what("batch(indices)"))
         return out
 
+    def training_batch(self, indices: np.ndarray, device: torch.device, rng: np.random.Generator) -> torch.Tensor:
+        out = self._inner.training_batch(indices, device, rng)
+        check_images(out, len(indices), tuple(self._inner.image_shape), self._what("batch(indices)"))
+        return out
+
     def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
         out = self._inner.images_from_factors(factors)
         check_images(out, len(factors), tuple(self._inner.image_shape), self._what("images_from_factors(factors)"))

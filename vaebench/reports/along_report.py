@@ -20,7 +20,7 @@ import pandas as pd
 
 from vaebench.reports import html as h
 from vaebench.reports import tables as T
-from vaebench.reports.plots import Plot
+from vaebench.reports.plots import Plot, drawable
 from vaebench.reports.summary import distinguish_settings
 from vaebench.reports.trajectories import (
     STABLE_OVER, along_runs, along_summary, budgets, claims_along, protocol_note, read_frames, verdict_trajectories,
@@ -48,9 +48,13 @@ class AlongReport:
         claims = claims_along(frames)
         trajectories = verdict_trajectories(claims) if not claims.empty else pd.DataFrame()
         runs = frames.runs.assign(setting=distinguish_settings(frames.runs)) if not frames.runs.empty else frames.runs
-        plots = along_plots(summary) if len(steps) > 1 else []
+        # values no axis can hold (infinite, beyond PLOT_LIMIT) are left out of the plots; the tables keep them
+        numeric = summary.select_dtypes("number").columns if not summary.empty else []
+        drawn_summary, _ = drawable(summary, [c for c in numeric if c not in ("step", "n")])
+        drawn_curves, _ = drawable(frames.curves, ["value"])
+        plots = along_plots(drawn_summary) if len(steps) > 1 else []
         return cls(steps, summary, per_run, claims, trajectories, protocol_note(frames), plots,
-                   _unique(learning_curve_plots(frames.curves, runs)))
+                   _unique(learning_curve_plots(drawn_curves, runs)))
 
     @property
     def plots(self) -> list[Plot]:
