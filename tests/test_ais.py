@@ -306,8 +306,8 @@ def test_the_registered_metrics_through_evaluate(tmp_path):
     dataset = data.get("dsprites", size=32, test_size=30)
     torch.manual_seed(0)
     model = build_model(spec, dataset).eval()
-    values, notes, _, curves = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path,
-                                        grids=False)
+    scores = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path, grids=False)
+    values, notes, curves = scores.values, scores.notes, scores.curves
     assert {"ais_nll", "ais_elbo_gap", "ais_bdmc_gap", "ais_rd_zero_rate_distortion", "ais_posterior_rate",
             "ais_posterior_distortion", "iwae_nll_k1", "iwae_nll_k10", "iwae_nll_k100"} <= set(values)
     assert values["iwae_nll_k100"] == values["iwae_nll"]  # the same draws
@@ -363,7 +363,7 @@ def test_the_report_draws_the_rate_distortion_and_iwae_curves(tmp_path):
     from vaebench.bench.store import ResultsStore
     from vaebench.reports import plots as P
     from vaebench.reports.report import write_report
-    from vaebench.reports.summary import wide_frame
+    from vaebench.reports.comparison import Comparison
 
     metrics = ("kl", "neg_elbo", "iwae_nll", "iwae_curve", "ais_nll", "ais_rate_distortion")
     with ResultsStore(tmp_path / "run") as store:
@@ -384,7 +384,7 @@ def test_the_report_draws_the_rate_distortion_and_iwae_curves(tmp_path):
     written = {p.name for p in write_report(tmp_path / "run", tmp_path / "report")}
     assert {"ais_rate_distortion.png", "ais_rate_distortion.svg", "iwae_curve.png", "training_curves.png"} <= written
     with ResultsStore(tmp_path / "run", create=False) as store:
-        curves, wide = store.curves(), wide_frame(store)
+        curves, wide = store.curves(), Comparison.build(store).per_run()
     (training,) = P.curve_plots(curves, wide)
     titles = {ax.get_title() for ax in training.figure.axes if ax.get_visible()}
     assert titles == {"loss"}  # a metric's curves are not training curves

@@ -194,8 +194,8 @@ def test_at_images_scores_a_fixed_subset_and_the_end_on_it(tmp_path):
     subset.test_indices = chosen
     model = build_model(spec, dataset)
     model.load_state_dict(torch.load(tmp_path / "out" / "models" / f"{spec.run_id}.pt", weights_only=True))
-    values, _, _, _ = evaluate(model, subset, dataclasses.replace(spec, metrics=spec.at_metrics),
-                            device=torch.device("cpu"), cache_dir=tmp_path / "out" / "cache", grids=False)
+    values = evaluate(model, subset, dataclasses.replace(spec, metrics=spec.at_metrics),
+                      device=torch.device("cpu"), cache_dir=tmp_path / "out" / "cache", grids=False).values
     assert {k: scored.loc[k, "value"] for k in values} == values
     whole = final[final["run_id"] == spec.run_id].set_index("name")["value"]
     assert whole["tc"] != values["tc"]  # the final scoring is on the whole test split (200 images)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from test_reports_fixtures import make_store, spec_for
-from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.spec import RunResult
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.errors import BaselineMismatchError
@@ -126,7 +126,7 @@ def test_a_value_that_became_nan_is_a_regression(run, baseline, capsys):
     values = {r.name: r.value for r in metrics[metrics["run_id"] == row["run_id"]].itertuples()}
     values["neg_elbo"] = float("nan")
     with ResultsStore(run) as store:
-        result = RunResult(spec=RunSpec.from_dict(row["spec"]), status="done", metrics=values)
+        result = RunResult(spec=row["spec"], status="done", metrics=values)
         store.write_result(result, suite=row["suite"], setting=row["setting"])
     code, out, _ = check(run, baseline, capsys)
     assert code == 1 and "neg_elbo" in out and "nan" in out and "worse" in out
@@ -136,7 +136,7 @@ def test_a_run_that_now_diverges_is_a_regression(run, baseline, capsys):
     with ResultsStore(run, create=False) as store:
         row = store.runs().iloc[0]
     with ResultsStore(run) as store:
-        store.write_result(RunResult(spec=RunSpec.from_dict(row["spec"]), status="diverged", diverged_step=3,
+        store.write_result(RunResult(spec=row["spec"], status="diverged", diverged_step=3,
                                      error="loss is nan"), suite=row["suite"], setting=row["setting"])
     code, out, _ = check(run, baseline, capsys)
     assert code == 1 and "status" in out and "diverged" in out

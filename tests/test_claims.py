@@ -10,6 +10,7 @@ from vaebench.bench.spec import RunResult
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.reports.claims import claims_table, difference_ci, seeds_needed
+from vaebench.reports.comparison import Comparison
 from vaebench.variants import VARIANTS
 
 from test_reports_fixtures import setting_label, spec_for
@@ -40,7 +41,7 @@ def test_verdicts_follow_the_evidence(tmp_path, capsys):
         ("annealed_vae", ANNEALED, seeds, {"kl": (5.2, 0.05)}),          # KL at C = 5 within 1 nat
     ])
     with ResultsStore(tmp_path, create=False) as store:
-        table = claims_table(store.runs(), store.metrics()).set_index("value")
+        table = claims_table(Comparison.build(store)).set_index("value")
     assert table.loc["tc", "verdict"] == "holds" and table.loc["tc", "effect"] < -0.4
     assert table.loc["cov_offdiag", "verdict"] == "fails"
     kl = table[table["setting"].str.startswith("beta_vae")].iloc[0]

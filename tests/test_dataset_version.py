@@ -11,7 +11,8 @@ from vaebench.bench.spec import RunResult, RunSpec
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import suite_from_table
 from vaebench.data.dsprites import RENDERER_VERSION
-from vaebench.reports.summary import comparison_frame
+from vaebench.reports.comparison import Comparison
+from vaebench.reports.summary import results_frame
 
 
 def _suite(dataset: dict) -> RunSpec:
@@ -43,7 +44,7 @@ def test_an_old_and_a_new_dsprites_run_in_one_store_are_separate_rows(tmp_path):
     with ResultsStore(tmp_path) as store:
         for spec, offset in ((old, 0.0), (new, 3.0)):
             store.write_result(RunResult(spec=spec, status="done", metrics=fake_metrics(offset, 0)), suite="s", setting="vae")
-        comparison = comparison_frame(store)
+        comparison = results_frame(Comparison.build(store))
     assert len(comparison) == 2 and set(comparison["n"]) == {1}
     assert any(RENDERER_VERSION in label for label in comparison["setting"])
 

@@ -17,6 +17,7 @@ from test_reports_fixtures import EVIL, EVIL_SUITE, SETTINGS, make_store, spec_f
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.reports import stats, tables
+from vaebench.reports.comparison import Comparison
 from vaebench.bench.grids import GRID_NAMES, make_grid, model_image_grids, png_bytes
 from vaebench.reports.html import CSP, LOAD_CHECK_SCRIPT, script_hash
 from vaebench.reports.plots import swept_parameters
@@ -112,22 +113,24 @@ def test_natural_order_of_settings():
 # ---------------------------------------------------------------- tables
 
 
-def _wide(tmp_path: Path, **kw) -> pd.DataFrame:
+def _comparison(tmp_path: Path, **kw) -> Comparison:
     with ResultsStore(make_store(tmp_path / "run", **kw), create=False) as store:
-        return store.wide()
+        return Comparison.build(store)
 
 
 def test_comparison_table_marks_the_best_in_each_metrics_direction(tmp_path):
-    comp = tables.comparison_table(_wide(tmp_path))
-    by = comp.set_index("setting")
+    comp = _comparison(tmp_path)
+    best = tables.comparison_long(comp, ["kl", "recon_bce", "active_units"]).set_index(["setting", "metric"])["best"]
     # the fixture: vae reconstructs best and has the highest KL; beta=16 the lowest KL
-    assert by.loc["vae", "recon_bce_best"] and not by.loc["beta_vae(beta=16.0)", "recon_bce_best"]
-    assert by.loc["beta_vae(beta=16.0)", "kl_best"] and not by.loc["vae", "kl_best"]
-    assert by.loc["vae", "active_units_best"] and by.loc["beta_vae(beta=2.0)", "active_units_best"]  # a tie
-    assert list(comp["setting"]) == ["beta_vae(beta=2.0)", "beta_vae(beta=4.0)", "beta_vae(beta=16.0)", "vae"]
-    for s in by.index:
-        assert by.loc[s, "kl_ci_low"] <= by.loc[s, "kl_mean"] <= by.loc[s, "kl_ci_high"]
-        assert by.loc[s, "n"] == 3
+    assert best[("vae", "recon_bce")] and not best[("beta_vae(beta=16.0)", "recon_bce")]
+    assert best[("beta_vae(beta=16.0)", "kl")] and not best[("vae", "kl")]
+    assert best[("vae", "active_units")] and best[("beta_vae(beta=2.0)", "active_units")]  # a tie
+    assert [s.label for s in comp.sorted_settings()] == [
+        "beta_vae(beta=2.0)", "beta_vae(beta=4.0)", "beta_vae(beta=16.0)", "vae"]
+    for s in comp.settings:
+        kl = comp.summary(s, "kl")
+        assert kl.ci_low <= kl.mean <= kl.ci_high
+        assert s.done == 3
     md = tables.render_markdown(tables.comparison_display(comp, ["kl", "recon_bce"]))
     header = md.splitlines()[0]
     assert "kl ↓" in header and "recon_bce ↓" in header
@@ -136,15 +139,14 @@ def test_comparison_table_marks_the_best_in_each_metrics_direction(tmp_path):
 
 
 def test_one_seed_shows_the_mean_only(tmp_path):
-    comp = tables.comparison_table(_wide(tmp_path, seeds=(0,)))
+    comp = _comparison(tmp_path, seeds=(0,))
     md = tables.render_markdown(tables.comparison_display(comp, ["kl"]))
     row = next(line for line in md.splitlines() if line.startswith("| dsprites | vae |"))
     assert "[" not in row and re.search(r"\| \*\*\d+\.?\d*\*\* \|$|\| \d+\.?\d* \|$", row)
 
 
 def test_csv_is_tidy_with_direction_and_best(tmp_path):
-    comp = tables.comparison_table(_wide(tmp_path))
-    long = tables.comparison_long(comp, ["kl", "active_units"])
+    long = tables.comparison_long(_comparison(tmp_path), ["kl", "active_units"])
     assert len(long) == 2 * len(SETTINGS)
     assert set(long["direction"]) == {"lower", "higher"}
     best = long[long["best"] & (long["metric"] == "kl")]
@@ -250,7 +252,7 @@ def test_swept_parameters_prefer_beta():
     rows = []
     for variant, hp in [("x", {"gamma": 1.0, "beta": 1.0}), ("x", {"gamma": 2.0, "beta": 4.0}),
                         ("y", {"alpha": 1.0, "kernel": "a"}), ("y", {"alpha": 1.0, "kernel": "b"})]:
-        rows.append({"dataset": "d", "variant": variant, "spec": {"hyperparameters": hp}})
+        rows.append({"dataset": "d", "variant": variant, "spec": spec_for(variant, hp, 0)})
     assert swept_parameters(pd.DataFrame(rows)) == [("d", "x", "beta"), ("d", "x", "gamma")]
 
 
@@ -302,7 +304,8 @@ def test_evaluate_stores_image_grids(tmp_path):
     from vaebench.bench.train import build_model
 
     model = build_model(spec, dataset)
-    values, _, artifacts, _ = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path)
+    scores = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path)
+    values, artifacts = scores.values, scores.artifacts
     assert "kl" in values
     assert set(GRID_NAMES) <= set(artifacts)
     assert all(v.startswith(PNG_MAGIC) for v in artifacts.values())

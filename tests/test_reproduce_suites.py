@@ -53,7 +53,7 @@ def test_suite_loads_and_matches_its_references(path, stand_in_data, monkeypatch
         for ref_id in suite.reproduces[spec]:
             ref = REFERENCES[ref_id]
             assert ref.dataset.name == spec.dataset
-            assert checked_departures(ref, spec.to_dict()) == [], ref_id  # K, batch, selection as published
+            assert checked_departures(ref, spec) == [], ref_id  # K, batch, selection as published
             assert ref.protocol.batch_size in (None, spec.batch_size)  # the official run's is not stated
             assert ref.departures, ref_id  # every departure is stated
             if ref.metric.kind == "curve":

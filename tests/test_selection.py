@@ -265,6 +265,6 @@ def test_a_run_scores_the_selected_model_and_records_it(tmp_path, overfitting_da
     straight.model.load_state_dict(scored)
     from vaebench.bench.evaluate import evaluate
 
-    values, _, _, _ = evaluate(straight.model, straight.dataset, spec, device=torch.device("cpu"),
-                            cache_dir=tmp_path / "cache", grids=False)
+    values = evaluate(straight.model, straight.dataset, spec, device=torch.device("cpu"),
+                      cache_dir=tmp_path / "cache", grids=False).values
     assert metrics["recon_bce"] == values["recon_bce"] and math.isfinite(values["recon_bce"])

@@ -148,13 +148,13 @@ def assert_tracked(out: Path, config: TrackingConfig) -> None:
 
         content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
         start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-        assert start.hparams["variant"].string_value == row["spec"]["variant"]
+        assert start.hparams["variant"].string_value == row["spec"].variant
         assert start.hparams["seed"].number_value == row["seed"]
         # MLflow: one run, float64 histories equal to the store's, params = the spec flattened, grids as artifacts
         assert len(tracked[run_id]) == 1
         run = tracked[run_id][0]
         assert run.info.status == "FINISHED" and run.data.tags["vaebench.status"] == "done"
-        assert run.data.params == {k: str(v) for k, v in spec_params(load_spec(row)).items()}
+        assert run.data.params == {k: str(v) for k, v in spec_params(row["spec"]).items()}
         for key, points in expected_curves.items():
             assert mlflow_history(c, run.info.run_id, key) == points
         for key, value in expected_metrics.items():
@@ -162,12 +162,6 @@ def assert_tracked(out: Path, config: TrackingConfig) -> None:
         for name, png in grids.items():
             path = c.download_artifacts(run.info.run_id, f"grids/{name}.png", str(out / "downloaded"))
             assert Path(path).read_bytes() == png
-
-
-def load_spec(row: dict):
-    from vaebench.bench.spec import RunSpec
-
-    return RunSpec.from_dict(row["spec"])
 
 
 # -- configuration (no tracker needed) -------------------------------------------------------------

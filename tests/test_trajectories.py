@@ -15,7 +15,7 @@ from vaebench.cli import main
 from vaebench.reports.along_report import AlongReport
 from vaebench.reports.stats import mean_ci
 from vaebench.reports.trajectories import (
-    StoreFrames, at_budget, budgets, claims_along, is_stable, trajectory_text, verdict_trajectories,
+    StoreFrames, at_budget, budgets, claims_along, comparisons, is_stable, trajectory_text, verdict_trajectories,
 )
 from vaebench.reports.trajectory_plots import learning_curve_plots
 from vaebench.variants import VARIANTS
@@ -91,7 +91,7 @@ def test_the_table_at_one_budget_is_the_mean_of_the_values_scored_there(tmp_path
     wide = view.wide().set_index("variant")
     by_hand = np.mean([written[("beta_tcvae", s, 200, "tc")] for s in SEEDS])
     assert wide.loc["beta_tcvae", "tc"].mean() == pytest.approx(by_hand, rel=1e-12)
-    assert (view.runs()["spec"].map(lambda s: s["steps"]) == 200).all()
+    assert (view.runs()["spec"].map(lambda s: s.steps) == 200).all()
     assert main(["results", str(tmp_path), "--step", "200", "--format", "csv"]) == 0
     csv = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out)).set_index("variant")
     assert csv.loc["beta_tcvae", "step"] == 200
@@ -127,7 +127,7 @@ def test_a_run_that_diverged_later_counts_at_the_budgets_it_reached(tmp_path, ca
 def test_claims_at_every_budget_follow_the_evidence(tmp_path, capsys):
     written = _write(tmp_path)
     with ResultsStore(tmp_path, create=False) as store:
-        along = claims_along(StoreFrames.read(store))
+        along = claims_along(comparisons(StoreFrames.read(store)))
     verdict = along.set_index(["step", "value"])["verdict"]
     assert [verdict[(s, "tc")] for s in (100, 200, 300)] == ["inconclusive", "holds", "holds"]
     assert [verdict[(s, "cov_offdiag")] for s in (100, 200, 300)] == ["fails", "fails", "holds"]
@@ -164,7 +164,7 @@ def test_a_near_claim_has_the_target_of_its_budget(tmp_path):
             store.write_result(RunResult(spec=spec, status="done", metrics={"kl": 6.0 + 0.01 * seed},
                                          along=[(150, "kl", x, None)], steps_done=STEPS), suite="s", setting="annealed")
     with ResultsStore(tmp_path, create=False) as store:
-        along = claims_along(StoreFrames.read(store)).set_index("step")
+        along = claims_along(comparisons(StoreFrames.read(store))).set_index("step")
     assert along.loc[150, "claim"] == "kl near 2.98 ± 1" and along.loc[150, "verdict"] == "holds"
     assert along.loc[STEPS, "claim"] == "kl near 5.98 ± 1" and along.loc[STEPS, "verdict"] == "holds"
 

@@ -457,8 +457,8 @@ def test_a_deterministic_encoder_is_evaluated_as_a_point_mass(tmp_path):
         )
         torch.manual_seed(0)
         model = build_model(spec, dataset).eval()
-        values[variant], _, _, _ = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path,
-                                            grids=False)
+        values[variant] = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path,
+                                   grids=False).values
         if variant == "aae":
             images = torch.from_numpy(dataset.images(dataset.test_indices))
             mu, logvar = encode_in_batches(model, images)

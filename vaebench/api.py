@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from vaebench.bench.spec import RunSpec
-from vaebench.bench.store import ResultsStore
+from vaebench.bench.store import ResultsStore, pivot_values
 from vaebench.bench.suite import Suite, load_suite, suite_from_table
 from vaebench.errors import DataError
 
@@ -34,32 +34,18 @@ def run(suite: str | Path | dict[str, Any], out: str | Path | None = None, *, jo
     return load_results(out_dir)
 
 
-def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else key, item, into)
-    elif isinstance(value, list):
-        into[prefix] = ",".join(map(str, value))
-    else:
-        into[prefix] = value
-
-
 def load_results(run_dir: str | Path) -> pd.DataFrame:
     """One row per run: run_id, suite, setting, status, timings, the spec's fields flattened
-    (`variant`, `hyperparameters.beta`, `dataset_params.size`, ...) and one column per metric value."""
+    (`variant`, `hyperparameters.beta`, `dataset_params.size`, ...: `RunSpec.flat`) and one column per metric value."""
     with ResultsStore(run_dir, create=False) as store:
         runs, metrics = store.runs(), store.metrics()
     rows = []
     for r in runs.to_dict("records"):
         row = {k: r[k] for k in ("run_id", "suite", "setting", "status", "steps_done", "wall_time_s", "steps_per_s")}
-        _flatten("", r["spec"], row)
+        row.update(r["spec"].flat())
         rows.append(row)
     frame = pd.DataFrame(rows)
-    if not metrics.empty:
-        values = metrics.pivot(index="run_id", columns="name", values="value").reset_index()
-        values.columns.name = None
-        frame = frame.merge(values, on="run_id", how="left")
-    return frame
+    return frame if metrics.empty else frame.merge(pivot_values(metrics), on="run_id", how="left")
 
 
 def load_model(run_dir: str | Path, run_id: str) -> torch.nn.Module:
@@ -72,11 +58,7 @@ def load_model(run_dir: str | Path, run_id: str) -> torch.nn.Module:
     row = runs[runs["run_id"] == run_id]
     if row.empty:
         raise DataError(f"{run_dir}: no run {run_id!r}")
-    try:
-        spec = RunSpec.from_dict(row.iloc[0]["spec"])
-    except (TypeError, KeyError, ValueError) as err:
-        raise DataError(f"{run_dir}: run {run_id}: its spec is not one this vaebench reads ({err}); the store was edited "
-                        "or written by another version") from None
+    spec: RunSpec = row.iloc[0]["spec"]  # parsed by the store, which names a run whose spec it cannot read
     path = model_path(Path(run_dir), run_id)
     if not path.is_file():
         raise DataError(f"{path}: no saved model (the run did not finish, or it was pruned)")

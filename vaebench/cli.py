@@ -248,7 +248,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         found = "no run" if matches.empty else f"{len(matches)} runs"
         raise ConfigError(f"{found} with this id in {args.dir}", key="run_id")
     row = matches.iloc[0]
-    shown = {k: row[k] for k in ("run_id", "suite", "setting", "status", "steps_done", "error", "spec", "environment")}
+    shown = {k: row["spec"].to_dict() if k == "spec" else row[k]
+             for k in ("run_id", "suite", "setting", "status", "steps_done", "error", "spec", "environment")}
     _echo(json.dumps(shown, indent=2, default=str))
     return 0
 
@@ -270,12 +271,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_claims(args: argparse.Namespace) -> int:
     from vaebench.bench.store import ResultsStore
     from vaebench.reports.claims import claims_table, format_claims
-    from vaebench.reports.trajectories import claims_trajectory_text
+    from vaebench.reports.comparison import Comparison
+    from vaebench.reports.trajectories import StoreFrames, claims_trajectory_text
 
     _, run_ids = _suite_runs(args)
     with ResultsStore(args.dir, create=False, run_ids=run_ids) as store:
-        table = claims_table(store.runs(), store.metrics())
-        along = claims_trajectory_text(store)  # the verdict at every scored budget ('' with one budget)
+        frames = StoreFrames.read(store)
+    table = claims_table(Comparison.of(frames.runs, frames.metrics))
+    along = claims_trajectory_text(frames)  # the verdict at every scored budget ('' with one budget)
     _echo(format_claims(table))
     if along:
         _echo(f"\n{along}")
@@ -331,6 +334,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from vaebench.bench.runner import forget_runs
+    from vaebench.bench.spec import RunStatus
     from vaebench.bench.store import ResultsStore
     from vaebench.bench.suite import load_suite
 
@@ -340,7 +344,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     keep = {spec.run_id for spec in load_suite(args.not_in, allowed_plugins=imported).specs} if args.not_in else None
     with ResultsStore(args.dir, create=False) as store:
         runs = store.runs()
-    chosen = runs[(runs["status"] == "failed") if args.failed else runs["status"].notna()]
+    chosen = runs[(runs["status"] == RunStatus.FAILED) if args.failed else runs["status"].notna()]
     if keep is not None:
         chosen = chosen[~chosen["run_id"].isin(keep)]
     for r in chosen.itertuples():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -89,6 +90,14 @@ def safe_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [safe_value(v) for v in value]
     return value
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A number as a store or a baseline keeps it: a finite float, or None (NULL, null) for None, NaN and infinities."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def temporary_path(path: Path) -> Path:

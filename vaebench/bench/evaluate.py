@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,24 @@ from vaebench.bench.grids import model_image_grids
 from vaebench.variants.base import encode_in_batches
 
 
+@dataclass
+class Scores:
+    """What `evaluate` gives: the values, the notes and ceilings metrics stored beside some of them
+    (`EvaluationContext.notes`, `.ceilings`), the image grids (PNG), and the (index, name, value) points
+    of the curves metrics produce (e.g. ais_rate_distortion's)."""
+
+    values: dict[str, float]
+    notes: dict[str, str] = field(default_factory=dict)
+    ceilings: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    curves: list[tuple[int, str, float]] = field(default_factory=list)
+
+
 def evaluate(
     model: torch.nn.Module, dataset: ImageDataset, spec: RunSpec, *, device: torch.device, cache_dir: Path,
     grids: bool = True, name: str | None = None,
-) -> tuple[dict[str, float], dict[str, str], dict[str, bytes], list[tuple[int, str, float]]]:
-    """Every metric of `spec` on the test split: (values, notes per value, artifacts: the image grids,
-    curves: the (index, name, value) points of the curves metrics produce, e.g. ais_rate_distortion's).
+) -> Scores:
+    """Every metric of `spec` on the test split, with the image grids unless `grids` is False.
 
     The model is scored through its checked contract (`bench.contract`): a batch on which it breaks
     it (a wrong shape, a NaN code) is a ContractError, never a value computed on part of the data."""
@@ -63,7 +76,8 @@ def evaluate(
     # generator (see model_image_grids), which no metric may depend on
     artifacts: dict[str, bytes] = model_image_grids(model, images, seed=seed) if grids else {}
     curves = [(int(step), str(curve), float(value)) for step, curve, value in ctx.curves]
-    return values, dict(ctx.notes), artifacts, curves
+    ceilings = {k: float(v) for k, v in ctx.ceilings.items() if k in values}
+    return Scores(values, dict(ctx.notes), ceilings, artifacts, curves)
 
 
 def metric_values(name: str, info: MetricInfo, returned: Any) -> dict[str, float]:

@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
-from vaebench.bench.spec import ProgressFn, RunResult, RunTask
+from vaebench.bench.spec import ProgressFn, RunResult, RunStatus, RunTask
 from vaebench.bench.train import execute_run
 
 
@@ -97,7 +97,7 @@ def _result_of(future: Any, task: RunTask) -> RunResult:
     try:
         return future.result()
     except BrokenProcessPool:
-        return RunResult(spec=task.spec, status="failed",
+        return RunResult(spec=task.spec, status=RunStatus.FAILED,
                          error="the worker process died before returning this run's result (killed, out of memory, "
                                "or os._exit() in user code); run the same command again to retry it")
 

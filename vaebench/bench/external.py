@@ -27,7 +27,7 @@ from vaebench.bench.environment import check_device, describe_environment
 from vaebench.bench.evaluate import evaluate
 from vaebench.bench.identity import data_identity
 from vaebench.bench.runner import run_directory_lock
-from vaebench.bench.spec import RunResult, RunSpec, freeze
+from vaebench.bench.spec import RunResult, RunSpec, RunStatus, freeze
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import SEED_PARAM, build_dataset, check_metric_needs, metrics_for, test_images_key
 from vaebench.errors import ConfigError, ContractError, DataError
@@ -117,11 +117,11 @@ def evaluate_external(
         likelihood=likelihood, steps=0, batch_size=0, optimizer="none", learning_rate=0.0, checkpoint_every=1,
         log_every=1, seed=seed, metrics=chosen,
     )
-    result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
+    result = RunResult(spec=spec, status=RunStatus.DONE, environment=describe_environment(dev))
     started = time.perf_counter()
-    result.metrics, result.notes, result.artifacts, result.curves = evaluate(
-        model, images, spec, device=dev, cache_dir=out / "cache", grids=model.has_decoder, name=name,
-    )
+    scores = evaluate(model, images, spec, device=dev, cache_dir=out / "cache", grids=model.has_decoder, name=name)
+    result.metrics, result.notes, result.ceilings = scores.values, scores.notes, scores.ceilings
+    result.artifacts, result.curves = scores.artifacts, scores.curves
     result.wall_time_s = time.perf_counter() - started
     result.environment.update({"external_model": source, "skipped_metrics": skipped,
                                "made_from": {"model": identity, **data_identity(images)}})

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 from vaebench.bench.executors import Executor
-from vaebench.bench.spec import ProgressFn, RunResult, RunTask
+from vaebench.bench.spec import ProgressFn, RunResult, RunStatus, RunTask
 from vaebench.bench.train import execute_run
 from vaebench.errors import ConfigError, MissingDependencyError
 
@@ -118,7 +118,7 @@ def _failed_result(task: RunTask, error: BaseException, attempts: int) -> RunRes
     text = ANSI_ESCAPE.sub("", text)  # Ray colours the task name in its messages
     if len(text) > MAX_ERROR_CHARS:
         text = text[: MAX_ERROR_CHARS - 15] + "\n[... truncated]"
-    return RunResult(spec=task.spec, status="failed", error=text, environment={"ray_attempts": attempts})
+    return RunResult(spec=task.spec, status=RunStatus.FAILED, error=text, environment={"ray_attempts": attempts})
 
 
 class RayExecutor(Executor):

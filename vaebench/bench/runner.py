@@ -20,7 +20,7 @@ from typing import Iterator
 
 from vaebench import data
 from vaebench.bench.executors import Executor, InProcessExecutor, ProcessPoolRunExecutor
-from vaebench.bench.spec import RunResult, RunTask
+from vaebench.bench.spec import RunResult, RunStatus, RunTask
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import Suite
 from vaebench.bench.train import checkpoint_path, images_to_draw, model_path
@@ -39,11 +39,11 @@ EXECUTORS = ("local", "ray")
 class SweepSummary:
     total: int
     skipped: int
-    statuses: dict[str, int] = field(default_factory=dict)
+    statuses: dict[RunStatus, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
-        return self.statuses.get("failed", 0)
+        return self.statuses.get(RunStatus.FAILED, 0)
 
 
 class SweepProgress:
@@ -85,18 +85,19 @@ def run_suite(
                     suite.reproduces.get(spec, ()))
             for spec in suite.specs if spec.run_id not in completed
         ]
-        settings = {task.run_id: task.setting for task in tasks}
+        pending = {task.run_id: task for task in tasks}
         warn_stale_plugins(store, {spec.run_id for spec in suite.specs} & completed, suite.plugins)
         prepare_datasets(tasks, out)
         summary = SweepSummary(total=len(suite.specs), skipped=len(suite.specs) - len(tasks))
         progress.start(len(suite.specs), tasks)
         try:
             for result in executor.run(tasks, progress.step):
-                store.write_result(result, suite=suite.name, setting=settings[result.run_id])
-                if result.status != "failed":
+                task = pending[result.run_id]
+                store.write_result(result, suite=suite.name, setting=task.setting)
+                if result.status.recorded:
                     checkpoint_path(out, result.run_id).unlink(missing_ok=True)
                 summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
-                trackers.finished(result, settings[result.run_id])
+                trackers.finished(result, task.setting)
                 progress.finished(result)
         finally:
             progress.close()

@@ -1,4 +1,4 @@
-"""The values every layer of the harness passes, typed: RunSpec, RunTask, RunResult.
+"""The values every layer of the harness passes, typed: RunSpec, RunTask, RunResult, RunStatus.
 
     suite file --load_suite--> Suite(RunSpec...) --driver--> RunTask --executor--> train/evaluate
         --> RunResult --driver--> store
@@ -7,20 +7,40 @@ They are frozen or plain dataclasses of builtins, so they pickle across the proc
 Ray unchanged; a spec becomes JSON only at the store (`RunSpec.to_dict`) and comes back with
 `RunSpec.from_dict`. A RunSpec's `run_id` is the content hash of its canonical JSON: the same
 spec is the same run everywhere (resume, deduplication, caches); the suite's name and the
-setting label are not part of it.
+setting label are not part of it. Its `setting_key()` is the identity of its setting (the runs
+whose specs differ in the seed alone): the store keeps it with each run (the driver writes it
+from the spec), and the comparison, claims and reproduction rows group runs by it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from vaebench.files import canonical_json, content_hash
 
 if TYPE_CHECKING:
     from vaebench.tracking.config import TrackingConfig
 
-STATUSES = ("done", "diverged", "failed")
+
+class RunStatus(StrEnum):
+    """A run's outcome, stored as its value ('done', 'diverged', 'failed'); in order of severity."""
+
+    DONE = "done"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+    @property
+    def recorded(self) -> bool:
+        """An outcome the store keeps (done, diverged); a failed run is retried by the next sweep."""
+        return self is not RunStatus.FAILED
+
+    @property
+    def severity(self) -> int:
+        """0 for done, 1 for diverged, 2 for failed: a change to a higher one is a regression."""
+        return list(RunStatus).index(self)
+
 
 # what an executor reports while a run trains: (run_id, step)
 ProgressFn = Callable[[str, int], None]
@@ -112,14 +132,35 @@ class RunSpec:
     def run_id(self) -> str:
         return content_hash(self.to_dict())
 
-    def without_seed(self) -> str:
-        """The identity of the spec's setting: equal for specs that differ in the seed alone."""
-        return content_hash({**self.to_dict(), "seed": None})
+    def setting_key(self) -> str:
+        """The identity of the spec's setting: the content hash of its JSON without the seed, equal for
+        specs that differ in the seed alone (the store keeps it with each run)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k != "seed"})
+
+    def flat(self) -> dict[str, Any]:
+        """The spec's fields flattened, `hyperparameters.beta` style, lists joined with ','
+        (`vaebench.api.load_results`' columns, the trackers' parameters, the fields a setting label names)."""
+        return flatten(self.to_dict())
+
+
+def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as one level of dotted keys; a list becomes its items joined with ','."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(item, dict):
+            out.update(flatten(item, name))
+        elif isinstance(item, list):
+            out[name] = ",".join(map(str, item))
+        else:
+            out[name] = item
+    return out
 
 
 @dataclass(frozen=True)
 class RunTask:
-    """One run for an executor: the spec, its label, and where and how to run it."""
+    """One run for an executor: the spec, its setting's label (what the store and the trackers show),
+    and where and how to run it."""
 
     spec: RunSpec
     setting: str
@@ -135,14 +176,27 @@ class RunTask:
         return self.spec.run_id
 
 
+class AlongValue(NamedTuple):
+    """A value scored along training (vaebench.bench.trajectory): its step, name, value, the note stored
+    beside it and its ceiling (the most it can be on its evaluation set, where its estimator has one)."""
+
+    step: int
+    name: str
+    value: float
+    note: str | None = None
+    ceiling: float | None = None
+
+
 @dataclass
 class RunResult:
-    """What a run hands back to the driver."""
+    """What a run hands back to the driver. `ceilings`: per value name, the most it can be on its
+    evaluation set (mi_xz's log N), for the values whose estimator has one."""
 
     spec: RunSpec
-    status: str
+    status: RunStatus
     metrics: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    ceilings: dict[str, float] = field(default_factory=dict)
     curves: list[tuple[int, str, float]] = field(default_factory=list)
     artifacts: dict[str, bytes] = field(default_factory=dict)
     steps_done: int = 0
@@ -151,8 +205,11 @@ class RunResult:
     diverged_step: int | None = None
     error: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
-    # values scored along training: (step, value name, value, note) (vaebench.bench.trajectory)
-    along: list[tuple[int, str, float, str | None]] = field(default_factory=list)
+    # values scored along training (vaebench.bench.trajectory)
+    along: list[AlongValue] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.status = RunStatus(self.status)  # ValueError for a status that is none of RunStatus's
 
     @property
     def run_id(self) -> str:

@@ -2,13 +2,23 @@
 
 Tables:
     runs      (run_id PK, suite, variant, setting, dataset, seed, spec JSON, status, diverged_step,
-               error, steps_done, wall_time_s, steps_per_s, finished_at, environment JSON)
-    metrics   (run_id, name, value, note)            PK (run_id, name)
+               error, steps_done, wall_time_s, steps_per_s, finished_at, environment JSON,
+               setting_key: the spec's `RunSpec.setting_key()`)
+    metrics   (run_id, name, value, note, ceiling)   PK (run_id, name)
     curves    (run_id, step, name, value)            PK (run_id, step, name)
     artifacts (run_id, name, data BLOB)              PK (run_id, name)   e.g. image grids (PNG)
     suite_runs (suite, run_id)                       PK (suite, run_id)  every suite a run belongs to
-    metrics_along (run_id, step, name, value, note)  PK (run_id, step, name) scored along training
-                                                     (vaebench.bench.along_table; absent from older stores)
+    metrics_along (run_id, step, name, value, note, ceiling)  PK (run_id, step, name) scored along
+                                                     training (vaebench.bench.along_table; absent from older stores)
+
+`setting` is the setting's label (what tables show); `setting_key` its identity. A value's
+`ceiling` is the most it can be on its evaluation set, where its estimator has one (mi_xz's
+log N), else NULL. `status` is a `RunStatus` value (the CHECK constraint is generated from it).
+
+Stores written before `setting_key` and `ceiling` existed stay readable: a driver that opens one
+adds the columns (NULL in the rows already there), and the reading methods compute a NULL
+`setting_key` from the spec and read a NULL ceiling where those stores kept it, in the value's
+note (`vaebench.metrics.registry.Ceiling.from_note`).
 
 A run's rows are written in one transaction, replacing any earlier rows of that run, so
 the store holds exactly one row set per run whatever happened before. Reading commands open
@@ -19,7 +29,6 @@ the file read-only (they work in a read-only directory); a file that is not a va
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 from pathlib import Path
@@ -27,13 +36,14 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench.bench import along_table  # metrics scored along training
-from vaebench.bench.spec import RunResult
+from vaebench.bench.spec import RunResult, RunSpec, RunStatus
 from vaebench.errors import DataError
-from vaebench.files import safe_text, safe_value
+from vaebench.files import finite_or_none, safe_text, safe_value
 
 STORE_NAME = "results.sqlite"
+STATUS_VALUES = ", ".join(f"'{s.value}'" for s in RunStatus)
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     suite TEXT NOT NULL,
@@ -42,20 +52,22 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset TEXT NOT NULL,
     seed INTEGER NOT NULL,
     spec TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('done', 'diverged', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ({STATUS_VALUES})),
     diverged_step INTEGER,
     error TEXT,
     steps_done INTEGER NOT NULL,
     wall_time_s REAL NOT NULL,
     steps_per_s REAL NOT NULL,
     finished_at TEXT NOT NULL,
-    environment TEXT NOT NULL
+    environment TEXT NOT NULL,
+    setting_key TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
     name TEXT NOT NULL,
     value REAL,
     note TEXT,
+    ceiling REAL,
     PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS curves (
@@ -78,6 +90,8 @@ CREATE TABLE IF NOT EXISTS suite_runs (
 );
 """
 SQLITE_HEADER = b"SQLite format 3\x00"
+# columns added after stores existed: (table, column, type); a driver adds them to an older store
+ADDED_COLUMNS = (("runs", "setting_key", "TEXT"), ("metrics", "ceiling", "REAL"))
 # the columns each table must have; suite_runs may be absent from stores written before it existed
 REQUIRED_COLUMNS = {
     "runs": {"run_id", "suite", "variant", "setting", "dataset", "seed", "spec", "status", "diverged_step", "error",
@@ -129,12 +143,51 @@ def _parse_json(text: str, path: Path, run_id: str, column: str) -> dict:
     return value
 
 
+def _parse_spec(text: str, path: Path, run_id: str) -> RunSpec:
+    spec = _parse_json(text, path, run_id, "spec")
+    try:
+        return RunSpec.from_dict(spec)
+    except (TypeError, KeyError, ValueError) as err:
+        raise DataError(f"{path}: run {run_id}: the spec column is not a spec this vaebench reads ({err}); the store "
+                        "was edited or written by another version") from None
+
+
 def _safe_note(note: str | None) -> str | None:
     return safe_text(note) if note is not None else None
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+def add_columns(conn: sqlite3.Connection, added: tuple[tuple[str, str, str], ...]) -> None:
+    """Add the `(table, column, type)` columns a store written before they existed lacks (NULL in its rows)."""
+    for table, column, kind in added:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def pivot_values(values: pd.DataFrame) -> pd.DataFrame:
+    """Long values (run_id, name, value, ...) as one row per run_id: a column per value name (sorted)."""
+    wide = values.pivot(index="run_id", columns="name", values="value").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def with_ceilings(values: pd.DataFrame) -> pd.DataFrame:
+    """Long values with their `ceiling` column complete: where a row has none stored (a store written before
+    ceilings were stored as data, or a table without the column), the one its note records, for the values
+    whose declaration has a ceiling (`Ceiling.from_note`)."""
+    from vaebench.metrics.registry import declaration_of  # the registry: only where a ceiling may be missing
+
+    out = values if "ceiling" in values else values.assign(ceiling=float("nan"))
+    missing = out["ceiling"].isna()
+    if not missing.any():
+        return out
+    out = out.copy()
+    declared = {name: declaration_of(name) for name in out.loc[missing, "name"].unique()}
+    ceilings = {name: d.value.ceiling for name, d in declared.items() if d is not None and d.value.ceiling}
+    rows = missing & out["name"].isin(set(ceilings))
+    out.loc[rows, "ceiling"] = [ceilings[n].from_note(note) for n, note in zip(out.loc[rows, "name"],
+                                                                               out.loc[rows, "note"])]
+    out["ceiling"] = out["ceiling"].astype(float)
+    return out
 
 
 class ResultsStore:
@@ -165,6 +218,7 @@ class ResultsStore:
                 _check_schema(self._conn, self.path)
                 with self._conn:
                     self._conn.executescript(SCHEMA + along_table.SCHEMA)
+                    add_columns(self._conn, ADDED_COLUMNS + along_table.ADDED_COLUMNS)
             else:
                 self._conn = _connect_read_only(self.path)
                 _check_schema(self._conn, self.path)
@@ -182,12 +236,15 @@ class ResultsStore:
 
     def completed_run_ids(self) -> set[str]:
         """Runs with a recorded outcome (done or diverged); failed runs are retried."""
-        rows = self._conn.execute("SELECT run_id FROM runs WHERE status IN ('done', 'diverged')")
+        recorded = tuple(s.value for s in RunStatus if s.recorded)
+        rows = self._conn.execute(f"SELECT run_id FROM runs WHERE status IN ({', '.join('?' * len(recorded))})",
+                                  recorded)
         return {r[0] for r in rows}
 
     def write_result(self, result: RunResult, *, suite: str, setting: str) -> None:
-        """Replace the run's rows with `result`'s, in one transaction; `setting` is the run's label. Text
-        that UTF-8 cannot encode (a file name's undecodable bytes in an error) is stored escaped."""
+        """Replace the run's rows with `result`'s, in one transaction; `setting` is the run's label (its
+        identity, `RunSpec.setting_key()`, is stored beside it). Text that UTF-8 cannot encode (a file
+        name's undecodable bytes in an error) is stored escaped."""
         spec = result.spec
         error = safe_text(result.error) if result.error is not None else None
         environment = json.dumps(safe_value(result.environment), sort_keys=True)
@@ -196,22 +253,24 @@ class ResultsStore:
             for table in ("metrics", "curves", "artifacts", "runs"):
                 self._conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (result.run_id,))
             self._conn.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, suite, variant, setting, dataset, seed, spec, status, diverged_step, error, "
+                "steps_done, wall_time_s, steps_per_s, finished_at, environment, setting_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     result.run_id, safe_text(suite), spec.variant, safe_text(setting), spec.dataset, spec.seed,
-                    spec.canonical_json(), result.status, result.diverged_step, error,
+                    spec.canonical_json(), RunStatus(result.status).value, result.diverged_step, error,
                     result.steps_done, result.wall_time_s, result.steps_per_s,
-                    time.strftime("%Y-%m-%dT%H:%M:%S%z"), environment,
+                    time.strftime("%Y-%m-%dT%H:%M:%S%z"), environment, spec.setting_key(),
                 ),
             )
             self._conn.executemany(
-                "INSERT INTO metrics VALUES (?, ?, ?, ?)",
-                [(result.run_id, n, _finite_or_none(v), _safe_note(result.notes.get(n)))
-                 for n, v in sorted(result.metrics.items())],
+                "INSERT INTO metrics (run_id, name, value, note, ceiling) VALUES (?, ?, ?, ?, ?)",
+                [(result.run_id, n, finite_or_none(v), _safe_note(result.notes.get(n)),
+                  finite_or_none(result.ceilings.get(n))) for n, v in sorted(result.metrics.items())],
             )
             self._conn.executemany(
                 "INSERT INTO curves VALUES (?, ?, ?, ?)",
-                [(result.run_id, s, n, _finite_or_none(v)) for s, n, v in result.curves],
+                [(result.run_id, s, n, finite_or_none(v)) for s, n, v in result.curves],
             )
             self._conn.executemany(
                 "INSERT INTO artifacts VALUES (?, ?, ?)", [(result.run_id, n, d) for n, d in sorted(result.artifacts.items())]
@@ -241,26 +300,31 @@ class ResultsStore:
                 self._conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(r,) for r in run_ids])
 
     def runs(self) -> pd.DataFrame:
-        """One row per run; `spec` and `environment` parsed into dicts."""
+        """One row per run: `spec` parsed into a `RunSpec`, `environment` into a dict, `setting_key` the
+        spec's (computed from it for rows written before the column existed)."""
         df = pd.read_sql_query("SELECT * FROM runs ORDER BY suite, dataset, setting, seed", self._conn)
         df = self._restrict(df)
-        for column in ("spec", "environment"):
-            df[column] = [_parse_json(t, self.path, r, column) for t, r in zip(df[column], df["run_id"])]
+        df["environment"] = [_parse_json(t, self.path, r, "environment") for t, r in zip(df["environment"], df["run_id"])]
+        df["spec"] = [_parse_spec(t, self.path, r) for t, r in zip(df["spec"], df["run_id"])]
+        stored = df["setting_key"] if "setting_key" in df else pd.Series(None, index=df.index, dtype=object)
+        df["setting_key"] = [k if isinstance(k, str) else s.setting_key() for k, s in zip(stored, df["spec"])]
         return df
 
     def _restrict(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame if self.only is None else frame[frame["run_id"].isin(self.only)].reset_index(drop=True)
 
     def metrics(self) -> pd.DataFrame:
-        """Long format: run_id, name, value, note."""
-        return self._restrict(pd.read_sql_query("SELECT * FROM metrics ORDER BY run_id, name", self._conn))
+        """Long format: run_id, name, value, note, ceiling (see `with_ceilings`)."""
+        return with_ceilings(self._restrict(pd.read_sql_query("SELECT * FROM metrics ORDER BY run_id, name",
+                                                              self._conn)))
 
     def curves(self) -> pd.DataFrame:
         return self._restrict(pd.read_sql_query("SELECT * FROM curves ORDER BY run_id, name, step", self._conn))
 
     def along(self) -> pd.DataFrame:
-        """Metrics scored along training (vaebench.bench.along_table), long: run_id, step, name, value, note."""
-        return self._restrict(along_table.read_rows(self._conn, self.path))
+        """Metrics scored along training (vaebench.bench.along_table), long: run_id, step, name, value, note,
+        ceiling (see `with_ceilings`)."""
+        return with_ceilings(self._restrict(along_table.read_rows(self._conn, self.path)))
 
     def artifacts(self, run_id: str | None = None) -> dict[tuple[str, str], bytes]:
         query, args = "SELECT run_id, name, data FROM artifacts", ()
@@ -270,10 +334,13 @@ class ResultsStore:
 
     def wide(self) -> pd.DataFrame:
         """One row per run with its identifying columns and one column per metric value."""
-        runs = self.runs()[["run_id", "suite", "dataset", "variant", "setting", "seed", "status", "wall_time_s", "steps_per_s"]]
-        m = self.metrics()
-        if m.empty:
-            return runs
-        values = m.pivot(index="run_id", columns="name", values="value").reset_index()
-        values.columns.name = None
-        return runs.merge(values, on="run_id", how="left")
+        return wide_runs(self.runs(), self.metrics())
+
+
+RUN_COLUMNS = ["run_id", "suite", "dataset", "variant", "setting", "seed", "status", "wall_time_s", "steps_per_s"]
+
+
+def wide_runs(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """The runs' RUN_COLUMNS and one column per value name (`pivot_values` of the long `values`)."""
+    runs = runs[RUN_COLUMNS]
+    return runs if values.empty else runs.merge(pivot_values(values), on="run_id", how="left")

@@ -34,7 +34,7 @@ from vaebench.bench.optim import (
 from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.selection import VALIDATION_CURVE, BestValidation, best_model_path, validation_loss
-from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
+from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunStatus, RunTask
 from vaebench.bench.trajectory import AlongScores, along_scorer, images_drawn_along  # scoring along training
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
@@ -261,7 +261,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     dev = torch.device(task.device)
     run_dir_path = Path(task.run_dir)
     ckpt = checkpoint_path(run_dir_path, spec.run_id)
-    result = RunResult(spec=spec, status="done", environment=describe_environment(dev))
+    result = RunResult(spec=spec, status=RunStatus.DONE, environment=describe_environment(dev))
     if task.reproduces:
         result.environment["reproduces"] = list(task.reproduces)
     resumed_at = 0
@@ -287,7 +287,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         try:
             trainer.train(ckpt, progress, tracking.log_curves)
         except Diverged as err:
-            result.status, result.diverged_step, result.error = "diverged", err.step, str(err)
+            result.status, result.diverged_step, result.error = RunStatus.DIVERGED, err.step, str(err)
         finally:
             tracking.close()
         result.steps_done = trainer.step
@@ -296,7 +296,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             result.along, result.environment["along_scoring_time_s"] = trainer.along.rows, trainer.along.time_s
         result.steps_per_s = trainer.step / trainer.train_time_s if trainer.train_time_s > 0 else 0.0
         scoring_started = time.perf_counter()
-        if result.status == "done":
+        if result.status is RunStatus.DONE:
             if trainer.selector is not None:
                 trainer.selector.select(trainer.model)
                 result.environment["selection"] = trainer.selector.describe()
@@ -306,7 +306,7 @@ def execute_run(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
         result.environment["scoring_time_s"] = time.perf_counter() - scoring_started
         result.wall_time_s = trainer.train_time_s + result.environment["scoring_time_s"] + trainer.along.time_s
     except USER_CODE_ERRORS as err:  # a bug, a resource failure or user code's sys.exit() must not stop the sweep
-        result.status = "failed"
+        result.status = RunStatus.FAILED
         result.error = run_error(err)
     result.environment["resumed_from_step"] = resumed_at
     return result
@@ -317,16 +317,16 @@ def score(trainer: Trainer, dataset: data.ImageDataset, run_dir: Path, result: R
     (at its last step); one whose scores are all NaN or infinite failed: neither is `done`."""
     spec = trainer.spec
     try:
-        result.metrics, result.notes, result.artifacts, scored_curves = evaluate(
-            trainer.model, dataset, spec, device=trainer.device, cache_dir=run_dir / "cache"
-        )
-        result.curves = [*result.curves, *scored_curves]  # a metric's curves (steps index its points)
+        scores = evaluate(trainer.model, dataset, spec, device=trainer.device, cache_dir=run_dir / "cache")
+        result.metrics, result.notes, result.ceilings = scores.values, scores.notes, scores.ceilings
+        result.artifacts = scores.artifacts
+        result.curves = [*result.curves, *scores.curves]  # a metric's curves (steps index its points)
     except NonFiniteOutputError as err:
-        result.status, result.diverged_step = "diverged", trainer.step
+        result.status, result.diverged_step = RunStatus.DIVERGED, trainer.step
         result.error = f"the trained model gives non-finite outputs after step {trainer.step}: {err}"
         return
     if result.metrics and not any(math.isfinite(v) for v in result.metrics.values()):
-        result.status = "failed"
+        result.status = RunStatus.FAILED
         result.error = (f"scoring gave no finite value ({', '.join(sorted(result.metrics))} are all NaN or "
                         "infinite); a run is done only when its scores are")
         return

@@ -43,14 +43,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from vaebench.bench.spec import AlongValue
 from vaebench.errors import ConfigError
 
 ALONG_KEYS = ("at_steps", "at_every", "at_halvings", "at_metrics", "at_images")
 SUBSET_SEED = 0  # which test images `at_images` keeps: the same for every run, so runs compare
 SPACING_KEYS = ("at_steps", "at_every", "at_halvings")
-
-# one scored value: (step, value name, value, note)
-AlongRow = tuple[int, str, float, "str | None"]
 
 
 # ---------------------------------------------------------------- the suite's plan
@@ -148,7 +146,7 @@ def parse_along(table: dict[str, Any], file: str) -> AlongPlan:
 class AlongScores:
     """The values scored so far and the seconds spent scoring: part of a checkpoint (plain containers)."""
 
-    rows: list[AlongRow] = field(default_factory=list)
+    rows: list[AlongValue] = field(default_factory=list)
     time_s: float = 0.0
 
     def to_state(self) -> dict[str, Any]:
@@ -159,7 +157,9 @@ class AlongScores:
         """The scores of a checkpoint; none from one written before scoring along training existed."""
         if not state:
             return cls()
-        rows = [(int(s), str(n), float(v), None if note is None else str(note)) for s, n, v, note in state["rows"]]
+        rows = [AlongValue(*row) for row in state["rows"]]  # a checkpoint written before ceilings has 4 items
+        rows = [AlongValue(int(r.step), str(r.name), float(r.value), None if r.note is None else str(r.note),
+                           None if r.ceiling is None else float(r.ceiling)) for r in rows]
         return cls(rows, float(state["time_s"]))
 
     def scored_steps(self) -> set[int]:
@@ -205,7 +205,7 @@ class AlongScorer:
         trainer.along.time_s += spent
         return spent
 
-    def score(self, model: torch.nn.Module, step: int) -> list[AlongRow]:
+    def score(self, model: torch.nn.Module, step: int) -> list[AlongValue]:
         """The `at_metrics` of `model` at `step`, scored like the final scoring; the generators and the
         model's training mode are as they were on return."""
         from vaebench.bench.evaluate import evaluate  # the one scoring path (imported late: it imports the metrics)
@@ -213,10 +213,11 @@ class AlongScorer:
         subset = dataclasses.replace(self.spec, metrics=self.spec.at_metrics)
         was_training = model.training
         with generators_preserved(self.device):
-            values, notes, _, _ = evaluate(model, scoring_subset(self.dataset, self.spec.at_images), subset,
-                                        device=self.device, cache_dir=self.cache_dir, grids=False)
+            scores = evaluate(model, scoring_subset(self.dataset, self.spec.at_images), subset,
+                              device=self.device, cache_dir=self.cache_dir, grids=False)
         model.train(was_training)
-        return [(step, name, value, notes.get(name)) for name, value in sorted(values.items())]
+        return [AlongValue(step, name, value, scores.notes.get(name), scores.ceilings.get(name))
+                for name, value in sorted(scores.values.items())]
 
 
 class _SmallerTestSplit:

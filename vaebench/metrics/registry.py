@@ -50,6 +50,8 @@ class EvaluationContext:
     factors: (N, K) integer factor indices of the test images, or None without ground truth.
     params: the suite's [evaluation.params]; checked on construction and completed with every
         declared default, so a metric reads `params[key]` and never validates it.
+    notes, ceilings: what a metric stores beside a value: a free-text note, and the value's ceiling
+        (a number) for a value declared with a `Ceiling`.
     """
 
     model: torch.nn.Module
@@ -65,6 +67,8 @@ class EvaluationContext:
     params: dict[str, Any] = field(default_factory=dict)
     # value name -> a free-text note stored beside the value (e.g. FID's feature network + hash)
     notes: dict[str, str] = field(default_factory=dict)
+    # value name -> the most the value can be on its evaluation set (a value declared with a Ceiling)
+    ceilings: dict[str, float] = field(default_factory=dict)
     # intermediate results shared between metrics (e.g. one decoding pass of the test set)
     cache: dict[str, Any] = field(default_factory=dict)
     # (index, curve name, value) rows a metric produces beside its values, e.g. the points of
@@ -86,21 +90,24 @@ ROLES = ("rate", "distortion")
 
 @dataclass(frozen=True)
 class Ceiling:
-    """The most a value can be on its evaluation set, read from the note stored beside it.
+    """The most a value can be on its evaluation set. The metric reports it per run (`ctx.ceilings`, e.g.
+    mi_xz's log N), and the store keeps it beside the value as a number.
 
-    pattern: a regular expression whose first group, found in the note, is the ceiling.
     margin: a mean within `margin` of the ceiling is flagged as saturated in reports (the
         value then says only that the quantity is at least about the ceiling).
     meaning: what the ceiling is, for the reports' footnote.
+    note_pattern: where stores written before ceilings were stored as numbers kept it: a regular
+        expression whose first group, found in the value's note, is the ceiling (to the note's
+        precision). Read only for rows without a stored ceiling (`from_note`).
     """
 
-    pattern: str
     margin: float
     meaning: str
+    note_pattern: str | None = None
 
-    def of(self, note: str | None) -> float | None:
-        """The ceiling recorded in `note`, or None when it records none."""
-        found = re.search(self.pattern, note or "")
+    def from_note(self, note: str | None) -> float | None:
+        """The ceiling an older store recorded in `note`, or None when it records none."""
+        found = re.search(self.note_pattern, note or "") if self.note_pattern else None
         return float(found.group(1)) if found else None
 
 

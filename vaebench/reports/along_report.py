@@ -20,10 +20,11 @@ import pandas as pd
 
 from vaebench.reports import html as h
 from vaebench.reports import tables as T
+from vaebench.reports.comparison import setting_labels
 from vaebench.reports.plots import Plot, drawable
-from vaebench.reports.summary import distinguish_settings
 from vaebench.reports.trajectories import (
-    STABLE_OVER, along_runs, along_summary, budgets, claims_along, protocol_note, read_frames, verdict_trajectories,
+    STABLE_OVER, along_runs, along_summary, budgets, claims_along, comparisons, protocol_note, read_frames,
+    verdict_trajectories,
 )
 from vaebench.reports.trajectory_plots import along_plots, learning_curve_plots
 
@@ -43,11 +44,12 @@ class AlongReport:
     def build(cls, run_dir: str | Path, run_ids: set[str] | None = None) -> "AlongReport":
         frames = read_frames(run_dir, run_ids)
         steps = budgets(frames)
-        per_run = along_runs(frames)
-        summary = along_summary(per_run)
-        claims = claims_along(frames)
+        by_step = comparisons(frames)  # one comparison per budget
+        per_run = along_runs(by_step)
+        summary = along_summary(by_step)
+        claims = claims_along(by_step)
         trajectories = verdict_trajectories(claims) if not claims.empty else pd.DataFrame()
-        runs = frames.runs.assign(setting=distinguish_settings(frames.runs)) if not frames.runs.empty else frames.runs
+        runs = frames.runs.assign(setting=setting_labels(frames.runs)) if not frames.runs.empty else frames.runs
         # values no axis can hold (infinite, beyond PLOT_LIMIT) are left out of the plots; the tables keep them
         numeric = summary.select_dtypes("number").columns if not summary.empty else []
         drawn_summary, _ = drawable(summary, [c for c in numeric if c not in ("step", "n")])

@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from vaebench.bench.spec import RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import BaselineMismatchError, ConfigError, DataError
-from vaebench.files import atomic_write
+from vaebench.files import atomic_write, finite_or_none
 from vaebench.metrics.registry import declaration_of
 
 FORMAT_KEY = "vaebench_baseline"
 FORMAT_VERSION = 1
-STATUS_ORDER = {"done": 0, "diverged": 1, "failed": 2}
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,6 @@ def tolerance_for(value_name: str, overrides: Mapping[str, Mapping[str, float]])
 # ---------------------------------------------------------------- writing
 
 
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def baseline_dict(run_dir: str | Path, *, suite: str | None = None, run_ids: set[str] | None = None,
                   tolerances: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Any]:
     """The baseline of one suite's runs in `run_dir` (the only suite there unless `suite` names one).
@@ -144,13 +137,13 @@ def baseline_dict(run_dir: str | Path, *, suite: str | None = None, run_ids: set
     elif suite not in suites:
         raise DataError(f"{path}: no runs of suite {suite!r}; it has {', '.join(suites)}")
     runs = runs[runs["suite"] == suite]
-    failed = runs[runs["status"] == "failed"]
+    failed = runs[runs["status"] == RunStatus.FAILED]
     if not failed.empty:
         names = ", ".join(f"{r.setting} seed {r.seed}" for r in failed.itertuples())
         raise DataError(f"{path}: {len(failed)} run(s) failed ({names}); rerun `vaebench run` before taking a baseline")
     values: dict[str, dict[str, float | None]] = {}
     for row in metrics.itertuples(index=False):
-        values.setdefault(row.run_id, {})[row.name] = _finite(row.value)
+        values.setdefault(row.run_id, {})[row.name] = finite_or_none(row.value)
     entries = {}
     names: set[str] = set()
     for r in runs.sort_values("run_id").itertuples():
@@ -241,8 +234,8 @@ def _validate(data: Any, file: str) -> dict[str, Any]:
         where = f"runs.{run_id}"
         if not isinstance(entry, dict):
             raise _mismatch(file, f"key '{where}': must be an object")
-        if entry.get("status", "done") not in STATUS_ORDER:
-            raise _mismatch(file, f"key '{where}.status': must be one of {', '.join(STATUS_ORDER)}")
+        if entry.get("status", RunStatus.DONE) not in set(RunStatus):
+            raise _mismatch(file, f"key '{where}.status': must be one of {', '.join(RunStatus)}")
         metrics = entry.get("metrics")
         if not isinstance(metrics, dict):
             raise _mismatch(file, f"key '{where}.metrics': must be an object of metric values")
@@ -321,16 +314,16 @@ def check_against_baseline(run_dir: str | Path, baseline_file: str | Path | Mapp
 
     values: dict[str, dict[str, float | None]] = {}
     for row in metrics.itertuples(index=False):
-        values.setdefault(row.run_id, {})[row.name] = _finite(row.value)
+        values.setdefault(row.run_id, {})[row.name] = finite_or_none(row.value)
     overrides = baseline.get("tolerances", {})
     outcome = CheckOutcome(baseline=file, runs=len(expected), checked=0)
     lacking = []
     for r in runs.sort_values(["dataset", "setting", "seed"]).itertuples():
         entry = expected[r.run_id]
-        old_status = entry.get("status", "done")
+        old_status = RunStatus(entry.get("status", RunStatus.DONE))
         ident = dict(run_id=r.run_id, setting=r.setting, dataset=r.dataset, seed=int(r.seed))
         if r.status != old_status:
-            verdict = "worse" if STATUS_ORDER[r.status] > STATUS_ORDER[old_status] else "better"
+            verdict = "worse" if RunStatus(r.status).severity > old_status.severity else "better"
             outcome.deviations.append(Deviation(**ident, metric="status", old=old_status, new=r.status,
                                                 tolerance=None, verdict=verdict))
             continue
@@ -341,7 +334,7 @@ def check_against_baseline(run_dir: str | Path, baseline_file: str | Path | Mapp
             continue
         outcome.unchecked.extend(f"{labels[r.run_id]}: {n}" for n in sorted(set(now) - set(entry["metrics"])))
         for name, old in sorted(entry["metrics"].items()):
-            old = _finite(old)
+            old = finite_or_none(old)
             new = now[name]
             tol = tolerance_for(name, overrides)
             outcome.checked += 1

@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from vaebench.bench.spec import RunSpec
 from vaebench.files import content_hash
 from vaebench.plugins import calling_user_code
-from vaebench.reports.summary import distinguish_settings
+from vaebench.reports.comparison import Comparison, Setting
 from vaebench.reports.tables import Cell, Column, Table, ci_cell
 from vaebench.reports.stats import (
     ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, holm, mean_ci, mean_sd, min_attainable_p, scale_of,
@@ -61,9 +62,9 @@ class _Tested:
     partner_runs: int = 0
 
 
-def _context(spec: dict) -> str:
+def _context(spec: RunSpec) -> str:
     """What must be equal between a claimant and its partner: everything but the variant, its hyperparameters and seed."""
-    return content_hash({k: v for k, v in spec.items() if k not in ("variant", "hyperparameters", "seed")})
+    return content_hash({k: v for k, v in spec.to_dict().items() if k not in ("variant", "hyperparameters", "seed")})
 
 
 def difference_ci(a: np.ndarray, b: np.ndarray, *, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
@@ -87,57 +88,58 @@ def seeds_needed(a: np.ndarray, b: np.ndarray, alpha: float) -> int:
     return int(max(floor, math.ceil(n))) if math.isfinite(n) else -1
 
 
-def _setting_id(spec: dict) -> str:
-    return content_hash({k: v for k, v in spec.items() if k != "seed"})
+def _at_defaults(spec: RunSpec) -> bool:
+    """A registered variant at its default hyperparameters (a possible partner)."""
+    if spec.variant not in VARIANTS:
+        return False
+    hyperparameters = dict(spec.hyperparameters)
+    return all(hyperparameters.get(k) == v for k, v in VARIANTS.get(spec.variant).Hyperparameters().to_dict().items())
 
 
-def _partner_runs(runs: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
-    """(variant, context) -> the run ids of that variant at its default hyperparameters (possible partners)."""
-    partners: dict[tuple[str, str], list[str]] = {}
-    for r in runs.itertuples():
-        spec = r.spec
-        if spec["variant"] in VARIANTS:
-            defaults = VARIANTS.get(spec["variant"]).Hyperparameters().to_dict()
-            if all(spec["hyperparameters"].get(k) == v for k, v in defaults.items()):
-                partners.setdefault((spec["variant"], _context(spec)), []).append(r.run_id)
-    return partners
+def _values(comparison: Comparison, settings: list[Setting], value: str) -> np.ndarray:
+    """The finite values of `value` of the settings' completed runs, setting after setting, in seed order."""
+    found = [comparison.summary(s, value) for s in settings]
+    return np.array([v for s in found if s is not None for v in s.values], dtype=float)
 
 
-def _collect(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[_Tested]:
-    done = runs[runs["status"] == "done"]
-    done = done.assign(setting=distinguish_settings(done)) if not done.empty else done
-    values = metrics.pivot(index="run_id", columns="name", values="value") if not metrics.empty else pd.DataFrame()
-    partners = _partner_runs(done)
-    all_partners = _partner_runs(runs)
-    runs_per_setting = runs["spec"].map(_setting_id).value_counts()
+def _collect(comparison: Comparison) -> list[_Tested]:
+    """The claims that can be tested: per setting label, dataset and setting key (the settings of that key
+    in every suite together) with a completed run, each claim of its variant that applies."""
+    claimants: dict[tuple[str, str, str], list[Setting]] = {}
+    partners: dict[tuple[str, str], list[Setting]] = {}  # (variant, context) -> its settings at default hyperparameters
+    runs_of_key: dict[str, int] = {}
+    for s in comparison.settings:
+        runs_of_key[s.key] = runs_of_key.get(s.key, 0) + s.runs
+        if s.done:
+            claimants.setdefault((s.label, s.dataset, s.key), []).append(s)
+        if _at_defaults(s.spec):
+            partners.setdefault((s.variant, _context(s.spec)), []).append(s)
     tested = []
-    setting_ids = done["spec"].map(_setting_id)
-    for (setting, dataset, setting_id), group in done.groupby(["setting", "dataset", setting_ids], sort=True):
-        spec = group["spec"].iloc[0]
-        total = int(runs_per_setting[setting_id])
-        if spec["variant"] not in VARIANTS:
+    for (label, dataset, key), settings in sorted(claimants.items(), key=lambda kv: kv[0]):
+        spec = settings[0].spec
+        if spec.variant not in VARIANTS:
             continue
-        for claim in VARIANTS.get(spec["variant"]).claims:
-            with calling_user_code(f"the claim {claim.value!r} of variant {spec['variant']!r}"):  # a plugin's callbacks
+        for claim in VARIANTS.get(spec.variant).claims:
+            with calling_user_code(f"the claim {claim.value!r} of variant {spec.variant!r}"):  # a plugin's callbacks
                 applies = bool(claim.applies(spec))
                 target = float(claim.target(spec)) if applies and claim.direction == "near" else None
-            if not applies or claim.value not in values.columns:
+            if not applies or not comparison.has_value(claim.value):
                 continue
-            mine = values.loc[group["run_id"], claim.value].dropna().to_numpy(float)
+            mine = _values(comparison, settings, claim.value)
             if claim.direction == "near":
-                tested.append(_Tested(claim, dataset, setting, mine, None, target, total))
+                tested.append(_Tested(claim, dataset, label, mine, None, target, runs_of_key[key]))
                 continue
-            partner_ids = partners.get((claim.partner, _context(spec)), [])
-            theirs = values.reindex(partner_ids)[claim.value].dropna().to_numpy(float) if partner_ids else np.array([])
+            partner = partners.get((claim.partner, _context(spec)), [])
+            theirs = _values(comparison, [p for p in partner if p.done], claim.value)
             if len(mine) and len(theirs):
-                partner_total = len(all_partners.get((claim.partner, _context(spec)), []))
-                tested.append(_Tested(claim, dataset, setting, mine, theirs, None, total, partner_total))
+                tested.append(_Tested(claim, dataset, label, mine, theirs, None, runs_of_key[key],
+                                      sum(p.runs for p in partner)))
     return tested
 
 
-def claims_table(runs: pd.DataFrame, metrics: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFrame:
+def claims_table(comparison: Comparison, *, alpha: float = ALPHA) -> pd.DataFrame:
     """One row per tested claim (see the module docstring); empty when no claim can be tested."""
-    tested = _collect(runs, metrics)
+    tested = _collect(comparison)
     rows, p_for, p_against = [], [], []
     for t in tested:
         c = t.claim

@@ -1,10 +1,10 @@
-"""The report's plots (seaborn on matplotlib's Agg canvas; PNG and SVG), read from the store's frames.
+"""The report's plots (seaborn on matplotlib's Agg canvas; PNG and SVG), read from the comparison's frames.
 
 Every function returns a list of `Plot`s (a name, a title and a matplotlib Figure) and draws
 nothing it has no data for. Figures are created without pyplot, so no global figure state or
 backend is touched; `save` writes each as PNG and SVG with no timestamps in the files.
 
-    metric_plots        per metric: each seed's value and the mean with its bootstrap CI, by setting
+    metric_plots        per metric: each seed's value and the mean with its bootstrap CI, by setting (a Comparison)
     rate_distortion     rate against distortion (the values declared with those roles: kl, recon_bce), per run
     sweep_plots         metric against a hyperparameter a grid sweeps (beta, or whichever varies)
     correlation_plot    Spearman correlations between metrics across completed runs
@@ -32,7 +32,9 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vaebench.bench.spec import RunStatus
 from vaebench.metrics.registry import curve_declaration, value_with_role
+from vaebench.reports.comparison import Comparison
 from vaebench.reports.stats import higher_is_better
 
 STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9), "svg.hashsalt": "vaebench"}
@@ -56,6 +58,11 @@ def drawable(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame,
             left_out += int(beyond.sum())
             out[column] = values.mask(beyond)
     return out, left_out
+
+
+def drawn(value: float) -> float:
+    """`value`, or NaN (not drawn) where it is infinite or beyond ±PLOT_LIMIT (as `drawable` masks a column)."""
+    return value if abs(value) <= PLOT_LIMIT else math.nan
 
 
 @dataclass
@@ -88,44 +95,48 @@ def _arrow(metric: str) -> str:
 
 
 def _done(wide: pd.DataFrame) -> pd.DataFrame:
-    return wide[wide["status"] == "done"]
+    return wide[wide["status"] == RunStatus.DONE]
 
 
 def _suffix(key: str, many: bool) -> str:
     return f"_{slug(key)}" if many else ""
 
 
-def metric_plots(wide: pd.DataFrame, comp: pd.DataFrame, metrics: Sequence[str]) -> list[Plot]:
-    """Per metric and dataset: the seeds as points and the mean with its 95% bootstrap CI (from `comp`)."""
+def metric_plots(wide: pd.DataFrame, comparison: Comparison, metrics: Sequence[str]) -> list[Plot]:
+    """Per metric and dataset: the seeds as points (`wide`: the comparison's runs, `drawable`) and the mean
+    with its 95% bootstrap CI (the comparison's summaries; what is beyond PLOT_LIMIT is not drawn)."""
     done = _done(wide)
-    datasets = sorted(comp["dataset"].unique()) if not comp.empty else []
+    settings = comparison.sorted_settings()
+    datasets = sorted({s.dataset for s in settings})
     plots = []
     for metric in metrics:
         for dataset in datasets:
-            rows = comp[(comp["dataset"] == dataset) & comp[f"{metric}_mean"].notna()]
-            if rows.empty:
+            rows = [s for s in (comparison.summary(setting, metric) for setting in settings if setting.dataset == dataset)
+                    if s is not None and not math.isnan(drawn(s.mean))]
+            if not rows:
                 continue
-            settings = list(rows["setting"])
+            settings_shown = [s.setting.label for s in rows]
             with matplotlib.rc_context(STYLE):
-                fig, axes = _figure(width=max(4.5, 1.1 * len(settings) + 2))
+                fig, axes = _figure(width=max(4.5, 1.1 * len(settings_shown) + 2))
                 ax = axes[0, 0]
-                seeds = done[(done["dataset"] == dataset) & done["setting"].isin(settings)]
-                positions = {s: i for i, s in enumerate(settings)}
+                seeds = done[(done["dataset"] == dataset) & done["setting"].isin(settings_shown)]
+                positions = {s: i for i, s in enumerate(settings_shown)}
                 if not seeds.empty:
                     sns.stripplot(
                         data=seeds.assign(setting=seeds["setting"].map(mpl_text)), x="setting", y=metric,
-                        order=[mpl_text(s) for s in settings], ax=ax, color="0.55", size=4, jitter=0.12, alpha=0.8,
+                        order=[mpl_text(s) for s in settings_shown], ax=ax, color="0.55", size=4, jitter=0.12,
+                        alpha=0.8,
                     )
-                x = np.array([positions[s] for s in settings], dtype=float)
-                mean = rows[f"{metric}_mean"].to_numpy(float)
-                low, high = rows[f"{metric}_ci_low"].to_numpy(float), rows[f"{metric}_ci_high"].to_numpy(float)
+                x = np.array([positions[s] for s in settings_shown], dtype=float)
+                mean = np.array([drawn(s.mean) for s in rows])
+                low, high = np.array([drawn(s.ci_low) for s in rows]), np.array([drawn(s.ci_high) for s in rows])
                 has_ci = np.isfinite(low) & np.isfinite(high)
                 ax.errorbar(
                     x[has_ci], mean[has_ci], yerr=[mean[has_ci] - low[has_ci], high[has_ci] - mean[has_ci]],
                     fmt="o", color="C0", capsize=5, markersize=7, label="mean, 95% CI", zorder=5,
                 )
                 ax.plot(x[~has_ci], mean[~has_ci], "o", color="C0", markersize=7, zorder=5)
-                ax.set_xticks(x, [mpl_text(s) for s in settings], rotation=20, ha="right")
+                ax.set_xticks(x, [mpl_text(s) for s in settings_shown], rotation=20, ha="right")
                 ax.set_xlabel("")
                 ax.set_ylabel(mpl_text(_arrow(metric)))
                 ax.set_title(mpl_text(f"{metric} on {dataset}"))
@@ -174,11 +185,11 @@ def rate_distortion(wide: pd.DataFrame) -> list[Plot]:
 def swept_parameters(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(dataset, variant, hyperparameter) where the variant's settings take several numeric values of it.
 
-    `runs`: the store's runs() frame (spec parsed). Ordered with beta and other main weights first.
+    `runs`: the store's runs() frame (`spec` a RunSpec). Ordered with beta and other main weights first.
     """
     found = []
     for (dataset, variant), group in runs.groupby(["dataset", "variant"], sort=True):
-        hps = pd.DataFrame([dict(s["hyperparameters"]) for s in group["spec"]])
+        hps = pd.DataFrame([dict(s.hyperparameters) for s in group["spec"]])
         for col in hps.columns:
             vals = hps[col]
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
@@ -191,7 +202,7 @@ def swept_parameters(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
 def sweep_plots(runs: pd.DataFrame, wide: pd.DataFrame, metrics: Sequence[str]) -> list[Plot]:
     """Per swept hyperparameter: each metric against it (mean over seeds, sd band; log x for wide ranges)."""
     done = _done(wide)
-    hp = {r: dict(s["hyperparameters"]) for r, s in zip(runs["run_id"], runs["spec"])}
+    hp = {r: dict(s.hyperparameters) for r, s in zip(runs["run_id"], runs["spec"])}
     sweeps = swept_parameters(runs)
     many_datasets = runs["dataset"].nunique() > 1
     plots = []

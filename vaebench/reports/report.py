@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from vaebench.bench.spec import RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import DataError
 from vaebench.files import safe_text, temporary_path
@@ -35,8 +36,8 @@ from vaebench.reports import tables as T
 from vaebench.bench.grids import GRID_NAMES
 from vaebench.reports.along_report import AlongReport  # claims at every budget, along training, learning curves
 from vaebench.reports.claims import claims_display, claims_table
+from vaebench.reports.comparison import Comparison
 from vaebench.reports.reproduction import reproduction_html, reproduction_rows, format_rows
-from vaebench.reports.summary import distinguish_settings, value_columns, wide_frame
 
 GRID_CAPTIONS = {
     "grid_reconstructions": "test images (top) and reconstructions (bottom)",
@@ -50,28 +51,32 @@ class ReportData:
     """Everything a report needs, read from the store once."""
 
     path: Path
-    runs: pd.DataFrame
-    wide: pd.DataFrame
-    metrics: list[str]
+    comparison: Comparison
     curves: pd.DataFrame
     artifacts: dict[tuple[str, str], bytes]
-    values: pd.DataFrame  # long: run_id, name, value, note
 
     @classmethod
     def load(cls, run_dir: str | Path, run_ids: set[str] | None = None) -> "ReportData":
         with ResultsStore(run_dir, create=False, run_ids=run_ids) as store:
-            runs, wide, curves, artifacts = store.runs(), wide_frame(store), store.curves(), store.artifacts()
-            values = store.metrics()
-            path = store.path
-        if runs.empty:
+            comparison, curves, artifacts, path = Comparison.build(store), store.curves(), store.artifacts(), store.path
+        if comparison.empty:
             raise DataError(f"{path}: the results store holds no runs (run `vaebench run` first)")
-        runs["setting"] = distinguish_settings(runs)
-        return cls(path, runs, wide, value_columns(wide), curves, artifacts, values)
+        return cls(path, comparison, curves, artifacts)
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """The store's runs, settings labelled as the tables show them."""
+        return self.comparison.runs
+
+    @property
+    def metrics(self) -> list[str]:
+        """The values the tables and plots show: the declared, non-per-latent ones."""
+        return self.comparison.value_names()
 
 
 @dataclass
 class Tables:
-    comparison: pd.DataFrame
+    comparison: pd.DataFrame  # long: one row per setting and metric (comparison.csv)
     pairwise: pd.DataFrame
     ranks: pd.DataFrame
     comparison_view: T.Table
@@ -82,27 +87,25 @@ class Tables:
 
 
 def build_tables(data: ReportData) -> Tables:
-    comp = T.comparison_table(data.wide)
-    pairs = T.pairwise_frame(data.wide, data.metrics)
-    ranks = T.ranks_frame(comp, data.metrics)
-    claims = claims_table(data.runs, data.values)
+    comp = T.comparison_long(data.comparison, data.metrics)
+    pairs = T.pairwise_frame(data.comparison, data.metrics)
+    ranks = T.ranks_frame(data.comparison, data.metrics)
+    claims = claims_table(data.comparison)
     return Tables(
         comp, pairs, ranks,
-        T.comparison_display(comp, data.metrics, title=suite_title(data.runs)),
+        T.comparison_display(data.comparison, data.metrics, title=suite_title(data.runs)),
         T.pairwise_display(pairs, data.metrics),
         T.ranks_display(ranks, data.metrics),
         claims, claims_display(claims),
     )
 
 
-def build_plots(data: ReportData, comp: pd.DataFrame) -> tuple[list[P.Plot], str]:
+def build_plots(data: ReportData) -> tuple[list[P.Plot], str]:
     """The plots, and a note on the values they leave out (too large to draw), or ''."""
-    wide, n_wide = P.drawable(data.wide, value_columns(data.wide, per_latent=True))
-    stats = [c for c in comp.columns if c.endswith(("_mean", "_std", "_ci_low", "_ci_high"))]
-    comp, _ = P.drawable(comp, stats)
+    wide, n_wide = P.drawable(data.comparison.per_run(), data.comparison.value_names(per_latent=True))
     curves, n_curves = P.drawable(data.curves, ["value"])
     plots = [
-        *P.metric_plots(wide, comp, data.metrics),
+        *P.metric_plots(wide, data.comparison, data.metrics),
         *P.rate_distortion(wide),
         *P.sweep_plots(data.runs, wide, data.metrics),
         *P.correlation_plot(wide, data.metrics),
@@ -125,7 +128,7 @@ def grid_runs(data: ReportData) -> list[dict[str, Any]]:
     """Per dataset and setting, the completed run with the lowest seed that has image grids."""
     have = {run_id for run_id, name in data.artifacts if name in GRID_NAMES}
     chosen = []
-    frame = data.runs[(data.runs["status"] == "done") & data.runs["run_id"].isin(have)]
+    frame = data.runs[(data.runs["status"] == RunStatus.DONE) & data.runs["run_id"].isin(have)]
     for _, group in frame.groupby(["suite", "dataset", "setting"], sort=True):
         chosen.append(group.sort_values("seed").iloc[0].to_dict())
     return chosen
@@ -174,7 +177,7 @@ def _write_report_files(data: ReportData, along: AlongReport, out: Path) -> list
     t = build_tables(data)
     write("comparison.md", T.render_markdown(t.comparison_view))
     write("comparison.tex", T.render_latex(t.comparison_view, label="tab:vaebench-comparison"))
-    write("comparison.csv", T.comparison_long(t.comparison, data.metrics).to_csv(index=False))
+    write("comparison.csv", t.comparison.to_csv(index=False))
     write("comparison.html", standalone_table(f"Comparison: {suite_title(data.runs)}", t.comparison_view))
     write("claims.md", T.render_markdown(t.claims_view))
     write("claims.csv", t.claims.to_csv(index=False))
@@ -184,13 +187,13 @@ def _write_report_files(data: ReportData, along: AlongReport, out: Path) -> list
     write("pairwise.md", T.render_markdown(t.pairwise_view))
     write("pairwise.tex", T.render_latex(t.pairwise_view, label="tab:vaebench-pairwise"))
     write("pairwise.csv", t.pairwise.to_csv(index=False))
-    reproduced = reproduction_rows(data.runs, data.values, data.curves)
+    reproduced = reproduction_rows(data.runs, data.comparison.stored, data.curves)
     if reproduced:
         write("reproduction.md", format_rows(reproduced, "markdown"))
         write("reproduction.csv", format_rows(reproduced, "csv"))
 
     figures: list[tuple[P.Plot, bytes]] = []
-    plots, plot_note = build_plots(data, t.comparison)
+    plots, plot_note = build_plots(data)
     for plot in plots:
         png, svg, png_data = P.save(plot, out / "plots")
         written += [png, svg]
@@ -240,7 +243,7 @@ def render_report(
     for sid, title, view in (("comparison", "Comparison", t.comparison_view), ("ranks", "Ranks", t.ranks_view),
                              ("pairwise", "Pairwise tests", t.pairwise_view), ("claims", "Claims", t.claims_view)):
         page.sections.append(h.Section(sid, title, T.render_html(view, css_class=sid)))
-    reproduced = reproduction_rows(data.runs, data.values, data.curves)
+    reproduced = reproduction_rows(data.runs, data.comparison.stored, data.curves)
     if reproduced:
         page.sections.append(h.Section("reproduction", "Published and measured", reproduction_html(reproduced)))
     if figures or plot_note:
@@ -271,10 +274,10 @@ def run_metadata(runs: pd.DataFrame) -> pd.DataFrame:
         env = r["environment"]
         rows.append({
             "run_id": r["run_id"], "suite": r["suite"], "dataset": r["dataset"],
-            "dataset params": spec.get("dataset_params", {}), "setting": r["setting"], "seed": r["seed"],
-            "status": r["status"], "steps": f"{r['steps_done']}/{spec.get('steps')}",
-            "batch": spec.get("batch_size"), "optimizer": f"{spec.get('optimizer')} lr={spec.get('learning_rate')}",
-            "model": f"{spec.get('architecture')} z={spec.get('latent_dim')} {spec.get('likelihood')}",
+            "dataset params": dict(spec.dataset_params), "setting": r["setting"], "seed": r["seed"],
+            "status": r["status"], "steps": f"{r['steps_done']}/{spec.steps}",
+            "batch": spec.batch_size, "optimizer": f"{spec.optimizer} lr={spec.learning_rate}",
+            "model": f"{spec.architecture} z={spec.latent_dim} {spec.likelihood}",
             "wall time (s)": r["wall_time_s"], "scoring (s)": env.get("scoring_time_s"),
             "steps/s": r["steps_per_s"], "finished": r["finished_at"],
         })
@@ -285,8 +288,8 @@ def runs_html(runs: pd.DataFrame) -> str:
     meta = run_metadata(runs)
     numeric = ("seed", "batch", "wall time (s)", "scoring (s)", "steps/s")
     parts = [h.frame_table(meta, css_class="runs", numeric=numeric)]
-    metrics = sorted({m for s in runs["spec"] for m in s.get("metrics", [])})
-    params = sorted({json_text(s.get("metric_params", {})) for s in runs["spec"]})
+    metrics = sorted({m for s in runs["spec"] for m in s.metrics})
+    params = sorted({json_text(dict(s.metric_params)) for s in runs["spec"]})
     parts.append(h.key_value_table([("metrics", ", ".join(metrics)), ("metric params", "; ".join(params))]))
     errors = runs[runs["error"].notna() & (runs["error"] != "")]
     if not errors.empty:

@@ -36,7 +36,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from vaebench.bench.spec import RunSpec, RunStatus
 from vaebench.reference import REFERENCES, Reference
+from vaebench.reports.tables import Cell, Column, Table, markdown_escape, render_markdown
 
 CONFIDENCE = 0.95
 VERDICTS = ("reproduced", "differs", "not run")
@@ -116,14 +118,14 @@ def curve_value(curves: pd.DataFrame, name: str, steps: int, epochs: int | None)
 def run_value(ref: Reference, run: Mapping[str, Any], metrics: pd.DataFrame,
               curves: pd.DataFrame) -> tuple[float, list[str]]:
     """One run's measured value of `ref` (NaN when it has none) and what was noticed measuring it."""
-    spec = run["spec"]
+    spec: RunSpec = run["spec"]
     notes: list[str] = []
     if ref.metric.kind == "curve":
         value, used, epoch = curve_value(curves[curves["run_id"] == run["run_id"]], ref.metric.name,
-                                         int(spec["steps"]), ref.protocol.epochs)
+                                         int(spec.steps), ref.protocol.epochs)
         if 0 < used < epoch:
             notes.append(f"the training loss is averaged over {used:,d} logged steps of the last epoch's "
-                         f"{epoch:,d} (log_every = {spec.get('log_every')}; the source averages every step)")
+                         f"{epoch:,d} (log_every = {spec.log_every}; the source averages every step)")
         return value, notes
     row = metrics[(metrics["run_id"] == run["run_id"]) & (metrics["name"] == ref.metric.name)]
     if row.empty or row["value"].isna().all():
@@ -134,26 +136,25 @@ def run_value(ref: Reference, run: Mapping[str, Any], metrics: pd.DataFrame,
     return float(row["value"].iloc[0]), notes
 
 
-def checked_departures(ref: Reference, spec: Mapping[str, Any],
-                       environment: Mapping[str, Any] | None = None) -> list[str]:
+def checked_departures(ref: Reference, spec: RunSpec, environment: Mapping[str, Any] | None = None) -> list[str]:
     """Departures from the published protocol read off a run's spec (and, for the budget in
     epochs, its environment's `train_images`)."""
     out = []
     train_images = (environment or {}).get("train_images")
-    if ref.protocol.epochs is not None and train_images and spec.get("batch_size"):
-        epoch = math.ceil(train_images / spec["batch_size"])
-        if spec.get("steps") != ref.protocol.epochs * epoch:
-            out.append(f"{spec.get('steps'):,d} steps = {spec.get('steps') / epoch:,.4g} epochs of {epoch:,d} steps; "
+    if ref.protocol.epochs is not None and train_images and spec.batch_size:
+        epoch = math.ceil(train_images / spec.batch_size)
+        if spec.steps != ref.protocol.epochs * epoch:
+            out.append(f"{spec.steps:,d} steps = {spec.steps / epoch:,.4g} epochs of {epoch:,d} steps; "
                        f"the source trains {ref.protocol.epochs:,d} epochs")
-    params = spec.get("metric_params", {})
+    params = dict(spec.metric_params)
     if ref.metric.importance_samples is not None and ref.metric.name == "iwae_nll":
         k = params.get("iwae_k", DEFAULT_IWAE_K)
         if k != ref.metric.importance_samples:
             out.append(f"{k:,d} importance samples per image; the source uses {ref.metric.importance_samples:,d}")
-    if ref.protocol.batch_size is not None and spec.get("batch_size") != ref.protocol.batch_size:
-        out.append(f"batch size {spec.get('batch_size')}; the source uses {ref.protocol.batch_size}")
+    if ref.protocol.batch_size is not None and spec.batch_size != ref.protocol.batch_size:
+        out.append(f"batch size {spec.batch_size}; the source uses {ref.protocol.batch_size}")
     published_best = ref.protocol.selection.lower().startswith("best on validation")
-    selects = bool(spec.get("selection"))
+    selects = bool(spec.selection)
     if published_best and not selects:
         out.append("scores the final model; the source keeps the best on validation")
     elif selects and ref.protocol.selection.lower().startswith(("the final model", "none")):
@@ -163,12 +164,6 @@ def checked_departures(ref: Reference, spec: Mapping[str, Any],
 
 def _unique(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
-
-
-def setting_key(spec: Mapping[str, Any]) -> str:
-    from vaebench.files import content_hash
-
-    return content_hash({**spec, "seed": None})
 
 
 def reproduction_rows(runs: pd.DataFrame, metrics: pd.DataFrame, curves: pd.DataFrame, *,
@@ -182,14 +177,14 @@ def reproduction_rows(runs: pd.DataFrame, metrics: pd.DataFrame, curves: pd.Data
             if ref_id not in references:
                 unknown.add(ref_id)
                 continue
-            groups.setdefault((ref_id, setting_key(run["spec"])), []).append(run)
+            groups.setdefault((ref_id, run["setting_key"]), []).append(run)
     rows = []
     for (ref_id, _), members in sorted(groups.items(), key=lambda kv: kv[0][0]):
         ref = references[ref_id]
         members = sorted(members, key=lambda r: int(r["seed"]))
         values, seeds, ids, notes = [], [], [], []
         for run in members:
-            if run["status"] != "done":
+            if run["status"] != RunStatus.DONE:
                 notes.append(f"seed {run['seed']}: {run['status']}")
                 continue
             value, noticed = run_value(ref, run, metrics, curves)
@@ -278,13 +273,12 @@ def format_markdown(rows: Sequence[ReproductionRow]) -> str:
     if not rows:
         return "No run in this store reproduces a published value.\n"
     shown = display_rows(rows)
-    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(esc(r[c]) for c in COLUMNS) + " |" for r in shown]
+    table = Table([Column(c) for c in COLUMNS], [[Cell(r[c]) for c in COLUMNS] for r in shown])
+    lines = [render_markdown(table).rstrip("\n")]
     for row, r in zip(shown, rows):
         if r.departures:
-            lines.append(f"\n**{esc(row['reference'])}** ({esc(row['setting'])}), departures:\n")
-            lines += [f"- {esc(d)}" for d in r.departures]
+            lines.append(f"\n**{markdown_escape(row['reference'])}** ({markdown_escape(row['setting'])}), departures:\n")
+            lines += [f"- {markdown_escape(d)}" for d in r.departures]
     return "\n".join(lines) + "\n"
 
 

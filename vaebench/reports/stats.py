@@ -32,7 +32,6 @@ CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 20240601
 ALPHA = 0.05
-GROUP_COLUMNS = ["dataset", "setting"]
 
 
 def higher_is_better(value_name: str) -> bool:
@@ -59,6 +58,7 @@ def scale_of(x: np.ndarray) -> float:
 
 
 def finite_values(values: Sequence[float]) -> np.ndarray:
+    """The finite numbers among `values` (None, NaN and infinities left out), as float64."""
     return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
 
 
@@ -136,8 +136,8 @@ def pairwise_tests(runs: pd.DataFrame, metrics: Sequence[str], *, alpha: float =
                 continue
             family = []
             for a, b in itertools.combinations(settings, 2):
-                xa = _finite(group.loc[group["setting"] == a, metric])
-                xb = _finite(group.loc[group["setting"] == b, metric])
+                xa = finite_values(group.loc[group["setting"] == a, metric].tolist())
+                xb = finite_values(group.loc[group["setting"] == b, metric].tolist())
                 u = p = math.nan
                 if len(xa) >= 2 and len(xb) >= 2:
                     if np.all(np.concatenate([xa, xb]) == xa[0]):
@@ -184,11 +184,6 @@ def rank_table(means: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=["dataset", "setting", "mean_rank", "ranked"])
     return pd.concat(parts, ignore_index=True)
-
-
-def _finite(series: pd.Series) -> np.ndarray:
-    x = series.to_numpy(dtype=np.float64)
-    return x[np.isfinite(x)]
 
 
 def _mean(x: np.ndarray) -> float:

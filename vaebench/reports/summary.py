@@ -1,185 +1,64 @@
 """The comparison table of `vaebench results`: one row per setting, mean ± sd over seeds.
 
-A row pools runs whose specs differ in the seed alone. Runs of one label whose specs differ
-otherwise (another budget, dataset parameter or network) are separate rows, their label
-extended by what differs, e.g. ``vae [steps=2000]``. Which value columns exist, their
-direction and their family come from the metric registry's declarations only.
+A row is a setting of `vaebench.reports.comparison` (runs whose specs differ in the seed alone,
+labelled as there, e.g. ``vae [steps=2000]`` where one label covers several). Which value columns
+exist, their direction and their family come from the metric registry's declarations only.
 
 The terminal table fits `width` columns (default 120): the metrics the suite names come
 first, grouped by family; columns that do not fit are listed under the table. `metrics`
-chooses the columns (metric names or value names), `all_values` shows every value.
+chooses the columns (metric names or value names), `all_values` shows every value. Markdown is
+`vaebench.reports.tables.render_markdown`'s; CSV and JSON are `results_frame`: one row per
+setting with `<value>_mean`, `_std`, `_count`, `_of` and `_ceiling` columns, the comparison
+written wide for a spreadsheet.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from vaebench.bench.store import ResultsStore
 from vaebench.errors import ConfigError
-from vaebench.files import content_hash
-from vaebench.metrics import METRICS
 from vaebench.metrics.registry import FAMILIES, declaration_of
-from vaebench.reports.stats import SCALE_ABOVE, mean_sd, natural_key
+from vaebench.reports.comparison import (
+    ID_COLUMNS, Comparison, SettingSummary, StoreReader, ceiling_mark, count_mark, counts, footnotes,
+)
+from vaebench.reports.stats import natural_key
+from vaebench.reports.tables import Cell, Column, Table, direction_of, frame_table, render_markdown
 
 FORMATS = ("table", "csv", "json", "markdown")
-ID_COLUMNS = ["suite", "dataset", "variant", "setting"]
 TERMINAL_WIDTH = 120
-# wide-frame column of a value's per-run ceiling; in a comparison, "<value>_ceiling" (the lowest)
-CEILING_PREFIX = "ceiling:"
-# wide-frame column: 1 where a run stored the value as NULL (it was not finite), for values that have such runs
-NULL_PREFIX = "null:"
 
 
-def value_columns(frame: pd.DataFrame, *, per_latent: bool = False) -> list[str]:
-    """The frame's metric value columns in registry order (family, metric, value); per-latent values on request."""
-    names = []
-    for column in frame.columns:
-        declared = declaration_of(column)
-        if declared is not None and (per_latent or not declared.value.per_latent):
-            names.append(column)
-    metric_order = {n: i for i, n in enumerate(METRICS.names())}
-
-    def key(column: str) -> tuple:
-        declared = declaration_of(column)
-        return (FAMILIES.index(declared.metric.family), metric_order[declared.metric.name], natural_key(column))
-
-    return sorted(names, key=key)
-
-
-def _flatten(spec: dict[str, Any]) -> dict[str, Any]:
-    flat = {}
-    for key, value in spec.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        elif isinstance(value, list):
-            flat[key] = ",".join(map(str, value))
-        else:
-            flat[key] = value
-    return flat
+def results_frame(comparison: Comparison) -> pd.DataFrame:
+    """The comparison as `vaebench results` writes CSV and JSON: per setting n (completed runs), diverged,
+    failed, and per value its mean, sd, `<value>_count` (the finite values the mean is from), `<value>_of`
+    (the completed runs that computed it) and, for a value declared with a ceiling, `<value>_ceiling`
+    (the lowest of the runs'). A setting without a completed run has none of these (NaN)."""
+    values = comparison.value_names(per_latent=True) if any(s.done for s in comparison.settings) else []
+    bounded = [v for v in values if (d := declaration_of(v)) is not None and d.value.ceiling is not None]
+    rows = []
+    for setting in comparison.settings:
+        row: dict[str, object] = dict(zip(ID_COLUMNS, setting.ids))
+        row.update(n=setting.done, diverged=setting.diverged, failed=setting.failed)
+        summaries = {v: comparison.summary(setting, v) for v in values}
+        for v, s in summaries.items():
+            row.update({f"{v}_mean": s.mean, f"{v}_std": s.sd, f"{v}_count": counts(s)[0]})
+        row.update({f"{v}_of": counts(s)[1] for v, s in summaries.items()})
+        row.update({f"{v}_ceiling": math.nan if s.ceiling is None else s.ceiling
+                    for v, s in summaries.items() if v in bounded})
+        rows.append(row)
+    columns = [*ID_COLUMNS, "n", "diverged", "failed", *(f"{v}_{c}" for v in values for c in ("mean", "std", "count")),
+               *(f"{v}_of" for v in values), *(f"{v}_ceiling" for v in bounded)]
+    return pd.DataFrame(rows, columns=columns)
 
 
-def _short_key(field: str) -> str:
-    return field.split(".", 1)[1] if field.startswith(("dataset_params.", "hyperparameters.")) else field
-
-
-def distinguish_settings(runs: pd.DataFrame) -> pd.Series:
-    """Each run's setting label, extended where one label covers runs that differ in more than the seed."""
-    specs = runs["spec"].map(lambda s: {k: v for k, v in s.items() if k != "seed"})
-    setting_id = specs.map(content_hash)
-    labels = runs["setting"].copy()
-    for _, group in runs.groupby(["suite", "dataset", "setting"], sort=False):
-        ids = setting_id[group.index].unique()
-        if len(ids) < 2:
-            continue
-        flat = {i: _flatten(specs[group.index[setting_id[group.index] == i][0]]) for i in ids}
-        fields = sorted({f for spec in flat.values() for f in spec})
-        differing = [f for f in fields if len({json.dumps(spec.get(f), sort_keys=True) for spec in flat.values()}) > 1]
-        for index in group.index:
-            spec = flat[setting_id[index]]
-            extra = ", ".join(f"{_short_key(f)}={spec.get(f)}" for f in differing)
-            labels[index] = f"{runs.at[index, 'setting']} [{extra}]"
-    return labels
-
-
-def wide_frame(store: ResultsStore) -> pd.DataFrame:
-    """`store.wide()` with settings distinguished (see `distinguish_settings`), a column
-    `ceiling:<value>` per run for each value whose declaration has a `Ceiling` (read from the
-    value's note), and a column `null:<value>` (1 for a run that stored it as NULL: not finite)
-    for each value some run could not give: the frame every table groups."""
-    wide = store.wide()
-    if wide.empty:
-        return wide
-    runs = store.runs().set_index("run_id").loc[wide["run_id"]].reset_index()
-    wide["setting"] = distinguish_settings(runs).to_numpy()
-    stored = store.metrics()
-    nulls = stored[stored["value"].isna()]
-    for value, rows in nulls.groupby("name"):
-        wide[NULL_PREFIX + value] = wide["run_id"].isin(set(rows["run_id"])).astype(int)
-    bounded = [v for v in value_columns(wide, per_latent=True) if declaration_of(v).value.ceiling is not None]
-    notes = stored if bounded else None  # the notes are read only where a ceiling lives in them
-    for value in bounded:
-        ceiling = declaration_of(value).value.ceiling
-        rows = notes[notes["name"] == value]
-        per_run = dict(zip(rows["run_id"], (ceiling.of(n) for n in rows["note"])))
-        wide[CEILING_PREFIX + value] = wide["run_id"].map(per_run).astype(float)
-    return wide
-
-
-def per_run_frame(store: ResultsStore) -> pd.DataFrame:
-    frame = wide_frame(store)
-    return frame[["run_id", *ID_COLUMNS, "seed", "status", "wall_time_s", "steps_per_s", *value_columns(frame)]]
-
-
-def comparison_frame(store: ResultsStore) -> pd.DataFrame:
-    """Per setting: completed runs (n), diverged/failed counts, and mean and sd of each metric."""
-    return comparison_from_wide(wide_frame(store))
-
-
-def comparison_from_wide(frame: pd.DataFrame, *, per_latent: bool = False) -> pd.DataFrame:
-    """`comparison_frame` of an already loaded `wide_frame`: per setting n (completed runs), diverged,
-    failed, and per value its mean, sd, `<value>_count` (the finite values the mean is from) and
-    `<value>_of` (the completed runs that computed it: the count plus those that stored no finite value)."""
-    metrics = value_columns(frame, per_latent=per_latent)
-    done = frame[frame["status"] == "done"]
-    grouped = frame.groupby(ID_COLUMNS, sort=True)
-    out = grouped["status"].agg(
-        n=lambda s: int((s == "done").sum()), diverged=lambda s: int((s == "diverged").sum()),
-        failed=lambda s: int((s == "failed").sum()),
-    )
-    if metrics and not done.empty:
-        with np.errstate(over="ignore", invalid="ignore"):  # values near the float maximum: recomputed below
-            stats = done.groupby(ID_COLUMNS)[metrics].agg(["mean", "std", "count"])
-        stats.columns = [f"{m}_{s}" for m, s in stats.columns]
-        for m in metrics:  # values near the float maximum: the mean and sd of the scaled values (no overflow)
-            if (done[m].abs() >= SCALE_ABOVE).any():
-                exact = done.groupby(ID_COLUMNS)[m].agg(lambda v: mean_sd(v.tolist()))
-                stats[f"{m}_mean"] = [ms[0] for ms in exact.reindex(stats.index)]
-                stats[f"{m}_std"] = [ms[1] for ms in exact.reindex(stats.index)]
-        for m in metrics:
-            nulls = done[NULL_PREFIX + m] if NULL_PREFIX + m in done else pd.Series(0, index=done.index)
-            stats[f"{m}_of"] = stats[f"{m}_count"] + nulls.groupby([done[c] for c in ID_COLUMNS]).sum()
-        out = out.join(stats, how="left")
-        ceilings = [c for c in frame.columns if c.startswith(CEILING_PREFIX) and c[len(CEILING_PREFIX):] in metrics]
-        if ceilings:
-            lowest = done.groupby(ID_COLUMNS)[ceilings].min()
-            lowest.columns = [f"{c[len(CEILING_PREFIX):]}_ceiling" for c in ceilings]
-            out = out.join(lowest, how="left")
-    return out.reset_index()
-
-
-def ceiling_mark(value: str, mean: float, ceiling: float) -> str:
-    """' ≤c' after a value with a known ceiling c, ' ≤c!' when the mean is within the ceiling's
-    margin of it (saturated); '' without a ceiling."""
-    declared = declaration_of(value).value.ceiling
-    if declared is None or pd.isna(ceiling) or pd.isna(mean):
-        return ""
-    return f" ≤{ceiling:.3g}" + ("!" if mean >= ceiling - declared.margin else "")
-
-
-def ceiling_footnote(values: Sequence[str]) -> str:
-    """The explanation of the ceiling marks of `values`, or '' when none has a ceiling."""
-    parts = []
-    for value in values:
-        declared = declaration_of(value).value.ceiling
-        if declared is not None:
-            parts.append(f"{value} ≤c: at most c, {declared.meaning}; ! within {declared.margin:g} of c "
-                         "(saturated: it may be higher)")
-    return "; ".join(parts)
-
-
-def count_mark(count: float, of: float) -> str:
-    """' (k/n)' after a mean that comes from k finite values of the n runs that computed it; '' when all did."""
-    if pd.isna(of) or pd.isna(count) or int(count) >= int(of):
-        return ""
-    return f" ({int(count)}/{int(of)})"
-
-
-COUNT_FOOTNOTE = "(k/n): the mean and sd of the k runs, of n, whose value is finite (the others stored none)"
+def per_run_frame(comparison: Comparison) -> pd.DataFrame:
+    """One row per run: identity, seed, status, timings and its (non-per-latent) values."""
+    frame = comparison.per_run()
+    return frame[["run_id", *ID_COLUMNS, "seed", "status", "wall_time_s", "steps_per_s", *comparison.value_names()]]
 
 
 def number(value: float, spec: str) -> str:
@@ -188,22 +67,12 @@ def number(value: float, spec: str) -> str:
     return "overflow" if math.isinf(value) else format(value, spec)
 
 
-def _cell(mean: float, sd: float, mark: str = "", counted: str = "") -> str:
-    if pd.isna(mean):
-        return "-" + counted
-    return (number(mean, ".4g") if pd.isna(sd) else f"{number(mean, '.4g')} ± {number(sd, '.2g')}") + mark + counted
-
-
-def _header(value: str) -> str:
-    return f"{value} {'↑' if declaration_of(value).higher_is_better else '↓'}"
-
-
-def suite_metric_order(store: ResultsStore) -> list[str]:
-    """The metric names the store's suites list, in their order (first suite first)."""
-    order: list[str] = []
-    for spec in store.runs()["spec"]:
-        order.extend(m for m in spec.get("metrics", []) if m not in order)
-    return order
+def _cell(summary: SettingSummary) -> str:
+    mean, sd = summary.mean, summary.sd
+    if math.isnan(mean):
+        return "-" + count_mark(summary)
+    text = number(mean, ".4g") if math.isnan(sd) else f"{number(mean, '.4g')} ± {number(sd, '.2g')}"
+    return text + ceiling_mark(summary) + count_mark(summary)
 
 
 def choose_columns(available: Sequence[str], requested: Sequence[str] | None, suite_order: Sequence[str]) -> list[str]:
@@ -231,44 +100,65 @@ def choose_columns(available: Sequence[str], requested: Sequence[str] | None, su
     return sorted(shown, key=key)
 
 
-def display_frame(comparison: pd.DataFrame, values: Sequence[str]) -> pd.DataFrame:
-    """The comparison with 'mean ± sd' text cells and the direction in each value's header."""
-    columns = ["dataset", "setting", "n"]
-    if comparison["suite"].nunique() > 1:
-        columns.insert(0, "suite")
-    columns += [c for c in ("diverged", "failed") if comparison[c].sum() > 0]
-    shown = comparison[columns].copy()
-    for value in values:
-        mean = comparison.get(f"{value}_mean", pd.Series(float("nan"), index=comparison.index))
-        sd = comparison.get(f"{value}_std", pd.Series(float("nan"), index=comparison.index))
-        ceiling = comparison.get(f"{value}_ceiling", pd.Series(float("nan"), index=comparison.index))
-        count = comparison.get(f"{value}_count", pd.Series(float("nan"), index=comparison.index))
-        of = comparison.get(f"{value}_of", pd.Series(float("nan"), index=comparison.index))
-        shown[_header(value)] = [_cell(m, s, ceiling_mark(value, m, c), count_mark(k, o))
-                                 for m, s, c, k, o in zip(mean, sd, ceiling, count, of)]
-    return shown
+def display_table(comparison: Comparison, values: Sequence[str]) -> Table:
+    """The comparison with 'mean ± sd' text cells, the direction in each value's header, and its footnotes."""
+    settings = comparison.settings
+    fixed = ["dataset", "setting", "n"]
+    if len({s.suite for s in settings}) > 1:
+        fixed.insert(0, "suite")
+    fixed += [c for c in ("diverged", "failed") if sum(getattr(s, c) for s in settings) > 0]
+    columns = [Column(c, numeric=c in ("n", "diverged", "failed")) for c in fixed]
+    columns += [Column(v, direction_of(v), numeric=True) for v in values]
+    rows = []
+    for s in settings:
+        fields = {"suite": s.suite, "dataset": s.dataset, "setting": s.label, "n": s.done, "diverged": s.diverged,
+                  "failed": s.failed}
+        cells = [Cell(str(fields[c])) for c in fixed]
+        cells += [Cell(_cell(comparison.summary(s, v))) for v in values]
+        rows.append(cells)
+    return Table(columns, rows, notes=_footnote(comparison, values))
 
 
-def has_partial_counts(comparison: pd.DataFrame, values: Sequence[str]) -> bool:
-    """Whether some mean of `values` comes from fewer runs than computed it (see `count_mark`)."""
-    return any(count_mark(k, o) for v in values if f"{v}_count" in comparison
-               for k, o in zip(comparison[f"{v}_count"], comparison[f"{v}_of"]))
+def _footnote(comparison: Comparison, values: Sequence[str]) -> list[str]:
+    """The table's footnotes on one line."""
+    notes = footnotes(comparison, values)
+    return ["; ".join(notes)] if notes else []
 
 
-def fit_width(shown: pd.DataFrame, fixed: int, width: int) -> tuple[pd.DataFrame, list[str]]:
+def render_text(table: Table) -> str:
+    """A table as aligned plain text (pandas' layout), its notes under it."""
+    text = _text_frame(table).to_string(index=False)
+    return "\n".join([text, *table.notes])
+
+
+def _text_frame(table: Table) -> pd.DataFrame:
+    """The cells as a frame for pandas' layout; a numeric column of whole numbers (n, diverged, failed) as
+    integers, so that it is laid out as a number."""
+    headers = [c.name + (f" {'↑' if c.direction == 'higher' else '↓'}" if c.direction else "") for c in table.columns]
+    frame = pd.DataFrame([[c.text for c in row] for row in table.rows], columns=headers)
+    for header, column in zip(headers, table.columns):
+        if column.numeric and frame[header].str.fullmatch(r"\d+").all():
+            frame[header] = frame[header].astype(int)
+    return frame
+
+
+def fit_width(table: Table, fixed: int, width: int) -> tuple[Table, list[str]]:
     """The first `fixed` columns and as many value columns as fit `width` characters; the rest's names."""
-    keep = list(shown.columns[:fixed])
-    left_out = []
-    for column in shown.columns[fixed:]:
-        if left_out or len(shown[keep + [column]].to_string(index=False).splitlines()[0]) > width:
-            left_out.append(column.rsplit(" ", 1)[0])
+    frame = _text_frame(table)
+    keep = list(range(fixed))
+    left_out: list[str] = []
+    for i in range(fixed, len(table.columns)):
+        if left_out or len(frame.iloc[:, keep + [i]].to_string(index=False).splitlines()[0]) > width:
+            left_out.append(table.columns[i].name)
         else:
-            keep.append(column)
-    return shown[keep], left_out
+            keep.append(i)
+    kept = Table([table.columns[i] for i in keep], [[row[i] for i in keep] for row in table.rows], table.caption,
+                 table.notes)
+    return kept, left_out
 
 
 def format_results(
-    store: ResultsStore,
+    store: StoreReader,
     fmt: str,
     *,
     per_run: bool = False,
@@ -277,52 +167,26 @@ def format_results(
     width: int = TERMINAL_WIDTH,
 ) -> str:
     """`vaebench results`: the comparison (or per-run) table as text, CSV, JSON or Markdown."""
-    if per_run:
-        frame = per_run_frame(store)
-        if fmt == "csv":
-            return frame.to_csv(index=False)
-        if fmt == "json":
-            return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
-        return _markdown(frame) if fmt == "markdown" else frame.to_string(index=False)
-    wide = wide_frame(store)
-    comparison = comparison_from_wide(wide, per_latent=True)
+    comparison = Comparison.build(store)
+    frame = per_run_frame(comparison) if per_run else results_frame(comparison)
     if fmt == "csv":
-        return comparison.to_csv(index=False)
+        return frame.to_csv(index=False)
     if fmt == "json":
-        return json.dumps(json.loads(comparison.to_json(orient="records")), indent=2)
+        return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
+    if per_run:
+        return render_markdown(frame_table(frame)).rstrip("\n") if fmt == "markdown" else frame.to_string(index=False)
     if comparison.empty:
         return "(no runs)"
-    available = value_columns(wide, per_latent=True)
-    values = available if all_values else choose_columns(available, metrics, suite_metric_order(store))
-    shown = display_frame(comparison, values)
-    footnote = _footnotes(comparison, values)
+    available = comparison.value_names(per_latent=True)
+    values = available if all_values else choose_columns(available, metrics, comparison.suite_metric_order())
+    table = display_table(comparison, values)
     if fmt == "markdown":
-        return _markdown(shown) + (f"\n\n{footnote}" if footnote else "")
+        return render_markdown(table).rstrip("\n")
     left_out: list[str] = []
     if not (all_values or metrics):
-        fixed = len(shown.columns) - len(values)
-        shown, left_out = fit_width(shown, fixed, width)
-        footnote = _footnotes(comparison, [v for v in values if v not in left_out])
-    text = shown.to_string(index=False)
-    if footnote:
-        text += f"\n{footnote}"
+        table, left_out = fit_width(table, len(table.columns) - len(values), width)
+        table.notes = _footnote(comparison, [v for v in values if v not in left_out])
+    text = render_text(table)
     if left_out:
         text += f"\n({len(left_out)} more: {', '.join(left_out)}; show them with --metrics NAME,... or --all)"
     return text
-
-
-def _footnotes(comparison: pd.DataFrame, values: Sequence[str]) -> str:
-    notes = [ceiling_footnote(values), COUNT_FOOTNOTE if has_partial_counts(comparison, values) else ""]
-    return "; ".join(n for n in notes if n)
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = ["| " + " | ".join(_md_escape(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
-
-
-def _md_escape(value: object) -> str:
-    text = f"{value:.4g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|")

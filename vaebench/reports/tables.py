@@ -1,9 +1,10 @@
 """The report's tables: comparison (mean and 95% bootstrap CI over seeds), pairwise tests, ranks.
 
 Each table is built once as numbers (a DataFrame, written as CSV) and once as a `Table` of text
-cells, which `render_markdown`, `render_latex` (booktabs) and `render_html` turn into text. Every
-string in a cell is escaped for its format by the renderer, so text from a user's suite file
-(suite names, settings, dataset names) can never become markup.
+cells, which `render_markdown`, `render_latex` (booktabs) and `render_html` turn into text: the
+one renderer of each format, also `vaebench results`'. Every string in a cell is escaped for its
+format by the renderer, so text from a user's suite file (suite names, settings, dataset names)
+can never become markup. The comparison tables read a `vaebench.reports.comparison.Comparison`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from vaebench.reports.stats import (
-    ALPHA, BOOTSTRAP_RESAMPLES, CONFIDENCE, higher_is_better, mean_ci, min_attainable_p, natural_key, pairwise_tests,
-    rank_table,
+from vaebench.bench.spec import RunStatus
+from vaebench.reports.comparison import (
+    ID_COLUMNS, Comparison, Setting, SettingSummary, ceiling_mark, count_mark, counts, footnotes,
 )
-from vaebench.reports.summary import (
-    COUNT_FOOTNOTE, ID_COLUMNS, ceiling_footnote, ceiling_mark, comparison_from_wide, count_mark, has_partial_counts,
-    value_columns,
+from vaebench.reports.stats import (
+    ALPHA, BOOTSTRAP_RESAMPLES, CONFIDENCE, higher_is_better, min_attainable_p, pairwise_tests, rank_table,
 )
 
 NUMBER_FORMAT = "{:.4g}"
@@ -64,51 +64,56 @@ def direction_of(metric: str) -> str:
     return "higher" if higher_is_better(metric) else "lower"
 
 
-def group_columns(frame: pd.DataFrame) -> list[str]:
-    """The columns that separate comparable rows: the dataset, and the suite when there are several."""
-    return ["suite", "dataset"] if frame["suite"].nunique() > 1 else ["dataset"]
+def frame_table(frame: pd.DataFrame) -> Table:
+    """A DataFrame as a `Table`: floats with 4 significant digits, numeric columns right-aligned."""
+    columns = [Column(str(c), numeric=pd.api.types.is_numeric_dtype(frame[c])) for c in frame.columns]
+    rows = [[Cell(f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row] for row in frame.itertuples(index=False)]
+    return Table(columns, rows)
+
+
+def group_of(settings: Sequence[Setting]) -> list[str]:
+    """The fields that separate comparable rows: the dataset, and the suite when there are several."""
+    return ["suite", "dataset"] if len({s.suite for s in settings}) > 1 else ["dataset"]
+
+
+def _group_key(setting: Setting, group: Sequence[str]) -> tuple[str, ...]:
+    return tuple(getattr(setting, g) for g in group)
 
 
 # ---------------------------------------------------------------- comparison
 
 
-def comparison_table(wide: pd.DataFrame) -> pd.DataFrame:
-    """`summary.comparison_from_wide` plus, per metric, the 95% bootstrap CI and a `best` flag.
-
-    Best: the best mean in its column among the rows of the same dataset (and suite), in the
-    metric's direction; ties are all best.
-    """
-    comp = comparison_from_wide(wide)
-    comp = comp.sort_values(ID_COLUMNS, key=lambda col: col.map(natural_key), ignore_index=True)
-    metrics = value_columns(wide)
-    done = wide[wide["status"] == "done"]
-    keys = [tuple(r) for r in comp[ID_COLUMNS].itertuples(index=False)]
-    groups = {k: g for k, g in done.groupby(ID_COLUMNS, sort=True)} if not done.empty else {}
-    group = group_columns(wide) if not comp.empty else ["dataset"]
-    for m in metrics:
-        if f"{m}_mean" not in comp:
-            comp[f"{m}_mean"] = math.nan
-            comp[f"{m}_std"] = math.nan
-            comp[f"{m}_count"] = comp[f"{m}_of"] = 0
-        cis = [mean_ci(groups[k][m].tolist())[1:] if k in groups else (math.nan, math.nan) for k in keys]
-        comp[f"{m}_ci_low"] = [c[0] for c in cis]
-        comp[f"{m}_ci_high"] = [c[1] for c in cis]
-        means = comp[f"{m}_mean"]
-        best_in_group = means.groupby([comp[c] for c in group]).transform("max" if higher_is_better(m) else "min")
-        comp[f"{m}_best"] = means.notna() & (means == best_in_group)
-    return comp
+def best_means(comparison: Comparison, metrics: Sequence[str]) -> dict[tuple[str, str, str], bool]:
+    """(suite, setting key, metric) -> whether the setting's mean is the best in its column among the rows of
+    the same dataset (and suite), in the metric's direction; ties are all best."""
+    group = group_of(comparison.settings)
+    best: dict[tuple[str, str, str], bool] = {}
+    for metric in metrics:
+        summaries = [comparison.summary(s, metric) for s in comparison.settings]
+        means: dict[tuple[str, ...], list[float]] = {}
+        for s in summaries:
+            if not math.isnan(s.mean):
+                means.setdefault(_group_key(s.setting, group), []).append(s.mean)
+        pick = max if higher_is_better(metric) else min
+        for s in summaries:
+            found = means.get(_group_key(s.setting, group), [])
+            best[(s.setting.suite, s.setting.key, metric)] = bool(found) and s.mean == pick(found)
+    return best
 
 
-def comparison_long(comp: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+def comparison_long(comparison: Comparison, metrics: Sequence[str]) -> pd.DataFrame:
     """The comparison as a tidy frame for CSV: one row per setting and metric, with its direction."""
+    best = best_means(comparison, metrics)
     rows = []
-    for r in comp.to_dict("records"):
+    for setting in comparison.sorted_settings():
         for m in metrics:
+            s = comparison.summary(setting, m)
+            n, of = counts(s)
             rows.append({
-                **{c: r[c] for c in ID_COLUMNS}, "n": r["n"], "diverged": r["diverged"], "failed": r["failed"],
-                "metric": m, "direction": direction_of(m), "mean": r[f"{m}_mean"], "sd": r[f"{m}_std"],
-                "ci_low": r[f"{m}_ci_low"], "ci_high": r[f"{m}_ci_high"], "best": bool(r[f"{m}_best"]),
-                "ceiling": r.get(f"{m}_ceiling", math.nan), "values": r[f"{m}_count"], "of": r[f"{m}_of"],
+                **dict(zip(ID_COLUMNS, setting.ids)), "n": setting.done, "diverged": setting.diverged,
+                "failed": setting.failed, "metric": m, "direction": direction_of(m), "mean": s.mean, "sd": s.sd,
+                "ci_low": s.ci_low, "ci_high": s.ci_high, "best": best[(setting.suite, setting.key, m)],
+                "ceiling": math.nan if s.ceiling is None else s.ceiling, "values": n, "of": of,
             })
     columns = [*ID_COLUMNS, "n", "diverged", "failed", "metric", "direction", "mean", "sd", "ci_low", "ci_high", "best",
                "ceiling", "values", "of"]
@@ -124,37 +129,42 @@ def ci_cell(mean: float, low: float, high: float) -> str:
     return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
-def comparison_display(comp: pd.DataFrame, metrics: Sequence[str], *, title: str = "") -> Table:
-    group = group_columns(comp) if not comp.empty else ["dataset"]
-    counts = [c for c in ("diverged", "failed") if c in comp and comp[c].sum() > 0]
+def _summary_cell(summary: SettingSummary, best: bool) -> Cell:
+    return Cell(ci_cell(summary.mean, summary.ci_low, summary.ci_high) + ceiling_mark(summary) + count_mark(summary),
+                best)
+
+
+def comparison_display(comparison: Comparison, metrics: Sequence[str], *, title: str = "") -> Table:
+    settings = comparison.sorted_settings()
+    group = group_of(settings)
+    counted = [c for c in ("diverged", "failed") if sum(getattr(s, c) for s in settings) > 0]
     columns = [Column(c) for c in group] + [Column("setting"), Column("n", numeric=True)]
-    columns += [Column(c, numeric=True) for c in counts]
+    columns += [Column(c, numeric=True) for c in counted]
     columns += [Column(m, direction_of(m), numeric=True) for m in metrics]
+    best = best_means(comparison, metrics)
     rows = []
-    for r in comp.to_dict("records"):
-        cells = [Cell(str(r[c])) for c in group] + [Cell(str(r["setting"])), Cell(str(r["n"]))]
-        cells += [Cell(str(r[c])) for c in counts]
-        for m in metrics:
-            mark = ceiling_mark(m, r[f"{m}_mean"], r.get(f"{m}_ceiling", math.nan))
-            counted = count_mark(r[f"{m}_count"], r[f"{m}_of"])
-            cells.append(Cell(ci_cell(r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"]) + mark + counted,
-                              bool(r[f"{m}_best"])))
+    for s in settings:
+        cells = [Cell(str(getattr(s, c))) for c in group] + [Cell(s.label), Cell(str(s.done))]
+        cells += [Cell(str(getattr(s, c))) for c in counted]
+        cells += [_summary_cell(comparison.summary(s, m), best[(s.suite, s.key, m)]) for m in metrics]
         rows.append(cells)
     caption = (
         f"Mean over seeds and {CONFIDENCE:.0%} bootstrap confidence interval (percentile, "
         f"{BOOTSTRAP_RESAMPLES} resamples, fixed seed); the mean alone where a setting has one seed. "
         "Arrows give each metric's direction; the best value in each column is in bold."
     )
-    notes = [ceiling_footnote(metrics), COUNT_FOOTNOTE if has_partial_counts(comp, metrics) else ""]
-    return Table(columns, rows, caption=f"{title}: {caption}" if title else caption, notes=[n for n in notes if n])
+    return Table(columns, rows, caption=f"{title}: {caption}" if title else caption,
+                 notes=footnotes(comparison, metrics))
 
 
 # ---------------------------------------------------------------- pairwise tests and ranks
 
 
-def pairwise_frame(wide: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    done = wide[wide["status"] == "done"]
-    group = group_columns(wide) if not wide.empty else ["dataset"]
+def pairwise_frame(comparison: Comparison, metrics: Sequence[str]) -> pd.DataFrame:
+    """`stats.pairwise_tests` over the completed runs, within each dataset (and suite, when there are several)."""
+    wide = comparison.per_run()
+    done = wide[wide["status"] == RunStatus.DONE]
+    group = group_of(comparison.settings)
     frame = done.assign(dataset=_joined(done, group)) if len(group) > 1 else done
     return pairwise_tests(frame, metrics)
 
@@ -193,11 +203,13 @@ def pairwise_display(pairs: pd.DataFrame, metrics: Sequence[str]) -> Table:
     return Table(columns, rows, caption=caption, notes=notes)
 
 
-def ranks_frame(comp: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    group = group_columns(comp) if not comp.empty else ["dataset"]
-    means = comp.assign(dataset=_joined(comp, group)) if len(group) > 1 else comp
-    means = means[["dataset", "setting", *[f"{m}_mean" for m in metrics]]]
-    means = means.rename(columns={f"{m}_mean": m for m in metrics})
+def ranks_frame(comparison: Comparison, metrics: Sequence[str]) -> pd.DataFrame:
+    """`stats.rank_table` of the settings' means, within each dataset (and suite, when there are several)."""
+    settings = comparison.sorted_settings()
+    group = group_of(settings)
+    means = pd.DataFrame([{"dataset": " / ".join(_group_key(s, group)), "setting": s.label,
+                           **{m: comparison.summary(s, m).mean for m in metrics}} for s in settings],
+                         columns=["dataset", "setting", *metrics])
     return rank_table(means, metrics)
 
 

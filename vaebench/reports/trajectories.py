@@ -18,27 +18,30 @@ verdicts) is the code that makes the final tables, fed with these frames: one fo
     StoreFrames            the store's runs, final metrics and along-training values, read once
     budgets(frames)        the scored steps
     at_budget(frames, N)   a read-only store-like view at budget N (runs, metrics, wide, curves)
+    comparisons(frames)    the `Comparison` of every budget
     claims_along(frames)   `claims_table` at every budget (Holm within each budget's claims)
     verdict_trajectories   per claim: its verdict at each budget, the trajectory in words, stable or not
     protocol_note(frames)  on what the budgets' values were scored (the test images of scoring along training)
-    along_summary(frames)  per setting, budget and value: n, mean, sd and 95% bootstrap CI over seeds
+    along_summary(...)     per setting, budget and value: n, mean, sd and 95% bootstrap CI over seeds
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from vaebench.bench.spec import RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import ConfigError, DataError
-from vaebench.metrics.registry import declaration_of
+from vaebench.reports.claims import COLUMNS as CLAIM_COLUMNS
 from vaebench.reports.claims import claims_table
-from vaebench.reports.stats import mean_ci, natural_key
-from vaebench.reports.summary import ID_COLUMNS, comparison_from_wide, format_results, per_run_frame, wide_frame
+from vaebench.reports.comparison import ID_COLUMNS, Comparison, value_order
+from vaebench.reports.stats import natural_key
+from vaebench.reports.summary import format_results, per_run_frame, results_frame
 
 # a verdict is stable when it is the same at this many last budgets (it has not changed over them)
 STABLE_OVER = 2
@@ -50,9 +53,9 @@ class StoreFrames:
     """What every budget view is made from, read from a store once."""
 
     path: Path
-    runs: pd.DataFrame  # spec and environment parsed
-    metrics: pd.DataFrame  # final scoring: run_id, name, value, note
-    along: pd.DataFrame  # along training: run_id, step, name, value, note
+    runs: pd.DataFrame  # spec (a RunSpec) and environment parsed
+    metrics: pd.DataFrame  # final scoring: run_id, name, value, note, ceiling
+    along: pd.DataFrame  # along training: run_id, step, name, value, note, ceiling
     curves: pd.DataFrame
 
     @classmethod
@@ -63,43 +66,46 @@ class StoreFrames:
 def budgets(frames: StoreFrames) -> list[int]:
     """Every step at which runs were scored: along training, and the ends of the completed runs."""
     steps = set(int(s) for s in frames.along["step"].unique())
-    steps |= {int(r["spec"]["steps"]) for r in frames.runs.to_dict("records") if r["status"] == "done"}
+    steps |= {int(r["spec"].steps) for r in frames.runs.to_dict("records") if r["status"] == RunStatus.DONE}
     return sorted(steps)
 
 
 def _reached(run: dict, step: int) -> bool:
     """Whether a run's training got to `step` (a diverged run: its divergence came at that step or later)."""
-    if run["status"] == "done":
+    if run["status"] == RunStatus.DONE:
         return True
     diverged = run.get("diverged_step")
-    return run["status"] == "diverged" and diverged is not None and not pd.isna(diverged) and int(diverged) >= step
+    return (run["status"] == RunStatus.DIVERGED and diverged is not None and not pd.isna(diverged)
+            and int(diverged) >= step)
 
 
 def runs_at(frames: StoreFrames, step: int) -> pd.DataFrame:
     """The runs of budget `step`, each as a run of `step` steps (see the module docstring): those scored
-    there along training, and those whose budget ends there."""
+    there along training, and those whose budget ends there. A run's spec there is its spec with `steps`
+    set to N, and its setting key that spec's."""
     scored = set(frames.along.loc[frames.along["step"] == step, "run_id"])
     rows = []
     for r in frames.runs.to_dict("records"):
         spec = r["spec"]
-        ends = spec.get("steps") == step
-        if not (ends or step in spec.get("at_steps", [])):
+        ends = spec.steps == step
+        if not (ends or step in spec.at_steps):
             continue
         if r["run_id"] in scored or (not ends and _reached(r, step)):
-            r.update(status="done", steps_done=step, diverged_step=None, error=None)
-        r["spec"] = {**spec, "steps": step}
+            r.update(status=RunStatus.DONE.value, steps_done=step, diverged_step=None, error=None)
+        r["spec"] = dataclasses.replace(spec, steps=step)
+        r["setting_key"] = r["spec"].setting_key()
         rows.append(r)
     return pd.DataFrame(rows, columns=frames.runs.columns)
 
 
 def metrics_at(frames: StoreFrames, step: int, runs: pd.DataFrame) -> pd.DataFrame:
-    """The values of budget `step` in the `metrics` table's long format (run_id, name, value, note): a
-    run's values scored there along training, else, at the end of its budget, its final scoring's."""
+    """The values of budget `step` in the `metrics` table's long format (run_id, name, value, note, ceiling):
+    a run's values scored there along training, else, at the end of its budget, its final scoring's."""
     along = frames.along[(frames.along["step"] == step) & frames.along["run_id"].isin(set(runs["run_id"]))]
     scored = set(along["run_id"])
-    ends = {r["run_id"] for r in frames.runs.to_dict("records") if r["spec"].get("steps") == step} - scored
+    ends = {r["run_id"] for r in frames.runs.to_dict("records") if r["spec"].steps == step} - scored
     final = frames.metrics[frames.metrics["run_id"].isin(ends & set(runs["run_id"]))]
-    parts = [p for p in (final, along[["run_id", "name", "value", "note"]]) if not p.empty]
+    parts = [p for p in (final, along[list(frames.metrics.columns)]) if not p.empty]
     if not parts:
         return frames.metrics.iloc[0:0]
     return pd.concat(parts, ignore_index=True).sort_values(["run_id", "name"], ignore_index=True)
@@ -165,9 +171,8 @@ def format_results_at(store: ResultsStore, step_text: str, fmt: str, **options) 
     if fmt in ("csv", "json"):
         parts = []
         for step in steps:
-            view = at_budget(frames, step)
-            frame = per_run_frame(view) if options.get("per_run") else comparison_from_wide(wide_frame(view),
-                                                                                             per_latent=True)
+            comparison = Comparison.build(at_budget(frames, step))
+            frame = per_run_frame(comparison) if options.get("per_run") else results_frame(comparison)
             parts.append(frame.assign(step=step)[["step", *frame.columns]])
         frame = pd.concat(parts, ignore_index=True)
         if fmt == "csv":
@@ -184,9 +189,8 @@ def format_results_at(store: ResultsStore, step_text: str, fmt: str, **options) 
 def _step_kind(frames: StoreFrames, step: int) -> str:
     """What the values at `step` are: scored along training (with the protocol's test images), the final scoring."""
     along = frames.along[frames.along["step"] == step]
-    images = {spec.get("at_images", 0) for r, spec in zip(frames.runs["run_id"], frames.runs["spec"])
-              if r in set(along["run_id"])}
-    ends = any(spec.get("steps") == step for spec in frames.runs["spec"])
+    images = {spec.at_images for r, spec in zip(frames.runs["run_id"], frames.runs["spec"]) if r in set(along["run_id"])}
+    ends = any(spec.steps == step for spec in frames.runs["spec"])
     what = []
     if not along.empty:
         on = ", ".join(f"{n:,d} test images" if n else "the whole test split" for n in sorted(images))
@@ -199,16 +203,20 @@ def _step_kind(frames: StoreFrames, step: int) -> str:
 # ---------------------------------------------------------------- claims at every budget
 
 
-def claims_along(frames: StoreFrames) -> pd.DataFrame:
-    """`claims_table` at every budget, one row per claim and budget (a `step` column first)."""
+def comparisons(frames: StoreFrames) -> dict[int, Comparison]:
+    """The comparison at every budget (`at_budget`), by step."""
+    return {step: Comparison.build(at_budget(frames, step)) for step in budgets(frames)}
+
+
+def claims_along(by_step: dict[int, Comparison]) -> pd.DataFrame:
+    """`claims_table` at every budget (`comparisons`), one row per claim and budget (a `step` column first)."""
     parts = []
-    for step in budgets(frames):
-        view = at_budget(frames, step)
-        table = claims_table(view.runs(), view.metrics())
+    for step, comparison in by_step.items():
+        table = claims_table(comparison)
         if not table.empty:
             parts.append(table.assign(step=step)[["step", *table.columns]])
     if not parts:
-        return pd.DataFrame(columns=["step", *claims_table(frames.runs.iloc[0:0], frames.metrics.iloc[0:0]).columns])
+        return pd.DataFrame(columns=["step", *CLAIM_COLUMNS])
     return pd.concat(parts, ignore_index=True)
 
 
@@ -266,8 +274,7 @@ def verdict_trajectories(along: pd.DataFrame) -> pd.DataFrame:
 def protocol_note(frames: StoreFrames) -> str:
     """On what the budgets' values were scored: 'the values scored along training on 1,000 test images'."""
     scored = set(frames.along["run_id"])
-    images = sorted({spec.get("at_images", 0) for r, spec in zip(frames.runs["run_id"], frames.runs["spec"])
-                     if r in scored})
+    images = sorted({spec.at_images for r, spec in zip(frames.runs["run_id"], frames.runs["spec"]) if r in scored})
     if not images:
         return "the final scoring"
     on = " or ".join(f"{n:,d} test images" if n else "the whole test split" for n in images)
@@ -296,58 +303,51 @@ def format_trajectories(trajectories: pd.DataFrame, steps: list[int], protocol: 
     return "\n".join(lines)
 
 
-def claims_trajectory_text(store: ResultsStore) -> str:
+def claims_trajectory_text(frames: StoreFrames) -> str:
     """What `vaebench claims` prints below the final verdicts: the trajectories ('' with one budget)."""
-    frames = StoreFrames.read(store)
     steps = budgets(frames)
     if len(steps) < 2:
         return ""
-    return format_trajectories(verdict_trajectories(claims_along(frames)), steps, protocol_note(frames))
+    return format_trajectories(verdict_trajectories(claims_along(comparisons(frames))), steps, protocol_note(frames))
 
 
 # ---------------------------------------------------------------- values along training, per setting
 
 
-def along_runs(frames: StoreFrames) -> pd.DataFrame:
-    """One row per run and budget (a `step` column), with each value scored there (wide)."""
-    parts = []
-    for step in budgets(frames):
-        wide = wide_frame(at_budget(frames, step))
-        if not wide.empty:
-            parts.append(wide.assign(step=step))
+def along_runs(by_step: dict[int, Comparison]) -> pd.DataFrame:
+    """One row per run and budget (a `step` column), with each value scored there (`Comparison.per_run`)."""
+    parts = [c.per_run().assign(step=step) for step, c in by_step.items() if not c.empty]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run_id", "step", *ID_COLUMNS])
 
 
-def along_values(runs_frame: pd.DataFrame) -> list[str]:
-    """The non-per-latent values scored at two or more budgets (those a line can be drawn for)."""
-    out = []
-    for column in runs_frame.columns:
-        declared = declaration_of(column)
-        if declared is None or declared.value.per_latent:
-            continue
-        done = runs_frame[(runs_frame["status"] == "done") & runs_frame[column].notna()]
-        if done["step"].nunique() >= 2:
-            out.append(column)
-    return out
+def along_values(by_step: dict[int, Comparison]) -> list[str]:
+    """The declared non-per-latent values some completed run has at two or more budgets (those a line can be
+    drawn for), in the order they first appear over the budgets."""
+    seen: dict[str, int] = {}
+    for comparison in by_step.values():
+        for name in sorted(set(comparison.stored["name"])):
+            seen.setdefault(name, 0)
+        for name in {s.metric for s in comparison.summaries if s.n}:
+            seen[name] += 1
+    drawn = set(value_order(list(seen)))
+    return [name for name, steps in seen.items() if name in drawn and steps >= 2]
 
 
-def along_summary(runs_frame: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset, setting, budget and value: n, mean, sd and the 95% bootstrap CI over seeds (`mean_ci`)."""
+def along_summary(by_step: dict[int, Comparison]) -> pd.DataFrame:
+    """Per dataset, setting, budget and value: n, mean, sd and the 95% bootstrap CI over seeds (a setting's
+    `SettingSummary` at that budget), for the `along_values`."""
     columns = [*ID_COLUMNS, "step", "value", "n", "mean", "sd", "ci_low", "ci_high"]
-    if runs_frame.empty:
-        return pd.DataFrame(columns=columns)
-    values = along_values(runs_frame)
-    done = runs_frame[runs_frame["status"] == "done"]
+    values = along_values(by_step)
     rows = []
-    for (suite, dataset, variant, setting, step), group in done.groupby([*ID_COLUMNS, "step"], sort=True):
-        for value in values:
-            x = group[value].dropna().to_numpy(float)
-            if not len(x):
-                continue
-            mean, low, high = mean_ci(x.tolist())
-            sd = float(x.std(ddof=1)) if len(x) > 1 else math.nan
-            rows.append({"suite": suite, "dataset": dataset, "variant": variant, "setting": setting, "step": int(step),
-                         "value": value, "n": len(x), "mean": mean, "sd": sd, "ci_low": low, "ci_high": high})
+    for step, comparison in by_step.items():
+        for setting in comparison.settings:
+            for value in values:
+                s = comparison.summary(setting, value)
+                if s is None or not s.n:
+                    continue
+                rows.append({**dict(zip(ID_COLUMNS, setting.ids)), "step": int(step), "value": value, "n": s.n,
+                             "mean": s.mean, "sd": s.sd, "ci_low": s.ci_low, "ci_high": s.ci_high})
+    rows.sort(key=lambda r: (r["suite"], r["dataset"], r["variant"], r["setting"], r["step"]))
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -17,9 +17,10 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from vaebench.bench.spec import RunStatus
+from vaebench.reports.comparison import value_order
 from vaebench.reports.plots import STYLE, Plot, _arrow, _figure, mpl_text, slug
 from vaebench.reports.stats import natural_key
-from vaebench.reports.summary import value_columns
 
 DIVERGED_COLOR = "red"
 
@@ -37,7 +38,7 @@ def along_plots(summary: pd.DataFrame) -> list[Plot]:
     plots = []
     for dataset in datasets:
         part = summary[summary["dataset"] == dataset]
-        values = [v for v in value_columns(pd.DataFrame(columns=list(dict.fromkeys(part["value"]))))  # registry order
+        values = [v for v in value_order(list(dict.fromkeys(part["value"])))  # registry order
                   if part.loc[part["value"] == v, "step"].nunique() >= 2]
         if not values:
             continue
@@ -89,7 +90,7 @@ def learning_curve_plots(curves: pd.DataFrame, runs: pd.DataFrame) -> list[Plot]
         names = sorted(part["name"].unique(), key=lambda n: (not n.endswith("loss"), n))
         ncols, nrows = _panels(len(names))
         fig, axes = _figure(ncols, nrows, width=4.0, height=2.8)
-        diverged = group[group["status"] == "diverged"].dropna(subset=["diverged_step"])
+        diverged = group[group["status"] == RunStatus.DIVERGED].dropna(subset=["diverged_step"])
         with matplotlib.rc_context(STYLE):
             for ax, name in zip(axes.flat, names):
                 for i, run in enumerate(group.sort_values("seed").to_dict("records")):

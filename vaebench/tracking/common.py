@@ -21,13 +21,9 @@ REPORT_TAG = "vaebench.report"  # the MLflow run holding a run directory's repor
 
 
 def spec_params(spec: RunSpec) -> dict[str, Any]:
-    """The spec as flat parameters, `hyperparameters.beta` style (as `vaebench.api.load_results` flattens it),
-    plus the run id."""
-    from vaebench.api import _flatten
-
-    flat: dict[str, Any] = {}
-    _flatten("", spec.to_dict(), flat)
-    return {"run_id": spec.run_id, **flat}
+    """The spec as flat parameters, `hyperparameters.beta` style (`RunSpec.flat`, as `vaebench.api.load_results`
+    flattens it), plus the run id."""
+    return {"run_id": spec.run_id, **spec.flat()}
 
 
 def run_label(setting: str, spec: RunSpec) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.spec import RunResult, RunSpec, RunStatus
 from vaebench.errors import ConfigError, MissingDependencyError
 from vaebench.tracking.common import (
     CURVE_PREFIX, GRID_FOLDER, METRIC_PREFIX, REPORT_FOLDER, REPORT_TAG, RUN_ID_TAG, run_label, spec_params,
@@ -214,14 +214,14 @@ class MlflowSweep:
                 path = Path(tmp) / f"{name}.png"
                 path.write_bytes(png)
                 self.client.log_artifact(run_id, str(path), GRID_FOLDER)
-        tags = [RunTag("vaebench.status", result.status)]
+        tags = [RunTag("vaebench.status", str(result.status))]
         if result.diverged_step is not None:
             tags.append(RunTag("vaebench.diverged_step", str(result.diverged_step)))
         if result.error:
             self.client.log_text(run_id, result.error, "error.txt")
             tags.append(RunTag("vaebench.error", result.error[:MAX_TAG_CHARS]))
         self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, "FINISHED" if result.status == "done" else "FAILED")
+        self.client.set_terminated(run_id, "FINISHED" if result.status == RunStatus.DONE else "FAILED")
 
     def close(self) -> None:
         self.client = None

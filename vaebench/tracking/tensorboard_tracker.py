@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from vaebench.bench.spec import RunResult, RunTask
+from vaebench.bench.spec import RunResult, RunStatus, RunTask
 from vaebench.errors import MissingDependencyError
 from vaebench.tracking.common import CURVE_PREFIX, GRID_FOLDER, METRIC_PREFIX, REPORT_FOLDER, spec_params
 
@@ -159,7 +159,7 @@ def session_end(succeeded: bool) -> Any:
 def _run_header(task_spec: Any, setting: str) -> list[Any]:
     params = {**spec_params(task_spec), "setting": setting}
     spec_json = json.dumps(task_spec.to_dict(), indent=2, sort_keys=True)
-    return [session_start(params, group=task_spec.without_seed()), text("spec", f"```json\n{spec_json}\n```")]
+    return [session_start(params, group=task_spec.setting_key()), text("spec", f"```json\n{spec_json}\n```")]
 
 
 def run_dir(root: str, run_id: str) -> Path:
@@ -213,7 +213,7 @@ class TensorBoardSweep:
             values = scalars(METRIC_PREFIX, result.metrics)
             values += [image(f"{GRID_FOLDER}/{name}", png) for name, png in sorted(result.artifacts.items())]
             status = f"**{result.status}**" + (f"\n\n```\n{result.error}\n```" if result.error else "")
-            values += [text("status", status), session_end(result.status == "done")]
+            values += [text("status", status), session_end(result.status == RunStatus.DONE)]
             events.summary(result.steps_done, values)
         finally:
             events.close()

@@ -13,12 +13,11 @@ linearly at step 100 000.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
+from vaebench.variants.claims import Claim, ClaimSpec
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.registry import register_variant
 
@@ -35,10 +34,10 @@ def capacity(c_max: float, c_stop_steps: int, step: int) -> float:
     return min(c_max, c_max * step / c_stop_steps)
 
 
-def final_capacity(spec: Mapping[str, Any]) -> float:
+def final_capacity(spec: ClaimSpec) -> float:
     """C at a run's last step (steps - 1), the KL the objective holds the model at when training ends."""
-    h = spec["hyperparameters"]
-    return capacity(h["c_max"], h["c_stop_steps"], spec["steps"] - 1)
+    h = dict(spec.hyperparameters)
+    return capacity(h["c_max"], h["c_stop_steps"], spec.steps - 1)
 
 
 CAPACITY_TOLERANCE = 1.0  # nats: how far the final KL may be from C for the claim to hold

@@ -11,14 +11,29 @@ objectives' higher I(x;z) only with the `pixelcnn` decoder, where a VAE can igno
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Protocol
 
 DIRECTIONS = ("lower", "higher", "near")
 
-SpecDict = Mapping[str, Any]  # a run's spec as stored (RunSpec.to_dict)
+
+class ClaimSpec(Protocol):
+    """What a claim's callbacks read of a run: its `vaebench.bench.spec.RunSpec` (named here by the fields
+    claims read; the variants layer does not import the harness)."""
+
+    @property
+    def variant(self) -> str: ...
+
+    @property
+    def hyperparameters(self) -> tuple[tuple[str, Any], ...]: ...
+
+    @property
+    def architecture(self) -> str: ...
+
+    @property
+    def steps(self) -> int: ...
 
 
-def always(spec: SpecDict) -> bool:
+def always(spec: ClaimSpec) -> bool:
     return True
 
 
@@ -27,15 +42,15 @@ class Claim:
     """value: the stored value name; direction: lower / higher than the partner's, or near `target`.
 
     applies(spec) -> whether the claim is about this run; target(spec) -> the value a "near"
-    claim expects, within `tolerance` (in the value's units).
+    claim expects, within `tolerance` (in the value's units). `spec` is the run's RunSpec.
     """
 
     value: str
     direction: str
     statement: str
     partner: str = "vae"
-    applies: Callable[[SpecDict], bool] = always
-    target: Callable[[SpecDict], float] | None = None
+    applies: Callable[[ClaimSpec], bool] = always
+    target: Callable[[ClaimSpec], float] | None = None
     tolerance: float = 0.0
 
     def __post_init__(self) -> None:
@@ -45,6 +60,6 @@ class Claim:
             raise ValueError("a 'near' claim needs a target, and only it")
 
 
-def with_pixelcnn(spec: SpecDict) -> bool:
+def with_pixelcnn(spec: ClaimSpec) -> bool:
     """The run uses the autoregressive decoder, powerful enough to ignore z."""
-    return spec.get("architecture") == "pixelcnn"
+    return spec.architecture == "pixelcnn"

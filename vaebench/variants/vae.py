@@ -51,7 +51,7 @@ class BetaVAE(VAE):
     Hyperparameters = BetaVAEHyperparameters
     # Higgins et al. 2017, sec. 2: beta > 1 limits the capacity of the latent channel (a lower rate)
     claims = (Claim("kl", "lower", "beta > 1 lowers the rate KL(q(z|x) || p(z)) below the VAE's",
-                    applies=lambda spec: spec["hyperparameters"].get("beta", 4.0) > 1),)
+                    applies=lambda spec: dict(spec.hyperparameters).get("beta", 4.0) > 1),)
 
     def kl_weight(self, step: int) -> float:
         return self.hparams.beta
