@@ -312,7 +312,8 @@ def test_a_store_written_before_the_table_is_read_by_every_command(tmp_path, cap
     conn.commit()
     conn.close()
     with ResultsStore(tmp_path, create=False) as store:
-        assert store.along().empty and list(store.along().columns) == ["run_id", "step", "name", "value", "note"]
+        assert store.along().empty and list(store.along().columns) == ["run_id", "step", "name", "value", "note",
+                                                                       "ceiling"]
     for argv in (["results", str(tmp_path)], ["results", str(tmp_path), "--step", "all"], ["claims", str(tmp_path)],
                  ["report", str(tmp_path), "--out", str(tmp_path / "report")], ["baseline", str(tmp_path), "--out",
                  str(tmp_path / "b.json")], ["check", str(tmp_path), "--baseline", str(tmp_path / "b.json")]):

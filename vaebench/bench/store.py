@@ -39,6 +39,7 @@ from vaebench.bench import along_table  # metrics scored along training
 from vaebench.bench.spec import RunResult, RunSpec, RunStatus
 from vaebench.errors import DataError
 from vaebench.files import finite_or_none, safe_text, safe_value
+from vaebench.metrics.registry import declaration_of  # which values have a ceiling (read from older stores' notes)
 
 STORE_NAME = "results.sqlite"
 STATUS_VALUES = ", ".join(f"'{s.value}'" for s in RunStatus)
@@ -174,8 +175,6 @@ def with_ceilings(values: pd.DataFrame) -> pd.DataFrame:
     """Long values with their `ceiling` column complete: where a row has none stored (a store written before
     ceilings were stored as data, or a table without the column), the one its note records, for the values
     whose declaration has a ceiling (`Ceiling.from_note`)."""
-    from vaebench.metrics.registry import declaration_of  # the registry: only where a ceiling may be missing
-
     out = values if "ceiling" in values else values.assign(ceiling=float("nan"))
     missing = out["ceiling"].isna()
     if not missing.any():

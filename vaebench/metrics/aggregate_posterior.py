@@ -19,7 +19,7 @@ mixture densities of the N posteriors::
     log q(z_id)  = logsumexp_n log q(z_id | x_n) - log N
 
 so mi <= log N (the own posterior's term alone gives log q(z_i) >= log q(z_i|x_i) - log N:
-the estimator's ceiling, stored in the note), and the three estimates sum exactly to the
+the estimator's ceiling, stored beside mi_xz), and the three estimates sum exactly to the
 Monte Carlo estimate of the mean KL on the same samples. The index-code mi is the estimator
 and the draws (same seed) of `mi_xz`'s lower bound (`vaebench.metrics.mutual_information`),
 so it is stored once, as `mi_xz`; here it is a by-product of the tc pass, kept in the note.

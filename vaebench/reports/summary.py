@@ -30,6 +30,7 @@ from vaebench.reports.tables import Cell, Column, Table, direction_of, frame_tab
 
 FORMATS = ("table", "csv", "json", "markdown")
 TERMINAL_WIDTH = 120
+COUNTS = ("n", "diverged", "failed")  # the run counts of a setting: columns of whole numbers
 
 
 def results_frame(comparison: Comparison) -> pd.DataFrame:
@@ -106,8 +107,8 @@ def display_table(comparison: Comparison, values: Sequence[str]) -> Table:
     fixed = ["dataset", "setting", "n"]
     if len({s.suite for s in settings}) > 1:
         fixed.insert(0, "suite")
-    fixed += [c for c in ("diverged", "failed") if sum(getattr(s, c) for s in settings) > 0]
-    columns = [Column(c, numeric=c in ("n", "diverged", "failed")) for c in fixed]
+    fixed += [c for c in COUNTS[1:] if sum(getattr(s, c) for s in settings) > 0]
+    columns = [Column(c, numeric=c in COUNTS) for c in fixed]
     columns += [Column(v, direction_of(v), numeric=True) for v in values]
     rows = []
     for s in settings:
@@ -132,12 +133,11 @@ def render_text(table: Table) -> str:
 
 
 def _text_frame(table: Table) -> pd.DataFrame:
-    """The cells as a frame for pandas' layout; a numeric column of whole numbers (n, diverged, failed) as
-    integers, so that it is laid out as a number."""
+    """The cells as a frame for pandas' layout, the run counts as integers (laid out as numbers)."""
     headers = [c.name + (f" {'↑' if c.direction == 'higher' else '↓'}" if c.direction else "") for c in table.columns]
     frame = pd.DataFrame([[c.text for c in row] for row in table.rows], columns=headers)
     for header, column in zip(headers, table.columns):
-        if column.numeric and frame[header].str.fullmatch(r"\d+").all():
+        if column.name in COUNTS:
             frame[header] = frame[header].astype(int)
     return frame
 
