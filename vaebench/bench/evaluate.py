@@ -46,6 +46,7 @@ def evaluate(
         device=device,
         cache_dir=cache_dir,
         params=dict(spec.metric_params),
+        metrics=tuple(spec.metrics),
     )
     values: dict[str, float] = {}
     point_mass = getattr(model, "deterministic_encoder", False)

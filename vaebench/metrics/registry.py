@@ -71,6 +71,9 @@ class EvaluationContext:
     # ais_rate_distortion's curve; stored in the store's `curves` table with the index as the step.
     # Each name must be one the metric declares in `MetricInfo.curves`.
     curves: list[tuple[int, str, float]] = field(default_factory=list)
+    # the names of the metrics this evaluation computes, so that one metric can do the work of
+    # another it contains (ais_rate_distortion's path holds ais_nll's); empty: unknown
+    metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.params = check_metric_params(self.params)
