@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import tiny_suite_text
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import LOCK_NAME, run_directory_lock, run_suite
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.bench.train import checkpoint_path
 from vaebench.cli import main
-
-from conftest import tiny_suite_text
 
 ONE_VAE = '[[variants]]\nname = "vae"\n'
 
@@ -251,7 +250,8 @@ def test_suites_that_used_to_trace_back(write_suite, tmp_path, capsys, edit, key
 
 def test_a_grid_of_a_million_runs_is_counted_and_refused(write_suite, capsys):
     grid = ", ".join(str(1.0 + i) for i in range(1000))
-    suite = write_suite(tiny_suite_text(seeds=str(list(range(1000))), variants=f'[[variants]]\nname = "beta_vae"\nbeta = [{grid}]\n'))
+    variants = f'[[variants]]\nname = "beta_vae"\nbeta = [{grid}]\n'
+    suite = write_suite(tiny_suite_text(seeds=str(list(range(1000))), variants=variants))
     started = time.perf_counter()
     assert main(["run", str(suite), "--dry-run"]) == 2
     line = _one_error_line(capsys)

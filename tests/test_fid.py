@@ -14,9 +14,12 @@ from torch import nn
 from vaebench.data import get
 from vaebench.errors import ConfigError, DataError
 from vaebench.files import content_hash
-from vaebench.metrics import METRICS, EvaluationContext
+from vaebench.metrics import (
+    METRICS,
+    EvaluationContext,
+    fid,  # also registers fid and kid
+)
 from vaebench.metrics import feature_network as fn
-from vaebench.metrics import fid  # also registers fid and kid
 from vaebench.variants import build_variant
 
 STEPS = 200  # feature-network training steps for these tests (the default is fn.TRAIN_STEPS)

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import tiny_suite_text
 from vaebench.bench import suite as suite_module
 from vaebench.cli import main
-
-from conftest import tiny_suite_text
 
 ONE_VAE = '[[variants]]\nname = "vae"\n'
 
@@ -88,7 +87,8 @@ def _needs(write_suite, *, batch_size=8, latent_dim=3, dataset="digits", dataset
 @pytest.mark.parametrize("kwargs, key, words", [
     ({"dataset_params": "test_size = 1", "metrics": '"mi_xz"'}, "datasets[0].test_size",
      "metric 'mi_xz' needs at least 2 test images, and dataset 'digits' holds out 1"),
-    ({"dataset_params": "test_size = 1", "metrics": '"prior_mmd"'}, "datasets[0].test_size", "'prior_mmd' needs at least 2"),
+    ({"dataset_params": "test_size = 1", "metrics": '"prior_mmd"'}, "datasets[0].test_size",
+     "'prior_mmd' needs at least 2"),
     ({"dataset_params": "test_size = 1", "metrics": '"cov_offdiag"'}, "datasets[0].test_size", "needs at least 2"),
     ({"dataset_params": "test_size = 1", "metrics": '"elbo_decomposition"'}, "datasets[0].test_size", "at least 2"),
     ({"dataset_params": "test_size = 1", "metrics": '"fid"'}, "datasets[0].test_size", "'fid' needs at least 2"),
@@ -193,7 +193,8 @@ def test_evaluate_on_cuda_without_cuda_is_one_line(external_model, tmp_path, cap
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "run"
-    assert main(["evaluate", f"{external_model}:good", "--dataset", "digits", "--device", "cuda", "--out", str(out)]) == 2
+    args = ["evaluate", f"{external_model}:good", "--dataset", "digits", "--device", "cuda", "--out", str(out)]
+    assert main(args) == 2
     assert "CUDA is not available on this machine" in _one_error_line(capsys)
     assert not out.exists()
 
@@ -414,8 +415,7 @@ def test_suites_and_parameters_nested_too_deeply_are_one_line(write_suite, tmp_p
 @pytest.mark.parametrize("metrics, words", [("", "must be a non-empty array of metric names"),
                                              ('"kl", "mig", "kl"', "names 'kl' more than once")])
 def test_an_empty_or_repeated_metric_list_is_refused(write_suite, capsys, metrics, words):
-    text = tiny_suite_text(variants=ONE_VAE).replace('metrics = ["recon_mse", "recon_bce", "neg_elbo", "kl", "active_units"]',
-                                                     f"metrics = [{metrics}]")
+    text = tiny_suite_text(variants=ONE_VAE, metrics=f"[{metrics}]")
     assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
     line = _one_error_line(capsys)
     assert "key 'evaluation.metrics'" in line and words in line

@@ -20,7 +20,6 @@ from vaebench.metrics.mutual_information import (  # also registers mi_xz
 from vaebench.metrics.registry import check_metric_params
 from vaebench.variants.gaussian import pairwise_log_normal
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

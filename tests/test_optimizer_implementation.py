@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from vaebench import data
+from vaebench.bench.identity import made_from
 from vaebench.bench.optim import check_implementations, resolved_implementation
 from vaebench.bench.spec import RunTask
 from vaebench.bench.suite import load_suite
-from vaebench.bench.identity import made_from
 from vaebench.bench.train import Trainer, checkpoint_path, execute_run, load_checkpoint, run_plugins
 from vaebench.errors import ConfigError
 
@@ -145,7 +145,8 @@ def test_a_checkpoint_of_another_implementation_is_not_resumed(tmp_path, caplog)
     ckpt = checkpoint_path(run_dir, fused_spec.run_id)
     ckpt.parent.mkdir(parents=True)
     dataset = data.get(fused_spec.dataset, **dict(fused_spec.dataset_params))
-    state["made_from"] = made_from(dataset, run_plugins(()))  # made from the same code and data: only the implementation differs
+    # made from the same code and data: only the implementation differs
+    state["made_from"] = made_from(dataset, run_plugins(()))
     torch.save(state, ckpt)
     with caplog.at_level(logging.WARNING, logger="vaebench.bench.train"):
         result = execute_run(RunTask(fused_spec, "vae", str(run_dir)))

@@ -132,7 +132,8 @@ def test_a_plugin_runs_in_process_and_in_the_pool_with_the_same_numbers(lab_suit
     pd.testing.assert_frame_equal(one, two, check_exact=True)
     with ResultsStore(tmp_path / "one", create=False) as store:
         env = store.runs()["environment"].iloc[0]
-    assert [{k: p[k] for k in ("name", "version")} for p in env["plugins"]] == [{"name": "lab_plugin", "version": "1.2.3"}]
+    named = [{k: p[k] for k in ("name", "version")} for p in env["plugins"]]
+    assert named == [{"name": "lab_plugin", "version": "1.2.3"}]
     assert env["plugins"][0]["source"].startswith("sha256:")
 
     assert main(["results", str(tmp_path / "one")]) == 0

@@ -14,9 +14,8 @@ import torch
 
 from vaebench.data import get
 from vaebench.errors import ConfigError
-from vaebench.metrics import METRICS, EvaluationContext
+from vaebench.metrics import METRICS, EvaluationContext, fid
 from vaebench.metrics import feature_network as fn
-from vaebench.metrics import fid
 from vaebench.metrics import prdc as ours  # also registers prdc
 from vaebench.variants import build_variant
 

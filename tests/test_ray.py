@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import SweepProgress, make_executor, run_suite
 from vaebench.bench.spec import RunResult, RunTask
@@ -27,8 +28,6 @@ from vaebench.bench.suite import load_suite
 from vaebench.bench.train import checkpoint_path, execute_run
 from vaebench.cli import main
 from vaebench.errors import ConfigError, MissingDependencyError
-
-from conftest import REPO
 
 SMOKE = REPO / "suites" / "smoke.toml"
 RAY_CPUS = 2
@@ -132,7 +131,8 @@ def test_an_address_where_nothing_listens_is_a_user_error(ray_env, write_suite, 
     with socket.socket() as sock:  # a port that was free a moment ago
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    args = ["run", str(write_suite()), "--executor", "ray", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "o")]
+    args = ["run", str(write_suite()), "--executor", "ray", "--address", f"127.0.0.1:{port}",
+            "--out", str(tmp_path / "o")]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"key '--address': nothing answers at 127.0.0.1:{port}" in err and "Traceback" not in err
@@ -143,7 +143,7 @@ def test_an_address_where_nothing_listens_is_a_user_error(ray_env, write_suite, 
 def ray_cluster(ray_home):
     """One local Ray instance (2 CPUs) shared by the tests below; shut down at the end of the module."""
     ray = pytest.importorskip("ray")
-    import ray.cloudpickle
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
 
     temp_dir = _short_tmp()
     module = sys.modules[__name__]
@@ -152,11 +152,11 @@ def ray_cluster(ray_home):
         mp.delenv("RAY_ADDRESS", raising=False)
         mp.delenv("RAY_AUTH_MODE", raising=False)
         ray.init(num_cpus=RAY_CPUS, _temp_dir=temp_dir, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False)
-        ray.cloudpickle.register_pickle_by_value(module)  # workers cannot import this test module
+        cloudpickle.register_pickle_by_value(module)  # workers cannot import this test module
         try:
             yield ray
         finally:
-            ray.cloudpickle.unregister_pickle_by_value(module)
+            cloudpickle.unregister_pickle_by_value(module)
             ray.shutdown()
             shutil.rmtree(temp_dir, ignore_errors=True)
 

@@ -209,7 +209,8 @@ def test_ids_unique_across_files_and_reproduces_must_exist(tmp_path):
     other = copy.deepcopy(MINIMAL)
     other["source"]["id"] = "roe2021"
     b.write_text(_toml(other))
-    with pytest.raises(ConfigError, match=r"b\.toml: key 'references\[0\]\.id': reference id 'doe2020-vae' is also used"):
+    with pytest.raises(ConfigError,
+                       match=r"b\.toml: key 'references\[0\]\.id': reference id 'doe2020-vae' is also used"):
         load_references([a, b])
     with pytest.raises(ConfigError, match=r"source id 'doe2020' is also used"):
         load_references([a, a])

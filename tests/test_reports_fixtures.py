@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from vaebench.bench.store import ResultsStore
-from vaebench.bench.spec import RunResult, RunSpec
 from vaebench.bench.grids import png_bytes
+from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.store import ResultsStore
 
 EVIL = "<script>alert(1)</script>"
 EVIL_SUITE = EVIL + " 50% & $x_1$ #{}~^\\"

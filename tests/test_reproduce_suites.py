@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_data_files import write_mnist
 from vaebench.bench import cost
 from vaebench.bench.reproduction import REPOSITORY
 from vaebench.bench.schedules import burda_milestones
@@ -16,8 +17,6 @@ from vaebench.bench.suite import load_suite
 from vaebench.cli import main
 from vaebench.reference import REFERENCES
 from vaebench.reports.reproduction import checked_departures
-
-from test_data_files import write_mnist
 
 SUITES = sorted((REPOSITORY / "suites" / "reproduce").glob("*.toml"))
 SHARED = REPOSITORY.parent / "shared" / "data"

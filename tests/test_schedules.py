@@ -11,7 +11,12 @@ import torch
 
 from vaebench import data
 from vaebench.bench.schedules import (
-    BURDA_FACTOR, burda_epochs, burda_milestones, lr_multiplier, schedule_in_steps, steps_per_epoch,
+    BURDA_FACTOR,
+    burda_epochs,
+    burda_milestones,
+    lr_multiplier,
+    schedule_in_steps,
+    steps_per_epoch,
 )
 from vaebench.bench.spec import RunSpec
 from vaebench.bench.suite import load_suite

@@ -183,7 +183,8 @@ def test_a_metric_returning_something_other_than_numbers_fails_the_run_in_one_li
         def _text(ctx):
             return {"text_metric": "1.5"}
     '''
-    code, run = _run(tmp_path, _suite(tmp_path, plugin, plugin_name="text_metric_plugin", metrics='"kl", "text_metric"'))
+    suite = _suite(tmp_path, plugin, plugin_name="text_metric_plugin", metrics='"kl", "text_metric"')
+    code, run = _run(tmp_path, suite)
     assert code == 1 and run["status"] == "failed"
     assert run["error"] == "metric 'text_metric' returned str for 'text_metric'; expected one number"
 

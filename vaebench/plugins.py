@@ -24,10 +24,10 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from vaebench.errors import ConfigError, VaebenchError
 from vaebench.files import file_sha256

@@ -92,7 +92,8 @@ class CheckedModel(nn.Module):
         return self._check("log_likelihood", "log p(x | z)", self._call("log_likelihood", x, z), (len(x),))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self._check("reconstruct", "the reconstructions", self._call("reconstruct", x), (len(x), *self.image_shape))
+        reconstructions = self._call("reconstruct", x)
+        return self._check("reconstruct", "the reconstructions", reconstructions, (len(x), *self.image_shape))
 
 
 def checked(model: nn.Module, *, image_shape: tuple[int, ...], latent_dim: int, name: str) -> CheckedModel:

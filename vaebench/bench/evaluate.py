@@ -8,12 +8,12 @@ from typing import Any
 import torch
 
 from vaebench.bench.contract import checked
+from vaebench.bench.grids import model_image_grids
 from vaebench.bench.seeding import derived_seed, seed_everything
 from vaebench.bench.spec import RunSpec
 from vaebench.data import ImageDataset
 from vaebench.errors import ContractError
 from vaebench.metrics import METRICS, EvaluationContext, MetricInfo
-from vaebench.bench.grids import model_image_grids
 from vaebench.variants.base import encode_in_batches
 
 

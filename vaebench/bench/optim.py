@@ -110,7 +110,8 @@ def build_optimizers(phases: list[Phase], optimizer: str, learning_rate: float, 
         elif optimizer == "rmsprop":
             out.append(torch.optim.RMSprop(phase.parameters, **kwargs))
         else:
-            raise ConfigError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}", key="budget.optimizer")
+            raise ConfigError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}",
+                              key="budget.optimizer")
     return out
 
 

@@ -22,8 +22,9 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from vaebench.bench.executors import Executor
 from vaebench.bench.spec import ProgressFn, RunResult, RunTask
@@ -156,7 +157,8 @@ class RayExecutor(Executor):
             return False
         address = resolve_address(self.address)
         check_reachable(address)
-        refused = (ConnectionError, ValueError, TimeoutError, getattr(ray.exceptions, "AuthenticationError", ConnectionError))
+        refused = (ConnectionError, ValueError, TimeoutError,
+                   getattr(ray.exceptions, "AuthenticationError", ConnectionError))
         try:
             ray.init(address=address)
         except refused as err:

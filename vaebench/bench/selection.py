@@ -38,9 +38,10 @@ neither disturbs training nor depends on when it is evaluated. The expectation i
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -148,7 +149,7 @@ class BestValidation:
     best_file: Path | None = field(default=None, repr=False)
 
     @classmethod
-    def for_spec(cls, selection: Mapping[str, Any], final_step: int, dataset: Any) -> "BestValidation | None":
+    def for_spec(cls, selection: Mapping[str, Any], final_step: int, dataset: Any) -> BestValidation | None:
         if not selection:
             return None
         if selection["kind"] != "best_validation":

@@ -18,28 +18,33 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from vaebench import data
 from vaebench.bench.contract import non_finite_parameter
 from vaebench.bench.environment import describe_environment
-from vaebench.bench.identity import changes, made_from
 from vaebench.bench.evaluate import evaluate
+from vaebench.bench.identity import changes, made_from
 from vaebench.bench.optim import (
-    Diverged, build_optimizers, check_implementations, optimisation_step, resolved_implementation,
+    Diverged,
+    build_optimizers,
+    check_implementations,
+    optimisation_step,
+    resolved_implementation,
 )
 from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.selection import VALIDATION_CURVE, BestValidation, best_model_path, validation_loss
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunTask
 from vaebench.bench.trajectory import AlongScores, along_scorer, images_drawn_along  # scoring along training
+from vaebench.errors import NonFiniteOutputError, VaebenchError
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params
-from vaebench.errors import NonFiniteOutputError, VaebenchError
 from vaebench.plugins import USER_CODE_ERRORS, import_entry_point_plugins, import_plugins, user_code_failure
 from vaebench.tracking.hooks import LogFn, open_run_tracking
 from vaebench.variants import build_variant
@@ -124,7 +129,7 @@ class Trainer:
         self.selector = BestValidation.for_spec(dict(spec.selection), spec.steps, dataset)
         # scoring along training (vaebench.bench.trajectory): the scores so far (checkpointed) and the hook
         self.along = AlongScores()
-        self.score_along: Callable[["Trainer"], float] | None = None
+        self.score_along: Callable[[Trainer], float] | None = None
 
     def state(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,8 @@ vaebench's own datasets are not wrapped: their images are bytes / 255 (or / 16),
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,7 @@ class CheckedDataset:
         check_images(out, len(factors), tuple(self._inner.image_shape), self._what("images_from_factors(factors)"))
         return out
 
-    def materialised(self, cache_dir: Any, *, images_to_draw: int) -> "CheckedDataset":
+    def materialised(self, cache_dir: Any, *, images_to_draw: int) -> CheckedDataset:
         return CheckedDataset(self._inner.materialised(cache_dir, images_to_draw=images_to_draw), self._name)
 
 

@@ -50,8 +50,9 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Iterable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -181,7 +182,8 @@ def npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
     if info.file_size != expected:
         problem = "truncated" if info.file_size < expected else "trailing data"
         raise DataError(
-            f"{path}: key {key!r}: the header declares {dtype} data of shape {shape} ({expected - header_bytes} bytes), "
+            f"{path}: key {key!r}: the header declares {dtype} data of shape {shape} "
+            f"({expected - header_bytes} bytes), "
             f"but {info.file_size - header_bytes} bytes are stored ({problem})"
         )
     return shape, dtype
@@ -232,7 +234,8 @@ def infer_grid(labels: np.ndarray, names: Sequence[str], file: Path, key: str
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape[1] != len(names) or labels.dtype.kind not in "biuf":
-        raise DataError(f"{file}: key {key!r}: expected a numeric (N, {len(names)}) array, got {labels.dtype} {labels.shape}")
+        raise DataError(f"{file}: key {key!r}: expected a numeric (N, {len(names)}) array, "
+                        f"got {labels.dtype} {labels.shape}")
     values, ranks = [], []
     for j in range(len(names)):
         v, r = np.unique(labels[:, j], return_inverse=True)

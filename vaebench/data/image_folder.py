@@ -55,8 +55,8 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import PIL
@@ -74,7 +74,8 @@ EXTENSIONS = (".png", ".jpg", ".jpeg")
 SUPPORTED_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 RESAMPLE = Image.Resampling.BILINEAR  # torchvision.transforms.Resize's default interpolation
 DECODE_CHUNK = 1024  # images decoded and written to the cache at once
-DECODER = f"Pillow {PIL.__version__}"  # part of the cache key and of `describe()`: another version may resize differently
+# part of the cache key and of `describe()`: another version may resize differently
+DECODER = f"Pillow {PIL.__version__}"
 _EXPECTED = "a directory of PNG or JPEG images (searched recursively)"
 
 # Cache builds that failed in this process, by cache key: the next run fails at once with the same line.

@@ -34,8 +34,9 @@ published (Wikimedia's file can be replaced): its SHA-256 is recorded in each ru
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

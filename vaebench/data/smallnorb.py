@@ -54,8 +54,9 @@ import gzip
 import hashlib
 import math
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 import numpy as np
 from PIL import Image

@@ -30,7 +30,8 @@ Accuracies are in [0, 1]; chance is 1/K for K factors.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -268,7 +268,8 @@ def torchscript_feature_network(path: Path | str, image_shape: tuple[int, int, i
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any load failure is the user's file
-        raise DataError(f"{path}: not a TorchScript module torch.jit.load can read ({exc.__class__.__name__})") from None
+        raise DataError(f"{path}: not a TorchScript module torch.jit.load can read "
+                        f"({exc.__class__.__name__})") from None
     scripted.eval()
     try:
         arguments = [a.name for a in scripted.forward.schema.arguments]

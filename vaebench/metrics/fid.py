@@ -48,11 +48,15 @@ from vaebench.errors import ConfigError
 from vaebench.files import content_hash
 from vaebench.metrics.feature_network import (
     FEATURE_NETWORKS,
-    SEED as FEATURE_SEED,
-    TRAIN_STEPS as FEATURE_STEPS,
     FeatureNetwork,
     torchscript_feature_network,
     trained_feature_network,
+)
+from vaebench.metrics.feature_network import (
+    SEED as FEATURE_SEED,
+)
+from vaebench.metrics.feature_network import (
+    TRAIN_STEPS as FEATURE_STEPS,
 )
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param, check_params
@@ -141,7 +145,7 @@ class RealStatistics:
     cov: torch.Tensor
 
     @classmethod
-    def from_features(cls, features: torch.Tensor) -> "RealStatistics":
+    def from_features(cls, features: torch.Tensor) -> RealStatistics:
         mean, cov = feature_statistics(features)
         return cls(features.float(), torch.from_numpy(mean), torch.from_numpy(cov))
 
@@ -166,7 +170,8 @@ def real_statistics(network: FeatureNetwork, images: ArrayLike, *, key: str, cac
     else:
         stats = RealStatistics.from_features(extract_features(network, images, batch_size=batch_size, device=device))
         if path is not None:
-            store_entry(path, f"{network.tag}:{key}", {"features": stats.features, "mean": stats.mean, "cov": stats.cov})
+            entry = {"features": stats.features, "mean": stats.mean, "cov": stats.cov}
+            store_entry(path, f"{network.tag}:{key}", entry)
     _REAL_STATISTICS[memo] = stats
     return stats
 

@@ -29,7 +29,8 @@ size scores every test image (the note says "images=N/N").
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch

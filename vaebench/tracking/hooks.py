@@ -18,8 +18,9 @@ anything runs (an extra not installed, a store MLflow refuses, no server at the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from vaebench.bench.spec import RunResult, RunTask
 from vaebench.tracking.common import rng_untouched
@@ -161,7 +162,8 @@ def log_report(run_dir: str | Path, report_dir: str | Path) -> list[str]:
 
         try:
             run_id = mlflow_tracker.log_report(config, report, Path(run_dir))
-            lines.append(f"report logged to MLflow: run {run_id} of experiment {config.experiment!r} at {config.mlflow}")
+            lines.append(f"report logged to MLflow: run {run_id} of experiment {config.experiment!r} "
+                         f"at {config.mlflow}")
         except Exception as err:  # noqa: BLE001
             log.warning("the report was not logged to MLflow: %s", err)
     return lines

@@ -28,14 +28,22 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from vaebench.bench.spec import RunResult, RunSpec
 from vaebench.errors import ConfigError, MissingDependencyError
 from vaebench.tracking.common import (
-    CURVE_PREFIX, GRID_FOLDER, METRIC_PREFIX, REPORT_FOLDER, REPORT_TAG, RUN_ID_TAG, run_label, spec_params,
+    CURVE_PREFIX,
+    GRID_FOLDER,
+    METRIC_PREFIX,
+    REPORT_FOLDER,
+    REPORT_TAG,
+    RUN_ID_TAG,
+    run_label,
+    spec_params,
 )
 from vaebench.tracking.config import TrackingConfig
 

@@ -32,8 +32,9 @@ import os
 import re
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from vaebench.bench.spec import RunResult, RunTask
 from vaebench.errors import MissingDependencyError

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
 from vaebench.variants.base import Hyperparameters, Losses, Phase, Variant
+from vaebench.variants.claims import Claim
 from vaebench.variants.discriminator import Discriminator, discriminator_loss, fooling_loss
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.registry import register_variant

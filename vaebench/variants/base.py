@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -68,7 +69,7 @@ class Hyperparameters:
         return dataclass_params(cls)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Hyperparameters":
+    def from_dict(cls, values: dict[str, Any]) -> Hyperparameters:
         """Build from a suite file's table, checking names, types and ranges."""
         try:
             return cls(**check_params(values, cls.params()))

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses, Phase
+from vaebench.variants.claims import Claim
 from vaebench.variants.discriminator import Discriminator, discriminator_loss
 from vaebench.variants.gaussian import reparameterize
 from vaebench.variants.registry import register_variant

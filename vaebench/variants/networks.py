@@ -32,7 +32,8 @@ MAX_NETWORK_PARAMETERS (400 MB of float32 weights; four times that to train with
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

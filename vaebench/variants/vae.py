@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.claims import Claim
 from vaebench.variants.registry import register_variant
 
 

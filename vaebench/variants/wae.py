@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
 from vaebench.variants.base import Hyperparameters, Losses, Variant
+from vaebench.variants.claims import Claim
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.mmd import KERNELS, mmd_to_prior
 from vaebench.variants.registry import register_variant

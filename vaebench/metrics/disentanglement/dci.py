@@ -55,7 +55,11 @@ from vaebench.metrics.disentanglement.learners.boosting import boosted_trees
 from vaebench.metrics.disentanglement.learners.exact_tree import ExactTreeGrower
 from vaebench.metrics.disentanglement.learners.histogram_tree import HistogramTreeGrower
 from vaebench.metrics.disentanglement.protocol import (
-    PROTOCOL_PARAMS, scored_rows, scored_samples, sklearn_note, train_test_split,
+    PROTOCOL_PARAMS,
+    scored_rows,
+    scored_samples,
+    sklearn_note,
+    train_test_split,
 )
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
@@ -75,10 +79,11 @@ def dci(codes: Any, factors: Any, *, seed: int = 0, learner: str = LEARNER,
     """DCI disentanglement, completeness and informativeness (Eastwood & Williams 2018).
 
     Fits one gradient-boosted classifier per factor on a random ``TRAIN_FRACTION`` of the
-    rows (``seed``), or on the first ``train_size`` rows when it is given, takes its impurity-based feature importances as the columns of R (D x K)
-    and its held-out accuracy as informativeness; disentanglement and completeness are the
-    importance-weighted entropy scores of the module docstring. ``learner``: "exact-gbt"
-    (default), "hist-gbt" or "gbt" (see the module docstring).
+    rows (``seed``), or on the first ``train_size`` rows when it is given, takes its
+    impurity-based feature importances as the columns of R (D x K) and its held-out accuracy
+    as informativeness; disentanglement and completeness are the importance-weighted entropy
+    scores of the module docstring. ``learner``: "exact-gbt" (default), "hist-gbt" or "gbt"
+    (see the module docstring).
 
     Returns ``{"disentanglement": ..., "completeness": ..., "informativeness": ...}``.
     """
@@ -170,7 +175,8 @@ def _compute_dci(ctx: EvaluationContext) -> dict[str, float]:
     for sample in scored_samples(ctx):
         scores = dci(sample.codes, sample.factors, seed=ctx.seed, learner=learner, train_size=sample.train_size)
         suffix = sample.suffix
-        names = {"dci_d" + suffix: "disentanglement", "dci_c" + suffix: "completeness", "dci_i" + suffix: "informativeness"}
+        names = {"dci_d" + suffix: "disentanglement", "dci_c" + suffix: "completeness",
+                 "dci_i" + suffix: "informativeness"}
         values.update({name: scores[key] for name, key in names.items()})
         if learner == "gbt":
             ctx.notes.update({name: sklearn_note() for name in names})

@@ -40,7 +40,11 @@ import numpy as np
 
 from vaebench.metrics.disentanglement.checks import check_inputs
 from vaebench.metrics.disentanglement.protocol import (
-    PROTOCOL_PARAMS, scored_rows, scored_samples, sklearn_note, train_test_split,
+    PROTOCOL_PARAMS,
+    scored_rows,
+    scored_samples,
+    sklearn_note,
+    train_test_split,
 )
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
