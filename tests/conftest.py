@@ -28,6 +28,12 @@ def write_suite(tmp_path: Path) -> Callable[..., Path]:
     return _write
 
 
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty cache directory shared by the tests of one module (a module may define its own)."""
+    return tmp_path_factory.mktemp("vaebench_cache")
+
+
 @pytest.fixture(autouse=True)
 def _restore_torch_threads() -> Iterator[None]:
     """A run sets torch's thread count; give the next test the count it started with."""

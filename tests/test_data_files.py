@@ -15,6 +15,7 @@ import struct
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -244,8 +245,8 @@ def write_dsprites(path: Path, order: str = "canonical", scale: int = 1, drop=No
     if order == "shuffled":
         classes = classes[np.random.default_rng(5).permutation(len(classes))]
     latents = np.concatenate([np.zeros((len(classes), 1), np.int64), classes], axis=1)
-    arrays = {"imgs": _row_bits(len(latents)) * np.uint8(scale), "latents_classes": latents,
-              "latents_values": latents.astype(np.float64)}
+    arrays: dict[str, Any] = {"imgs": _row_bits(len(latents)) * np.uint8(scale), "latents_classes": latents,
+                              "latents_values": latents.astype(np.float64)}
     arrays.update(overrides)
     for key in drop or ():
         del arrays[key]

@@ -28,8 +28,7 @@ from scipy.stats import chisquare
 
 from vaebench import data
 from vaebench.bench.suite import load_suite
-from vaebench.data import mpi3d as mpi3d_module
-from vaebench.data import published
+from vaebench.data import mpi3d as mpi3d_module, published
 from vaebench.errors import ConfigError, DataError
 from vaebench.metrics import METRICS, EvaluationContext
 from vaebench.metrics.disentanglement.protocol import scored_samples

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import tiny_suite_text
+from helpers import ONE_VAE, tiny_suite_text
 from vaebench.bench.spec import RunSpec
 from vaebench.bench.suite import load_suite
 from vaebench.bench.train import build_model
@@ -19,7 +19,7 @@ from vaebench.variants import build_variant
 from vaebench.variants.networks import canonical_network, make_decoder, make_encoder, network_options
 
 
-def layout(module: nn.Module) -> list:
+def layout(module: nn.Sequential) -> list:
     """[(in, out) for a Linear, the class name otherwise], in order."""
     return [(m.in_features, m.out_features) if isinstance(m, nn.Linear) else type(m).__name__
             for m in module if not isinstance(m, (nn.Flatten, nn.Unflatten))]
@@ -96,7 +96,7 @@ def test_option_errors(architecture, given, key, message):
 
 
 def _suite(tmp_path, model: str, name: str = "suite.toml"):
-    text = tiny_suite_text(variants='[[variants]]\nname = "vae"\n').replace(
+    text = tiny_suite_text(variants=ONE_VAE).replace(
         '[model]\narchitecture = "mlp"', f'[model]\narchitecture = "mlp"\n{model}')
     assert model == "" or model in text
     path = tmp_path / name

@@ -133,6 +133,14 @@ def test_public_functions_seed_and_input_types():
     assert latent_mutual_information(mu, logvar, seed=2) != lower
 
 
+def test_the_estimates_are_exported_from_the_metrics_package():
+    import vaebench.metrics as metrics
+
+    assert metrics.latent_mutual_information is latent_mutual_information
+    assert metrics.latent_mutual_information_upper is latent_mutual_information_upper
+    assert {"latent_mutual_information", "latent_mutual_information_upper"} <= set(metrics.__all__)
+
+
 def test_log_density_matrix_matches_the_elementwise_density():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(6, 4, generator=g, dtype=torch.float64)

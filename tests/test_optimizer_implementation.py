@@ -9,6 +9,7 @@ import logging
 import pytest
 import torch
 
+from helpers import digits_vae_suite
 from vaebench import data
 from vaebench.bench.identity import made_from
 from vaebench.bench.optim import check_implementations, resolved_implementation
@@ -19,29 +20,11 @@ from vaebench.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SUITE = """\
-[budget]
-{budget}
-steps = 12
-batch_size = 16
-checkpoint_every = 4
-log_every = 1
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "digits"
-test_size = 200
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_bce"]
-"""
+BUDGET = "steps = 12\nbatch_size = 16\ncheckpoint_every = 4\nlog_every = 1"
 
 
 def _spec(tmp_path, budget: str = "", name: str = "s.toml"):
-    (tmp_path / name).write_text(SUITE.format(budget=budget))
-    return load_suite(tmp_path / name).specs[0]
+    return load_suite(digits_vae_suite(tmp_path / name, f"{budget}\n{BUDGET}")).specs[0]
 
 
 def _trainer(spec) -> Trainer:

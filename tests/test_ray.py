@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import ONE_VAE, REPO
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import SweepProgress, make_executor, run_suite
 from vaebench.bench.spec import RunResult, RunTask
@@ -229,7 +229,7 @@ def _crash_seed0_always(task: RunTask, progress):
 @pytest.mark.slow
 def test_worker_killed_mid_run_is_retried_and_resumes_from_its_checkpoint(ray_cluster, write_suite, tmp_path):
     suite = load_suite(write_suite(seeds="[0, 1]", steps=60, checkpoint_every=20,
-                                   variants='[[variants]]\nname = "vae"\n'))
+                                   variants=ONE_VAE))
     victim_id = next(s.run_id for s in suite.specs if s.seed == 0)
     out = tmp_path / "ray"
     pid_file = out / "victim.pid"
@@ -278,7 +278,7 @@ def test_worker_killed_mid_run_is_retried_and_resumes_from_its_checkpoint(ray_cl
 @pytest.mark.parametrize("max_retries", [0, 2])
 def test_a_run_that_keeps_crashing_is_failed_after_max_retries(ray_cluster, write_suite, tmp_path, max_retries):
     suite = load_suite(write_suite(seeds="[0, 1]", steps=10, checkpoint_every=10,
-                                   variants='[[variants]]\nname = "vae"\n'))
+                                   variants=ONE_VAE))
     crasher = next(s.run_id for s in suite.specs if s.seed == 0)
     out = tmp_path / "ray"
     executor = make_executor("ray", max_retries=max_retries)

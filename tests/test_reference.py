@@ -7,6 +7,7 @@ import copy
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def _error(raw, file="refs.toml") -> ConfigError:
 
 def _edited(path: list, value=None, delete: bool = False):
     raw = copy.deepcopy(MINIMAL)
-    node = raw
+    node: Any = raw
     for step in path[:-1]:
         node = node[step]
     if delete:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import digits_vae_suite
 from vaebench import data
 from vaebench.bench.schedules import (
     BURDA_FACTOR,
@@ -74,29 +75,8 @@ def test_steps_per_epoch_rounds_up():
     assert steps_per_epoch(1_597, 16) == 100 and steps_per_epoch(1, 64) == 1
 
 
-SUITE = """\
-name = "sched"
-[budget]
-{budget}
-batch_size = 16
-log_every = 1
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "digits"
-test_size = 200
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_bce"]
-"""
-
-
 def _load(tmp_path, budget: str, name: str = "s.toml"):
-    path = tmp_path / name
-    path.write_text(SUITE.format(budget=budget))
-    return load_suite(path)
+    return load_suite(digits_vae_suite(tmp_path / name, f"{budget}\nbatch_size = 16\nlog_every = 1", name="sched"))
 
 
 def test_budget_keys_become_steps(tmp_path):

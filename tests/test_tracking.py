@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import VAE_AND_BETA, tiny_suite_text
+from helpers import ONE_VAE, VAE_AND_BETA, tiny_suite_text
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import make_executor, run_suite
 from vaebench.bench.spec import RunResult, RunTask
@@ -35,7 +35,6 @@ from vaebench.tracking import (
 from vaebench.tracking.common import spec_params
 from vaebench.tracking.config import DEFAULT
 
-ONE_VAE = '[[variants]]\nname = "vae"\n'
 TRACK_BOTH = '\n[tracking]\ntensorboard = true\nmlflow = true\n'
 
 
@@ -124,6 +123,7 @@ def assert_tracked(out: Path, config: TrackingConfig) -> None:
     final metrics and grids, equal to the store's."""
     runs, metrics, curves, artifacts = store_rows(out)
     assert runs
+    assert config.mlflow is not None and config.tensorboard is not None
     c = mlflow_client(config.mlflow)
     tracked = mlflow_runs(config.mlflow, config.experiment)
     assert set(tracked) == set(runs)

@@ -53,7 +53,8 @@ def _write(path, plan=PLAN, *, diverged: dict[str, int] | None = None) -> dict[t
             for seed in SEEDS:
                 spec = _spec(variant, seed)
                 stop = (diverged or {}).get(variant) if seed == 0 else None
-                along, final = [], {}
+                along: list[tuple[int, str, float, str | None]] = []
+                final: dict[str, float] = {}
                 for i, step in enumerate((100, 200, STEPS)):
                     if stop is not None and step > stop:
                         break

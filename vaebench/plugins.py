@@ -130,6 +130,8 @@ def _import_file(path: Path) -> None:
     if module_name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path}: Python finds no module loader for this file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:

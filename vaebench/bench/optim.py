@@ -23,6 +23,7 @@ beta-TCVAE scripts and Burda et al. use 1e-4; PyTorch's default is 1e-8).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -83,7 +84,11 @@ def check_implementations(recorded: list[str] | None, optimizers: list[torch.opt
     (a checkpoint written before implementations were recorded counts as PyTorch's default)."""
     current = [resolved_implementation(opt) for opt in optimizers]
     if recorded is None:
-        recorded = [resolved_implementation(type(opt)(opt.param_groups[0]["params"], lr=1.0)) for opt in optimizers]
+        fresh: list[torch.optim.Optimizer] = []
+        for opt in optimizers:
+            optimizer_class: Callable[..., torch.optim.Optimizer] = type(opt)  # Adam, SGD or RMSprop: all take lr
+            fresh.append(optimizer_class(opt.param_groups[0]["params"], lr=1.0))
+        recorded = [resolved_implementation(opt) for opt in fresh]
     if list(recorded) != current:
         raise ValueError(f"the checkpoint's optimizers stepped with {recorded}, this run's with {current}; "
                          "resuming would not give the numbers of an uninterrupted run")
@@ -95,7 +100,7 @@ def build_optimizers(phases: list[Phase], optimizer: str, learning_rate: float, 
     `implementation` and `options` (e.g. {"eps": 1e-4}) are the spec's (see the module docstring)."""
     options = dict(options)
     check_optimizer_options(optimizer, implementation or "default", options.get("eps"))
-    out = []
+    out: list[torch.optim.Optimizer] = []
     for phase in phases:
         lr = phase.learning_rate if phase.learning_rate is not None else learning_rate
         kwargs: dict[str, Any] = {"lr": lr, **_implementation_kwargs(implementation)}

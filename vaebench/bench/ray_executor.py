@@ -86,7 +86,7 @@ class _ActorProgress:
     def __call__(self, run_id: str, step: int) -> None:
         try:
             self.actor.report.remote(run_id, step)
-        except Exception:  # progress is best effort; it must never fail a run
+        except Exception:  # noqa: BLE001 - progress is best effort; it must never fail a run
             pass
 
 
@@ -242,12 +242,12 @@ class RayExecutor(Executor):
             for ref in inflight:
                 try:
                     ray.cancel(ref, force=True)
-                except Exception:
+                except Exception:  # noqa: BLE001 - clean-up: a task Ray has lost already is no error
                     pass
             if actor is not None:
                 try:
                     ray.kill(actor)
-                except Exception:
+                except Exception:  # noqa: BLE001 - clean-up: an actor Ray has lost already is no error
                     pass
             self._release()
 

@@ -65,7 +65,6 @@ from vaebench.data.materialise import MaskStore, open_mask_store, unpack_rows
 from vaebench.data.registry import register_dataset
 from vaebench.errors import ConfigError
 
-SHAPES = ("square", "ellipse", "heart")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 SCALES = np.linspace(0.5, 1.0, 6)
 ORIENTATIONS = np.linspace(0.0, 2 * np.pi, 40)

@@ -46,13 +46,13 @@ smaller `factor_sizes`.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -101,7 +101,7 @@ def find_file(path: PathLike | None, dataset: str, standard_name: str, expected:
 MAX_READ_BYTES = 2**30
 
 
-def open_maybe_gzipped(path: Path, expected: str) -> BinaryIO:
+def open_maybe_gzipped(path: Path, expected: str) -> io.BufferedIOBase:
     """The file's content as a stream, inflated on the fly when it starts like a gzip file (detected
     from the content, not the name); a DataError naming the file and what was `expected` otherwise."""
     try:
@@ -117,7 +117,7 @@ def open_maybe_gzipped(path: Path, expected: str) -> BinaryIO:
     return f
 
 
-def read_at_most(stream: BinaryIO, n: int, path: Path) -> bytes:
+def read_at_most(stream: io.BufferedIOBase, n: int, path: Path) -> bytes:
     """At most n bytes of `stream` (fewer at its end); a DataError for a gzip stream that does not inflate."""
     try:
         return stream.read(n)

@@ -95,8 +95,8 @@ def list_images(root: Path) -> list[Path]:
 def decode_image(file: Path, channels: int, size: int) -> np.ndarray:
     """(channels, size, size) uint8: the image converted, resized and centre-cropped as the module docstring says."""
     try:
-        with Image.open(file) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+        with Image.open(file) as opened:
+            image = opened.convert("L" if channels == 1 else "RGB")
             w, h = image.size
             if w <= h:
                 new_w, new_h = size, int(size * h / w)

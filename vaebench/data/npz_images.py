@@ -167,11 +167,11 @@ def _read_factors(archive: np.lib.npyio.NpzFile, file: Path, num_images: int) ->
     if "factor_names" not in archive.files:
         return factors, tuple(f"factor_{j}" for j in range(k))
     npz_array_header(file, "factor_names")
-    names = read_npz(archive, file, "factor_names")
-    if names.dtype.kind not in "SU" or names.shape != (k,):
-        raise DataError(f"{file}: key 'factor_names': {names.dtype} array of shape {names.shape}; "
+    stored = read_npz(archive, file, "factor_names")
+    if stored.dtype.kind not in "SU" or stored.shape != (k,):
+        raise DataError(f"{file}: key 'factor_names': {stored.dtype} array of shape {stored.shape}; "
                         f"expected {k} strings, one per column of 'factors'")
-    names = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist())
+    names = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in stored.tolist())
     if any(not n for n in names) or len(set(names)) != k:
         raise DataError(f"{file}: key 'factor_names': {list(names)}; expected {k} distinct, non-empty names")
     return factors, names

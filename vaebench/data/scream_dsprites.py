@@ -57,8 +57,8 @@ _EXPECTED = "the picture of The Scream (disentanglement_lib's scream.jpg, Wikime
 def load_scream(file: Path, size: int) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1]: the picture converted to RGB and shrunk with thumbnail(THUMBNAIL)."""
     try:
-        with Image.open(file) as picture:
-            picture = picture.convert("RGB")
+        with Image.open(file) as opened:
+            picture = opened.convert("RGB")
             picture.thumbnail(THUMBNAIL)
             pixels = np.asarray(picture, dtype=np.float32) / np.float32(255)
     except (OSError, UnidentifiedImageError, ValueError) as err:

@@ -35,6 +35,7 @@ values computed with the same ``fid_images``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,20 +49,15 @@ from vaebench.errors import ConfigError
 from vaebench.files import content_hash
 from vaebench.metrics.feature_network import (
     FEATURE_NETWORKS,
+    SEED as FEATURE_SEED,
+    TRAIN_STEPS as FEATURE_STEPS,
     FeatureNetwork,
     torchscript_feature_network,
     trained_feature_network,
 )
-from vaebench.metrics.feature_network import (
-    SEED as FEATURE_SEED,
-)
-from vaebench.metrics.feature_network import (
-    TRAIN_STEPS as FEATURE_STEPS,
-)
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param, check_params
 
-FEATURE_NETWORK = "trained"  # or "inception" (with inception_weights = PATH)
 FID_IMAGES = 10_000  # real test images (a fixed random subset of a larger split) and as many samples
 KID_SUBSETS = 100  # torchmetrics' and Binkowski et al.'s defaults
 KID_SUBSET_SIZE = 1_000  # capped at the number of images
@@ -210,7 +206,7 @@ class DistanceAccumulator:
                                subset_size=self.kid_subset_size, seed=seed)
 
 
-def _as_batches(images: ArrayLike, batch_size: int):
+def _as_batches(images: ArrayLike, batch_size: int) -> Iterator[torch.Tensor]:
     x = torch.as_tensor(images)
     for start in range(0, len(x), batch_size):
         yield x[start : start + batch_size]

@@ -215,8 +215,8 @@ def _strings(raw: Mapping[str, Any], key: str, *, file: str, prefix: str, requir
     value = raw.get(key)
     if value is None and not required:
         return ()
-    malformed = not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value)
-    if malformed or (required and not value):
+    if (not isinstance(value, list) or (required and not value)
+            or not all(isinstance(v, str) and v.strip() for v in value)):
         raise ConfigError(f"must be a {'non-empty ' if required else ''}array of non-blank strings, got {value!r}",
                           file=file, key=f"{prefix}{key}")
     return tuple(value)

@@ -1,7 +1,8 @@
 """The models: shared networks, one module per objective, and a registry by name."""
 
 # One module per objective; importing registers its variants.
-from vaebench.variants import (  # noqa: F401  # noqa: F401  (info_vae also registers mmd_vae)
+# (vae also registers beta_vae; info_vae also registers mmd_vae)
+from vaebench.variants import (  # noqa: F401 - imported to register
     aae,
     annealed_vae,
     beta_tcvae,
@@ -10,7 +11,7 @@ from vaebench.variants import (  # noqa: F401  # noqa: F401  (info_vae also regi
     info_vae,
     iwae,
     mi_vae,
-    vae,  # noqa: F401  (registers vae, beta_vae)
+    vae,
     wae,
 )
 from vaebench.variants.base import Hyperparameters, Losses, Phase, Variant

@@ -46,7 +46,7 @@ CAPACITY_TOLERANCE = 1.0  # nats: how far the final KL may be from C for the cla
 
 
 @register_variant("annealed_vae")
-class AnnealedVAE(GaussianEncoderVariant):
+class AnnealedVAE(GaussianEncoderVariant[AnnealedVAEHyperparameters]):
     """beta-VAE whose KL is pulled towards a capacity C that grows linearly to C_max."""
 
     Hyperparameters = AnnealedVAEHyperparameters

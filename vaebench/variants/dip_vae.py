@@ -71,7 +71,7 @@ class DIPVAEHyperparameters(Hyperparameters):
 
 
 @register_variant("dip_vae")
-class DIPVAE(GaussianEncoderVariant):
+class DIPVAE(GaussianEncoderVariant[DIPVAEHyperparameters]):
     """VAE + a penalty pulling the (mean or full) aggregated-posterior covariance to the identity."""
 
     Hyperparameters = DIPVAEHyperparameters

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -112,7 +113,8 @@ def downstream_accuracy(
     return scores
 
 
-def _register(name: str, what: str, params: list[Param], learner_of, *, opt_in: bool = False) -> None:
+def _register(name: str, what: str, params: list[Param], learner_of: Callable[[EvaluationContext], str], *,
+              opt_in: bool = False) -> None:
     @register_metric(
         name, family="disentanglement", opt_in=opt_in,
         description=f"downstream task (Locatello et al. 2019): {what} predicting the factors from 10 to 10,000 "
