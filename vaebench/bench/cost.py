@@ -2,9 +2,9 @@
 measured calibration of each distinct (dataset, network, variant) on this machine.
 
 Where a run also validates along training (best-on-validation selection) or scores `iwae_nll`
-(K decodings per test image: 35 minutes for 10,000 images at K = 5,000 with the 784-400-40 MLP on
-one loaded CPU core), those costs are measured too, on a few images, and printed under the run:
-they can rival the training itself."""
+(K decodings per test image: README, Performance, for its cost on a whole test split), those
+costs are measured too, on a few images, and printed under the run: they can rival the training
+itself."""
 
 from __future__ import annotations
 

@@ -50,8 +50,8 @@ def make_grid(images: torch.Tensor, nrow: int, *, padding: int = PADDING, pad_va
 
 def png_bytes(grid: np.ndarray) -> bytes:
     """A (H, W, 1 or 3) or (H, W) array in [0, 1] -> PNG bytes (8-bit greyscale or RGB, pixel =
-    round(255 x)), no timestamps. Pillow writes it: importing matplotlib for this cost a fresh
-    worker process about 0.6 s per run."""
+    round(255 x)), no timestamps. Pillow writes it: importing matplotlib for this would cost every
+    fresh worker process its import time (README, Performance)."""
     from PIL import Image
 
     arr = np.asarray(grid, dtype=np.float32)

@@ -10,11 +10,9 @@ those. They give different rounding, so the same spec with another implementatio
 run (the field is part of the spec, left out of its JSON at "default": existing run ids are
 unchanged). Each repeats itself bit for bit. The implementation PyTorch actually used is recorded
 in the run's environment and in its checkpoint, and a checkpoint made with another one is not
-resumed (`check_implementations`). Measured (benchmarks/bench_optimizer.py, one CPU thread, a
-shared 2-core machine, two sessions): fused Adam's step() is 2.4 to 5 times faster than the
-for-loop's, a whole training step 1.13 to 1.48 times on the 784-400-40 and 32 px MLPs, and 1.03
-to 1.17 times where the forward and backward passes dominate (IWAE k = 50, the 32 px conv).
-The harness keeps PyTorch's default unless a suite asks; the reproduction suites ask for fused.
+resumed (`check_implementations`). Fused Adam is the faster, most where the optimizer's step
+is a large part of a training step, on small MLPs (benchmarks/bench_optimizer.py; README,
+Performance). The harness keeps PyTorch's default unless a suite asks; the reproduction suites ask for fused.
 
 Options ([budget] adam_eps; RunSpec.optimizer_options): Adam's epsilon (pythae's IWAE and
 beta-TCVAE scripts and Burda et al. use 1e-4; PyTorch's default is 1e-8).

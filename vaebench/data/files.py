@@ -11,12 +11,12 @@ A dataset's `describe()` carries `fingerprint(files)`: the hash of each file's n
 modification time and status-change time (nanoseconds). Caches keyed by `describe()` (FID
 statistics, feature networks, decoded images) therefore change when a file is replaced or
 edited. Stat data, not the bytes: hashing the bytes would read every file (a 1.4 GB image
-folder, a 3 GB archive) in every process that builds the dataset, while a `stat` costs about
-2 us a file. The status-change time (ctime) is what makes it complete: every write, copy or
-rename onto the file sets it to now, and no user call sets it back (`touch -r` restores only
-the modification time); the price is that a change of metadata alone (chmod, a copy of the
-folder elsewhere) also counts as a change and rebuilds the caches. A run's checkpoints record
-the files' SHA-256 instead (`vaebench.bench.identity`).
+folder, a 3 GB archive) in every process that builds the dataset, while a `stat` costs
+microseconds a file (README, Performance). The status-change time (ctime) is what makes it
+complete: every write, copy or rename onto the file sets it to now, and no user call sets it
+back (`touch -r` restores only the modification time); the price is that a change of metadata
+alone (chmod, a copy of the folder elsewhere) also counts as a change and rebuilds the caches.
+A run's checkpoints record the files' SHA-256 instead (`vaebench.bench.identity`).
 
 An .npz archive is checked without decompressing its arrays (`npz_array_header`): each
 member's .npy header gives shape and dtype, and the member's stored length must be that

@@ -31,9 +31,7 @@ Split
 Checks when the dataset is built (at suite load, exit 2 with the file and the problem)
     the folder exists and holds images; every file's header opens with Pillow and gives a
     supported mode and a non-empty size. Reading the headers, not decoding the pixels, keeps
-    this affordable: benchmarks/bench_image_folder.py measured 0.24 ms per CelebA-sized JPEG to
-    build the dataset (listing, headers, fingerprint) against 2.0 ms per image to decode, convert
-    and resize it into the cache: about 50 s against 7 minutes for CelebA's 202,599 files. A file
+    this affordable (benchmarks/bench_image_folder.py; README, Performance). A file
     whose header reads but whose data does not decode (a truncated JPEG) is a DataError naming it
     when it is decoded: when the cache is built, which the driver does before any run starts
     (`bench.runner.prepare_datasets`), so the sweep stops with that line (exit 2). A cache the
@@ -46,8 +44,8 @@ Decoded once, cached (`materialised`, called by the harness with `<run dir>/cach
     relative path, size, modification and status-change time: see `vaebench.data.files`), `channels`, `size` and
     Pillow's version, so an edited, added or removed file, or another decoder, is a new cache
     entry. It is built whatever the number of images a run draws: the runs of a sweep share it,
-    and a run that draws each image once already pays one decode per image. A batch of 64 then
-    takes 0.31 ms, against 126 ms decoded from the files (same benchmark). A dataset that is not
+    and a run that draws each image once already pays one decode per image; a batch is then a
+    gather instead of 64 decodes (same benchmark). A dataset that is not
     materialised (the dry run's calibration) decodes the images it is asked for each time.
 """
 

@@ -42,9 +42,8 @@ from vaebench.variants.iwae import GenerativeModel, importance_log_weights
 DEFAULT_K = 1000  # importance samples per image (Burda et al. 2016 evaluate with K = 5000)
 CHUNK = 1024  # (image, sample) pairs decoded at once
 # Test images scored by the registered metric (a fixed random subset): K = 1000 decodes
-# 1000 images per test image, about 3 s per image for the 64 px conv VAE on 2 CPU cores
-# (benchmarks/bench_metrics.py). Set the `iwae_images` parameter to the test-set size for
-# a full-test-set number.
+# 1000 images per test image (its cost per image: benchmarks/bench_metrics.py; README,
+# Performance). Set the `iwae_images` parameter to the test-set size for a full-test-set number.
 DEFAULT_IMAGES = 100
 SUBSET_SEED = 0  # which test images: the same subset for every run, so runs compare
 

@@ -27,12 +27,11 @@ half-width (positions outside the image are zeroed after each layer, as the full
 padding does), and the last layer's single output is pixel (r, c). This is exact: the
 parameters of a drawn image equal `forward(z, image)` (tests). Per pixel the masked layers
 compute 45 + 28 + 15 + 6 + 1 positions instead of 5 x H x W. Images are drawn `SAMPLE_BATCH`
-at a time; the cost is dominated by the H x W sequential steps (one core, under load: the 152
-images of a run's image grids take 0.9 s at 8 px, 10 s at 28 px and 13.5 s at 32 px).
+at a time; the cost is dominated by the H x W sequential steps (timings of sampling and of a
+training step: README, Performance).
 
 Defaults, sized for a CPU: CHANNELS = 32, LAYERS = 5, FIRST_KERNEL = 5, KERNEL = 3, so
-RADIUS = 6. A training step of the VAE at batch 64 takes about 0.42 s of one core at 32 px
-(the `conv` networks: 0.07 s) and 0.04 s at 8 px (`conv`: 0.009 s), measured here under load.
+RADIUS = 6.
 """
 
 from __future__ import annotations

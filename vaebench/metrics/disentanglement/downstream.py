@@ -137,7 +137,7 @@ def _register(name: str, what: str, params: list[Param], learner_of: Callable[[E
         return values
 
 
-# opt-in: sklearn's LogisticRegressionCV takes about 140 s of CPU per run at the quick suite's size
+# opt-in: sklearn's LogisticRegressionCV is slow at the quick suite's size (README, Performance)
 _register("downstream_logreg", "cross-validated logistic regression", [], lambda ctx: "logreg", opt_in=True)
 _register(
     "downstream_gbt", "gradient-boosted trees",
