@@ -5,10 +5,14 @@ sys.path. Fixtures stay in conftest.py."""
 
 from __future__ import annotations
 
+import gzip
+import struct
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,6 +129,32 @@ def plugin_suite(path: Path, plugins: Sequence[str] = (), *, name: str = "values
     return path
 
 
+# Two steps of the VAE on a dataset read from files, scored by recon_mse and kl.
+FILES_SUITE = """
+name = "files"
+[budget]
+steps = 2
+batch_size = 4
+checkpoint_every = 2
+log_every = 1
+[model]
+architecture = "{architecture}"
+latent_dim = 2
+[[datasets]]
+{dataset}
+[[variants]]
+name = "vae"
+[evaluation]
+metrics = ["recon_mse", "kl"]
+"""
+
+
+def files_suite(path: Path, dataset: str, *, architecture: str = "mlp") -> Path:
+    """Write the files suite to `path`; `dataset`: the lines of its [[datasets]] table, its name first."""
+    path.write_text(FILES_SUITE.format(dataset=dataset, architecture=architecture))
+    return path
+
+
 def one_error_line(capsys: pytest.CaptureFixture[str], *, last: bool = False) -> str:
     """The single `vaebench: error:` line on stderr, which holds no traceback (progress lines of --quiet
     may precede it); `last`: nothing follows it."""
@@ -157,3 +187,125 @@ def scored_context(dataset: GroundTruthDataset, model: Variant, cache_dir: Path,
         mu=mu.double().numpy(), logvar=logvar.double().numpy(), factors=dataset.factors(dataset.test_indices),
         seed=0, device=torch.device("cpu"), cache_dir=cache_dir, params=params,
     )
+
+
+# MNIST's IDX files, written from the format's definition (independent of the reader)
+IDX_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype("i2"): 0x0B, np.dtype("i4"): 0x0C,
+             np.dtype("f4"): 0x0D, np.dtype("f8"): 0x0E}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file written from the format's definition (independent of the reader)."""
+    array = np.asarray(array)
+    header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """`array` as an IDX file at `path` (gzipped, with ".gz" added, when `gz`); the file's path."""
+    raw = idx_bytes(array)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        raw = gzip.compress(raw)
+    path.write_bytes(raw)
+    return path
+
+
+def write_mnist(directory: Path, gz: bool = False, n_train: int = 7, n_test: int = 3, seed: int = 0,
+                names: Sequence[str] = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")) -> dict[str, np.ndarray]:
+    """MNIST's four IDX files of random 28 x 28 images and labels in `directory`; their arrays by name."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_x": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_y": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_x": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_y": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    arrays["train_x"][0, 0, 0], arrays["train_x"][0, 0, 1] = 0, 255
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, array in zip(names, arrays.values()):
+        write_idx(directory / name, array, gz)
+    return arrays
+
+
+# A lab's plugin (a variant, a metric and a dataset of its own) and a suite that uses it; `name` and
+# `plugins` (the inside of a TOML array) are the suite's
+LAB_PLUGIN = textwrap.dedent('''
+    """A lab's plugin: a variant, a metric and a dataset."""
+    from dataclasses import dataclass
+
+    import numpy as np
+
+    from vaebench import register_dataset, register_metric, register_variant
+    from vaebench.data import ImageDataset
+    from vaebench.data.base import fixed_split
+    from vaebench.metrics import MetricValue
+    from vaebench.params import hyperparameter
+    from vaebench.variants import Hyperparameters, Losses
+    from vaebench.variants.base import GaussianEncoderVariant
+    from vaebench.variants.claims import Claim
+
+    __version__ = "1.2.3"
+
+
+    @dataclass(frozen=True)
+    class LabHyperparameters(Hyperparameters):
+        weight: float = hyperparameter(2.0, minimum=0.0)
+
+
+    @register_variant("lab_vae")
+    class LabVAE(GaussianEncoderVariant):
+        """A VAE whose KL is weighted (a user's variant)."""
+
+        Hyperparameters = LabHyperparameters
+        claims = (Claim("kl", "lower", "a weighted KL lowers the rate"),)
+
+        def loss(self, x, step):
+            t = self.sample_terms(x)
+            recon, kl = t["recon"].mean(), t["kl_dims"].sum(1).mean()
+            return Losses(recon + self.hparams.weight * kl, {"recon": recon, "kl": kl})
+
+
+    @register_metric("lab_code_norm", family="information", description="mean squared norm of the posterior means",
+                     values=[MetricValue("lab_code_norm", higher_is_better=False)])
+    def _code_norm(ctx):
+        return {"lab_code_norm": float((ctx.mu ** 2).sum(1).mean())}
+
+
+    @register_dataset("lab_squares")
+    class LabSquares(ImageDataset):
+        def __init__(self, count: int = 240, test_size: int = 40):
+            self.name, self.image_shape, self.num_images = "lab_squares", (1, 32, 32), count
+            self.train_indices, self.test_indices = fixed_split(count, test_size, 0)
+
+        def images(self, indices):
+            idx = np.asarray(indices)
+            out = np.zeros((len(idx), 1, 32, 32), np.float32)
+            for k, i in enumerate(idx):
+                out[k, 0, : 4 + i % 20, : 4 + i % 20] = 1.0
+            return out
+''')
+
+LAB_SUITE = '''
+name = "{name}"
+plugins = [{plugins}]
+seeds = [0]
+[budget]
+steps = 6
+batch_size = 16
+checkpoint_every = 3
+log_every = 3
+[model]
+architecture = "mlp"
+latent_dim = 3
+[[datasets]]
+name = "lab_squares"
+[[variants]]
+name = "lab_vae"
+weight = [1.0, 3.0]
+[[variants]]
+name = "vae"
+[evaluation]
+metrics = ["kl", "lab_code_norm"]
+'''

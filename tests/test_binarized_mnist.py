@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_data_files import write_mnist
+from helpers import write_mnist
 from vaebench import data
 from vaebench.bench.spec import RunSpec
 from vaebench.bench.suite import load_suite

@@ -20,50 +20,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from helpers import files_suite, write_idx, write_mnist
 from vaebench import data
 from vaebench.bench.suite import load_suite
 from vaebench.data.base import fixed_split
 from vaebench.data.idx import read_idx
 from vaebench.errors import ConfigError, DataError, MissingDependencyError
 
-IDX_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype("i2"): 0x0B, np.dtype("i4"): 0x0C,
-             np.dtype("f4"): 0x0D, np.dtype("f8"): 0x0E}
-
-
 # ---------------------------------------------------------------------------- IDX
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file written from the format's definition (independent of the reader)."""
-    array = np.asarray(array)
-    header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
-    raw = idx_bytes(array)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        raw = gzip.compress(raw)
-    path.write_bytes(raw)
-    return path
-
-
-def write_mnist(directory: Path, gz: bool = False, n_train: int = 7, n_test: int = 3, seed: int = 0,
-                names=("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_x": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_y": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "test_x": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "test_y": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    arrays["train_x"][0, 0, 0], arrays["train_x"][0, 0, 1] = 0, 255
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, array in zip(names, arrays.values()):
-        write_idx(directory / name, array, gz)
-    return arrays
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -168,30 +132,8 @@ def test_mnist_path_errors(tmp_path):
     assert err.value.key == "path"
 
 
-SUITE = """
-name = "files"
-[budget]
-steps = 2
-batch_size = 4
-checkpoint_every = 2
-log_every = 1
-[model]
-architecture = "{architecture}"
-latent_dim = 2
-[[datasets]]
-name = "mnist"
-{dataset_lines}
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_mse", "kl"]
-"""
-
-
 def _suite(tmp_path: Path, dataset_lines: str, architecture: str = "mlp") -> Path:
-    path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(dataset_lines=dataset_lines, architecture=architecture))
-    return path
+    return files_suite(tmp_path / "suite.toml", f'name = "mnist"\n{dataset_lines}', architecture=architecture)
 
 
 def test_a_suite_file_can_name_mnist(tmp_path):

@@ -118,7 +118,7 @@ def test_kid_is_seeded_and_leaves_the_global_rng_alone(network, real_images):
     assert first != fid.kernel_inception_distance(a, b, network, subset_size=200, subsets=5, seed=4)
 
 
-def test_network_cache_key_and_disk_cache(dataset, cache_dir, network, monkeypatch):
+def test_network_hash_is_its_specs_and_moves_with_every_input(dataset, network):
     spec = fn.trained_network_spec(dataset, steps=FEATURE_STEPS)
     assert content_hash(spec) == network.hash
     for change in ({"steps": FEATURE_STEPS + 1}, {"seed": 1}, {"learning_rate": 3e-4}, {"num_features": 32}):
@@ -126,6 +126,8 @@ def test_network_cache_key_and_disk_cache(dataset, cache_dir, network, monkeypat
     other = get("dsprites", size=32, test_size=2000, split_seed=1)  # other training indices
     assert content_hash(fn.trained_network_spec(other, steps=FEATURE_STEPS)) != network.hash
 
+
+def test_network_is_kept_in_process_and_reloaded_from_the_disk_cache(dataset, cache_dir, network, monkeypatch):
     path = cache_dir / "feature_networks" / f"{network.name}-{network.hash}.pt"
     assert path.is_file()
     assert fn.trained_feature_network(dataset, cache_dir, steps=FEATURE_STEPS) is network  # in-process

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from scipy.stats import chisquare
 
+from helpers import files_suite
 from vaebench import data
 from vaebench.bench.suite import load_suite
 from vaebench.data import mpi3d as mpi3d_module, published
@@ -264,35 +265,13 @@ def test_smallnorb_file_errors_name_the_file(tmp_path, case, message):
         data.get("smallnorb")
 
 
-SUITE = """
-name = "files"
-[budget]
-steps = 2
-batch_size = 4
-checkpoint_every = 2
-log_every = 1
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "smallnorb"
-path = "{path}"
-test_size = 16
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_mse", "kl"]
-"""
-
-
 @pytest.mark.slow
 def test_a_run_records_the_files_digests_in_its_environment(tmp_path):
     from vaebench.bench.spec import RunTask
     from vaebench.bench.train import execute_run
 
     write_smallnorb(tmp_path / "norb")
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.format(path=tmp_path / "norb"))
+    suite = files_suite(tmp_path / "suite.toml", f'name = "smallnorb"\npath = "{tmp_path / "norb"}"\ntest_size = 16')
     spec = load_suite(suite).specs[0]
     result = execute_run(RunTask(spec, spec.variant, str(tmp_path / "run")))
     assert result.status == "done", result.error

@@ -35,13 +35,21 @@ def _weights(trainer: Trainer) -> dict:
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
-def test_spec_fields_and_run_ids(tmp_path):
+def test_the_default_implementation_leaves_the_spec_and_its_run_id_as_they_were(tmp_path):
     plain = _spec(tmp_path, "", "a.toml")
     assert plain.optimizer_implementation == "" and plain.optimizer_options == ()
     assert "optimizer_implementation" not in plain.to_dict() and "optimizer_options" not in plain.to_dict()
     assert _spec(tmp_path, 'optimizer_implementation = "default"', "b.toml").run_id == plain.run_id
+
+
+def test_another_implementation_is_another_run(tmp_path):
+    plain = _spec(tmp_path, "", "a.toml")
     fused = _spec(tmp_path, 'optimizer_implementation = "fused"', "c.toml")
     assert fused.optimizer_implementation == "fused" and fused.run_id != plain.run_id
+
+
+def test_adams_eps_is_an_option_of_the_spec_that_reaches_the_optimizer(tmp_path):
+    plain = _spec(tmp_path, "", "a.toml")
     eps = _spec(tmp_path, "adam_eps = 1e-4", "d.toml")
     assert eps.to_dict()["optimizer_options"] == {"eps": 1e-4} and eps.run_id != plain.run_id
     assert _trainer(eps).optimizers[0].defaults["eps"] == 1e-4

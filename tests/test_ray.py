@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ONE_VAE, REPO
+from helpers import LAB_PLUGIN, LAB_SUITE, ONE_VAE, REPO
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import SweepProgress, make_executor, run_suite
 from vaebench.bench.spec import RunResult, RunTask
@@ -312,12 +312,10 @@ def test_a_run_no_node_can_hold_fails_fast(ray_cluster, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_plugin_runs_on_ray_with_the_local_numbers(ray_cluster, tmp_path):
-    from test_plugins import PLUGIN, SUITE
-
     plugin = tmp_path / "ray_lab_plugin.py"
-    plugin.write_text(PLUGIN.replace('"lab_', '"rlab_'))
+    plugin.write_text(LAB_PLUGIN.replace('"lab_', '"rlab_'))
     path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(name="rlab", plugins=f'"{plugin}"').replace('"lab_squares"', '"rlab_squares"')
+    path.write_text(LAB_SUITE.format(name="rlab", plugins=f'"{plugin}"').replace('"lab_squares"', '"rlab_squares"')
                     .replace('"lab_vae"', '"rlab_vae"').replace('"lab_code_norm"', '"rlab_code_norm"'))
     suite = load_suite(path)
     run_suite(suite, tmp_path / "local", InProcessExecutor(), threads=1)

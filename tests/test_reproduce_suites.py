@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from test_data_files import write_mnist
+from helpers import write_mnist
 from vaebench.bench import cost
 from vaebench.bench.reproduction import REPOSITORY
 from vaebench.bench.schedules import burda_milestones

@@ -47,12 +47,18 @@ def test_multistep_in_epochs_is_pytorchs_multisteplr():
     assert ours[2 * epoch - 1] == 1.0 and ours[2 * epoch] == pytest.approx(gamma)  # the drop starts at epoch 2
 
 
-def test_exponential_per_epoch_and_per_step():
+def test_exponential_per_epoch_is_torchs():
     schedule = schedule_in_steps("exponential", factor=0.9, unit_steps=4)
     reference = torch_rates(torch.optim.lr_scheduler.ExponentialLR, 5, 4, gamma=0.9)
     assert [lr_multiplier(s, schedule) for s in range(20)] == pytest.approx(reference, rel=1e-12, abs=0)
+
+
+def test_exponential_per_step():
     per_step = schedule_in_steps("exponential", factor=0.5)
     assert [lr_multiplier(s, per_step) for s in range(4)] == [1.0, 0.5, 0.25, 0.125]
+
+
+def test_the_constant_schedule_keeps_the_base_rate():
     assert lr_multiplier(10**6, {}) == 1.0
 
 
