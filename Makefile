@@ -37,4 +37,4 @@ benchmark: install-test
 	$(PY) -m pytest -q benchmarks/*.py --benchmark-only
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .benchmarks
+	rm -rf $(VENV) runs .pytest_cache .benchmarks .mypy_cache .ruff_cache

@@ -201,14 +201,18 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
-    """`array` as an IDX file at `path` (gzipped, with ".gz" added, when `gz`); the file's path."""
-    raw = idx_bytes(array)
+def write_maybe_gzipped(path: Path, raw: bytes, gz: bool) -> Path:
+    """`raw` written to `path`, or gzipped to `path` with ".gz" added when `gz`; the file's path."""
     if gz:
         path = path.with_name(path.name + ".gz")
         raw = gzip.compress(raw)
     path.write_bytes(raw)
     return path
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """`array` as an IDX file at `path` (see `write_maybe_gzipped`)."""
+    return write_maybe_gzipped(path, idx_bytes(array), gz)
 
 
 def write_mnist(directory: Path, gz: bool = False, n_train: int = 7, n_test: int = 3, seed: int = 0,

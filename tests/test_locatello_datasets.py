@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from scipy.stats import chisquare
 
-from helpers import files_suite
+from helpers import files_suite, write_maybe_gzipped
 from vaebench import data
 from vaebench.bench.suite import load_suite
 from vaebench.data import mpi3d as mpi3d_module, published
@@ -97,12 +97,7 @@ def norb_bytes(array: np.ndarray) -> bytes:
 
 
 def write_norb(path: Path, array: np.ndarray, gz: bool) -> Path:
-    raw = norb_bytes(array)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        raw = gzip.compress(raw)
-    path.write_bytes(raw)
-    return path
+    return write_maybe_gzipped(path, norb_bytes(array), gz)
 
 
 def norb_images(states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
