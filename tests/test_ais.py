@@ -398,7 +398,6 @@ def test_a_metric_producing_an_undeclared_curve_fails_the_run(monkeypatch):
 
 def test_the_report_draws_the_rate_distortion_and_iwae_curves(tmp_path):
     from test_reports_fixtures import fake_metrics, setting_label, spec_for
-
     from vaebench.bench.spec import RunResult
     from vaebench.bench.store import ResultsStore
     from vaebench.reports import plots as P

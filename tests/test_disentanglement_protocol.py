@@ -54,7 +54,8 @@ def context(dataset, seed=0, **params):
     mu = quadrant_means(images.numpy())
     return EvaluationContext(
         model=model, dataset=dataset, test_indices=dataset.test_indices, test_images=images, mu=mu,
-        logvar=np.full(mu.shape, -2.0), factors=dataset.factors(dataset.test_indices) if dataset.has_factors else None, seed=seed,
+        logvar=np.full(mu.shape, -2.0), factors=dataset.factors(dataset.test_indices) if dataset.has_factors else None,
+        seed=seed,
         device=torch.device("cpu"), cache_dir=Path("."), params=params,
     )
 

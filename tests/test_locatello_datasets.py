@@ -26,10 +26,10 @@ import torch
 from PIL import Image
 from scipy.stats import chisquare
 
+from helpers import files_suite, write_maybe_gzipped
 from vaebench import data
 from vaebench.bench.suite import load_suite
-from vaebench.data import mpi3d as mpi3d_module
-from vaebench.data import published
+from vaebench.data import mpi3d as mpi3d_module, published
 from vaebench.errors import ConfigError, DataError
 from vaebench.metrics import METRICS, EvaluationContext
 from vaebench.metrics.disentanglement.protocol import scored_samples
@@ -97,12 +97,7 @@ def norb_bytes(array: np.ndarray) -> bytes:
 
 
 def write_norb(path: Path, array: np.ndarray, gz: bool) -> Path:
-    raw = norb_bytes(array)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        raw = gzip.compress(raw)
-    path.write_bytes(raw)
-    return path
+    return write_maybe_gzipped(path, norb_bytes(array), gz)
 
 
 def norb_images(states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -265,35 +260,13 @@ def test_smallnorb_file_errors_name_the_file(tmp_path, case, message):
         data.get("smallnorb")
 
 
-SUITE = """
-name = "files"
-[budget]
-steps = 2
-batch_size = 4
-checkpoint_every = 2
-log_every = 1
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "smallnorb"
-path = "{path}"
-test_size = 16
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_mse", "kl"]
-"""
-
-
 @pytest.mark.slow
 def test_a_run_records_the_files_digests_in_its_environment(tmp_path):
     from vaebench.bench.spec import RunTask
     from vaebench.bench.train import execute_run
 
     write_smallnorb(tmp_path / "norb")
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.format(path=tmp_path / "norb"))
+    suite = files_suite(tmp_path / "suite.toml", f'name = "smallnorb"\npath = "{tmp_path / "norb"}"\ntest_size = 16')
     spec = load_suite(suite).specs[0]
     result = execute_run(RunTask(spec, spec.variant, str(tmp_path / "run")))
     assert result.status == "done", result.error

@@ -75,8 +75,8 @@ def load_model(run_dir: str | Path, run_id: str) -> torch.nn.Module:
     try:
         spec = RunSpec.from_dict(row.iloc[0]["spec"])
     except (TypeError, KeyError, ValueError) as err:
-        raise DataError(f"{run_dir}: run {run_id}: its spec is not one this vaebench reads ({err}); the store was edited "
-                        "or written by another version") from None
+        raise DataError(f"{run_dir}: run {run_id}: its spec is not one this vaebench reads ({err}); "
+                        "the store was edited or written by another version") from None
     path = model_path(Path(run_dir), run_id)
     if not path.is_file():
         raise DataError(f"{path}: no saved model (the run did not finish, or it was pruned)")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from vaebench.bench.contract import checked
+from vaebench.bench.grids import model_image_grids
 from vaebench.bench.seeding import derived_seed, seed_everything
 from vaebench.bench.spec import RunSpec
-from vaebench.data import ImageDataset
+from vaebench.data import GroundTruthDataset, ImageDataset
 from vaebench.errors import ContractError
 from vaebench.metrics import METRICS, EvaluationContext, MetricInfo
-from vaebench.bench.grids import model_image_grids
 from vaebench.variants.base import encode_in_batches
 
 
@@ -41,7 +41,8 @@ def evaluate(
         test_images=images,
         mu=mu,
         logvar=logvar,
-        factors=dataset.factors(test_indices) if dataset.has_factors else None,
+        # has_factors: a GroundTruthDataset, or a user's dataset with factors behind its checked contract
+        factors=cast(GroundTruthDataset, dataset).factors(test_indices) if dataset.has_factors else None,
         seed=seed,
         device=device,
         cache_dir=cache_dir,

@@ -35,10 +35,11 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,7 +156,7 @@ class AlongScores:
         return {"rows": [list(r) for r in self.rows], "time_s": self.time_s}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> "AlongScores":
+    def from_state(cls, state: dict[str, Any] | None) -> AlongScores:
         """The scores of a checkpoint; none from one written before scoring along training existed."""
         if not state:
             return cls()

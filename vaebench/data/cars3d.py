@@ -40,8 +40,8 @@ tenth); the study trains on all of them and scores on fresh samples.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.io

@@ -53,8 +53,8 @@ CUDA device the binary images of a view are gathered and unpacked on the device 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numba
 import numpy as np
@@ -62,10 +62,9 @@ import torch
 
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.data.materialise import MaskStore, open_mask_store, unpack_rows
-from vaebench.errors import ConfigError
 from vaebench.data.registry import register_dataset
+from vaebench.errors import ConfigError
 
-SHAPES = ("square", "ellipse", "heart")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 SCALES = np.linspace(0.5, 1.0, 6)
 ORIENTATIONS = np.linspace(0.0, 2 * np.pi, 40)

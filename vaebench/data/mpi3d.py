@@ -42,7 +42,7 @@ Split: a seeded permutation holds out `test_size` images (default 10,000).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -34,8 +34,9 @@ published (Wikimedia's file can be replaced): its SHA-256 is recorded in each ru
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -56,8 +57,8 @@ _EXPECTED = "the picture of The Scream (disentanglement_lib's scream.jpg, Wikime
 def load_scream(file: Path, size: int) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1]: the picture converted to RGB and shrunk with thumbnail(THUMBNAIL)."""
     try:
-        with Image.open(file) as picture:
-            picture = picture.convert("RGB")
+        with Image.open(file) as opened:
+            picture = opened.convert("RGB")
             picture.thumbnail(THUMBNAIL)
             pixels = np.asarray(picture, dtype=np.float32) / np.float32(255)
     except (OSError, UnidentifiedImageError, ValueError) as err:

@@ -173,13 +173,18 @@ class _EvalMode:
 class _Chains:
     """The outcome of annealing a batch: (B, C) final log weights; at the recorded indices, (R, B, C)
     accumulated log weights and log-likelihoods of the chains' states; the (T, B * C) step sizes
-    the transitions used; the mean acceptance probability."""
+    the transitions used."""
 
     log_weights: torch.Tensor
     recorded_log_weights: torch.Tensor | None
     recorded_log_likelihood: torch.Tensor | None
     step_sizes: torch.Tensor
-    acceptance: float
+
+    def recorded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(recorded log weights, recorded log-likelihoods); the batch was annealed with `record`."""
+        if self.recorded_log_weights is None or self.recorded_log_likelihood is None:
+            raise ValueError("these chains were annealed without recording")
+        return self.recorded_log_weights, self.recorded_log_likelihood
 
 
 class _Annealer:
@@ -237,14 +242,12 @@ class _Annealer:
         if 0 in wanted:
             rec_w.append(log_w.clone())
             rec_ll.append(ll.clone())
-        accepted = torch.zeros((), dtype=torch.float64, device=z.device)
         for t in range(1, len(betas)):
             log_w = log_w + (float(betas[t]) - float(betas[t - 1])) * ll
             if steps is not None:
                 step = steps[t - 1]
             used.append(step)
             z, ll, grad, prob = self.transition(z, ll, grad, float(betas[t]), step)
-            accepted = accepted + prob.mean()
             if steps is None:
                 factor = torch.where(prob > TARGET_ACCEPTANCE, STEP_SIZE_UP, STEP_SIZE_DOWN)
                 step = (step * factor).clamp(*STEP_SIZE_RANGE)
@@ -256,8 +259,7 @@ class _Annealer:
         def stacked(parts):
             return torch.stack([p.view(shape) for p in parts]).cpu() if record is not None else None
 
-        return _Chains(log_w.view(shape).cpu(), stacked(rec_w), stacked(rec_ll), torch.stack(used),
-                       float(accepted) / max(1, len(betas) - 1))
+        return _Chains(log_w.view(shape).cpu(), stacked(rec_w), stacked(rec_ll), torch.stack(used))
 
 
 def _log_mean_exp(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -392,7 +394,8 @@ def ais_bdmc(
     """
     z = torch.as_tensor(latents)
     betas = annealing_schedule(distributions, schedule)
-    common = dict(latent_dim=int(z.shape[1]), chains=chains, leapfrog=leapfrog, chunk=chunk, device=device)
+    common: dict[str, Any] = dict(latent_dim=int(z.shape[1]), chains=chains, leapfrog=leapfrog, chunk=chunk,
+                                  device=device)
     forward = _anneal_all(model, images, betas, seed=seed, **common)
     reverse = _anneal_all(model, images, betas, starts=z, seed=seed + 1, **common)
     lower = torch.cat([_log_mean_exp(p.log_weights) for p in forward]).numpy()
@@ -477,10 +480,11 @@ def ais_rate_distortion(
     record = curve_indices(betas, points)
     parts = _anneal_all(model, images, betas, latent_dim=latent_dim, seed=seed, chains=chains, leapfrog=leapfrog,
                         chunk=chunk, device=device, record=record)
-    log_z = torch.cat([_log_mean_exp(p.recorded_log_weights).T for p in parts]).numpy()  # (N, P)
+    recorded = [p.recorded() for p in parts]
+    log_z = torch.cat([_log_mean_exp(log_w).T for log_w, _ in recorded]).numpy()  # (N, P)
     # E_q_beta[-log p(x|z)]: the chains' states weighted by their normalised AIS weights (Neal 2001)
     distortion = torch.cat([
-        (torch.softmax(p.recorded_log_weights, dim=-1) * -p.recorded_log_likelihood).sum(-1).T for p in parts
+        (torch.softmax(log_w, dim=-1) * -log_likelihood).sum(-1).T for log_w, log_likelihood in recorded
     ]).numpy()
     beta = betas[record]
     rate = -beta * distortion - log_z

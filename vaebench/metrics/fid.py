@@ -35,6 +35,7 @@ values computed with the same ``fid_images``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,6 @@ from vaebench.metrics.feature_network import (
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param, check_params
 
-FEATURE_NETWORK = "trained"  # or "inception" (with inception_weights = PATH)
 FID_IMAGES = 10_000  # real test images (a fixed random subset of a larger split) and as many samples
 KID_SUBSETS = 100  # torchmetrics' and Binkowski et al.'s defaults
 KID_SUBSET_SIZE = 1_000  # capped at the number of images
@@ -141,7 +141,7 @@ class RealStatistics:
     cov: torch.Tensor
 
     @classmethod
-    def from_features(cls, features: torch.Tensor) -> "RealStatistics":
+    def from_features(cls, features: torch.Tensor) -> RealStatistics:
         mean, cov = feature_statistics(features)
         return cls(features.float(), torch.from_numpy(mean), torch.from_numpy(cov))
 
@@ -166,7 +166,8 @@ def real_statistics(network: FeatureNetwork, images: ArrayLike, *, key: str, cac
     else:
         stats = RealStatistics.from_features(extract_features(network, images, batch_size=batch_size, device=device))
         if path is not None:
-            store_entry(path, f"{network.tag}:{key}", {"features": stats.features, "mean": stats.mean, "cov": stats.cov})
+            entry = {"features": stats.features, "mean": stats.mean, "cov": stats.cov}
+            store_entry(path, f"{network.tag}:{key}", entry)
     _REAL_STATISTICS[memo] = stats
     return stats
 
@@ -205,7 +206,7 @@ class DistanceAccumulator:
                                subset_size=self.kid_subset_size, seed=seed)
 
 
-def _as_batches(images: ArrayLike, batch_size: int):
+def _as_batches(images: ArrayLike, batch_size: int) -> Iterator[torch.Tensor]:
     x = torch.as_tensor(images)
     for start in range(0, len(x), batch_size):
         yield x[start : start + batch_size]

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ class EvaluationContext:
         declared default, so a metric reads `params[key]` and never validates it.
     """
 
-    model: torch.nn.Module
+    model: Any  # an nn.Module behind vaebench.bench.contract.CheckedModel, whose attributes are the model's
     dataset: Any
     test_indices: np.ndarray
     test_images: torch.Tensor
@@ -65,8 +65,9 @@ class EvaluationContext:
     params: dict[str, Any] = field(default_factory=dict)
     # value name -> a free-text note stored beside the value (e.g. FID's feature network + hash)
     notes: dict[str, str] = field(default_factory=dict)
-    # intermediate results shared between metrics (e.g. one decoding pass of the test set)
-    cache: dict[str, Any] = field(default_factory=dict)
+    # intermediate results shared between metrics (e.g. one decoding pass of the test set), keyed
+    # by a name or by a tuple of a name and the inputs the result depends on
+    cache: dict[Hashable, Any] = field(default_factory=dict)
     # (index, curve name, value) rows a metric produces beside its values, e.g. the points of
     # ais_rate_distortion's curve; stored in the store's `curves` table with the index as the step.
     # Each name must be one the metric declares in `MetricInfo.curves`.

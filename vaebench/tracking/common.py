@@ -4,8 +4,9 @@ that keeps a tracker's code away from the run's random generators."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -12,14 +12,15 @@ linearly at step 100 000.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.claims import Claim
 from vaebench.variants.registry import register_variant
 
 
@@ -45,7 +46,7 @@ CAPACITY_TOLERANCE = 1.0  # nats: how far the final KL may be from C for the cla
 
 
 @register_variant("annealed_vae")
-class AnnealedVAE(GaussianEncoderVariant):
+class AnnealedVAE(GaussianEncoderVariant[AnnealedVAEHyperparameters]):
     """beta-VAE whose KL is pulled towards a capacity C that grows linearly to C_max."""
 
     Hyperparameters = AnnealedVAEHyperparameters
