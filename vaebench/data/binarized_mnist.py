@@ -43,7 +43,8 @@ from vaebench.data.base import ImageDataset
 from vaebench.data.files import (
     PathLike, fingerprint, npz_array_header, open_npz, read_maybe_gzipped, read_npz, required_path,
 )
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset
+from vaebench.params import Param
 from vaebench.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
@@ -177,7 +178,11 @@ def _files(path: PathLike | None) -> tuple[list[Path], str]:
     raise DataError(f"{p}: no such file or directory; dataset 'binarized_mnist' expected {_EXPECTED}")
 
 
-@register_dataset("binarized_mnist")
+@register_dataset("binarized_mnist", params=[
+    path_param("a directory holding the .amat files"),
+    Param("train", "train", doc="the training split: " + " or ".join(map(repr, TRAIN_CHOICES))),
+    Param("test", "test", doc="the split scored: " + " or ".join(map(repr, TEST_CHOICES))),
+])
 class BinarizedMNIST(ImageDataset):
     """Larochelle & Murray's binarised MNIST from .amat or .npz files; see the module docstring."""
 

@@ -87,9 +87,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaebench.metrics.likelihood import SUBSET_SEED, _model_device, scored_subset
+from vaebench.metrics.likelihood import IWAE_IMAGES, SUBSET_SEED, _model_device, scored_subset
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
+from vaebench.variants.base import point_mass_posterior
 from vaebench.variants.iwae import importance_log_weights
 
 # Defaults (chosen from measurements reported with issue 25).
@@ -567,13 +568,13 @@ def _annealed(ctx: EvaluationContext, *, with_curve: bool
         MetricValue("ais_elbo_gap", higher_is_better=False,
                     description="-ELBO - ais_nll on the same images: how far the encoder is from the posterior"),
     ],
-    params=AIS_PARAMS, abs_tol=0.5, rel_tol=0.01,
+    params=[*AIS_PARAMS, IWAE_IMAGES], abs_tol=0.5, rel_tol=0.01,  # AIS scores a subset of iwae_nll's images
 )
 def _compute_ais_nll(ctx: EvaluationContext) -> dict[str, float]:
     images, which, nll, _ = _annealed(ctx, with_curve=False)
     ctx.notes["ais_nll"] = _describe(ctx, which)
     values = {"ais_nll": float(nll.mean())}
-    if not getattr(ctx.model, "deterministic_encoder", False) and callable(getattr(ctx.model, "encode", None)):
+    if not point_mass_posterior(ctx.model) and callable(getattr(ctx.model, "encode", None)):
         generator_state = torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else [])
         with generator_state, torch.no_grad(), _EvalMode(ctx.model):
             torch.manual_seed(ctx.seed)
@@ -618,7 +619,7 @@ def _compute_bdmc(ctx: EvaluationContext) -> dict[str, float]:
                     description="E_p(z|x)[-log p(x|z)]: the distortion of the exact posterior (beta = 1)"),
     ],
     curves=RD_CURVES,
-    params=[*AIS_PARAMS,
+    params=[*AIS_PARAMS, IWAE_IMAGES,
             Param("ais_rd_beta_max", DEFAULT_BETA_MAX, minimum=1.0, doc="the rate-distortion path's last beta"),
             Param("ais_rd_points", DEFAULT_RD_POINTS, minimum=2, doc="points stored on the rate-distortion curve")],
     abs_tol=0.5, rel_tol=0.05,

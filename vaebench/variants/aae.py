@@ -25,14 +25,14 @@ import torch
 
 from vaebench.params import hyperparameter
 from vaebench.variants.claims import Claim
-from vaebench.variants.base import Hyperparameters, Losses, Phase, Variant
+from vaebench.variants.base import ChosenEncoder, Hyperparameters, Losses, Phase, Variant
 from vaebench.variants.discriminator import Discriminator, discriminator_loss, fooling_loss
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.registry import register_variant
 
 
 @dataclass(frozen=True)
-class AAEHyperparameters(Hyperparameters):
+class AAEHyperparameters(ChosenEncoder, Hyperparameters):
     encoder: str = hyperparameter("deterministic", choices=ENCODERS)
     discriminator_width: int = hyperparameter(1000, minimum=1)
     discriminator_depth: int = hyperparameter(2, minimum=0)

@@ -61,7 +61,7 @@ import torch
 
 from vaebench.params import hyperparameter
 from vaebench.variants.aggregate import minibatch_kl_to_prior
-from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.base import ChosenEncoder, GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.claims import Claim, with_pixelcnn
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.mmd import KERNELS, mmd_to_prior
@@ -124,7 +124,7 @@ class InfoVAE(GaussianEncoderVariant):
 
 
 @dataclass(frozen=True)
-class MMDVAEHyperparameters(Hyperparameters):
+class MMDVAEHyperparameters(ChosenEncoder, Hyperparameters):
     lambda_: float = hyperparameter(1000.0, minimum=0.0, doc="weight of MMD^2(q(z), p(z))")
     kernel: str = hyperparameter("rbf", choices=KERNELS)
     encoder: str = hyperparameter("deterministic", choices=ENCODERS)

@@ -10,7 +10,15 @@ from vaebench.variants.networks import check_network_size
 VARIANTS: Registry[type] = Registry("variant")
 
 
+# the variant name under which the store keeps models trained elsewhere (vaebench.bench.spec.ExternalSpec)
+RESERVED = ("external",)
+
+
 def register_variant(name: str) -> Callable[[type], type]:
+    """Register a variant class under `name` (not one of RESERVED: a ValueError at registration)."""
+    if name in RESERVED:
+        raise ValueError(f"variant name {name!r} is reserved: the store keeps models trained elsewhere under it")
+
     def decorator(cls: type) -> type:
         cls.name = name
         VARIANTS.add(name, cls)
