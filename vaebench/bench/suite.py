@@ -25,6 +25,11 @@ Every table is checked against declared `Param`s (vaebench.params): an unknown k
 type or an out-of-range value is a ConfigError naming the file and the key. Specs are
 canonical (see `RunSpec`): a dataset or metric parameter written out at its default is
 dropped, so it gives the same run as leaving it out.
+
+Loading is five steps, each one function: `parse_suite` checks every table (no dataset is built),
+`build_datasets` builds and checks the datasets, `expand_runs` expands the grid into canonical
+RunSpecs, `check_runs` checks that each setting can train and be scored on its dataset, and
+`assemble_suite` labels the settings.
 """
 
 from __future__ import annotations
@@ -648,9 +653,9 @@ def _along_fields(along: AlongPlan, steps: int, metrics: tuple[str, ...], ds: Su
 def check_runs(runs: Sequence[PlannedRun], plan: dict[str, Any], file: str) -> None:
     """Each setting (the runs that differ in the seed alone are checked once) can train and be scored on
     its dataset: a ConfigError naming the key at fault when the suite loads, never after training."""
-    checked: set[RunSpec] = set()
+    checked: set[tuple[RunSpec, int]] = set()
     for run in runs:
-        setting = dataclasses.replace(run.spec, seed=0)
+        setting = (dataclasses.replace(run.spec, seed=0), run.variant.entry)  # an entry's own `reproduces`
         if setting not in checked:
             checked.add(setting)
             check_run(run, plan, file)
@@ -669,7 +674,8 @@ def check_run(run: PlannedRun, plan: dict[str, Any], file: str) -> None:
                        dataset_key=test_images_key(ds.name, f"datasets[{ds.index}]"))
     check_variant_contract(spec, ds.dataset, file)
     check_batch_size(spec.variant, dict(spec.hyperparameters), spec.batch_size, file=file)
-    check_reference_dataset(run.variant.reproduces, ds.name, file=file, key=f"variants[{run.variant.entry}].reproduces")
+    check_reference_dataset(run.variant.reproduces, ds.name, file=file,
+                            key=f"variants[{run.variant.entry}].reproduces")
     check_validation_split(ds.dataset, plan["selection"], file=file, key=f"budget.select (dataset {ds.name!r})")
 
 
