@@ -89,6 +89,10 @@ def test_data_get_builds_a_dataset_with_its_declared_defaults(monkeypatch):
     with pytest.raises(ConfigError, match="key 'size': unknown parameter for dataset 'declared_squares'; "
                                           "allowed: count, test_size"):
         data.get("declared_squares", size=3)
+    register_dataset("undeclared_squares")(squares)  # its factory's signature declares nothing
+    with pytest.raises(ConfigError, match=r"key 'count': unknown parameter for dataset 'undeclared_squares'; "
+                                          r"allowed: none \(a dataset declares its parameters"):
+        data.get("undeclared_squares", count=3)
 
 
 def test_a_dataset_declaring_a_key_twice_or_declaring_a_fixed_key_is_refused_at_registration():

@@ -33,7 +33,8 @@ def check_dataset_params(name: str, params: Mapping[str, Any]) -> None:
     allowed = dataset_parameters(name)
     for key in params:
         if key not in allowed:
-            raise ConfigError(f"unknown parameter for dataset {name!r}; allowed: {', '.join(allowed)}", key=key)
+            listed = ", ".join(allowed) or "none (a dataset declares its parameters: register_dataset(name, params=...))"
+            raise ConfigError(f"unknown parameter for dataset {name!r}; allowed: {listed}", key=key)
 
 
 def get(name: str, **params: Any) -> ImageDataset:
