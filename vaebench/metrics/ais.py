@@ -502,6 +502,13 @@ AIS_PARAMS = [
 ]
 
 
+# the rate-distortion path's (read by ais_nll too, which runs on that path when both are computed: `_annealed`)
+RD_PARAMS = [
+    Param("ais_rd_beta_max", DEFAULT_BETA_MAX, minimum=1.0, doc="the rate-distortion path's last beta"),
+    Param("ais_rd_points", DEFAULT_RD_POINTS, minimum=2, doc="points stored on the rate-distortion curve"),
+]
+
+
 def _settings(ctx: EvaluationContext) -> dict[str, Any]:
     p = ctx.params
     return dict(distributions=p["ais_distributions"], leapfrog=p["ais_leapfrog"], chains=p["ais_chains"],
@@ -568,7 +575,8 @@ def _annealed(ctx: EvaluationContext, *, with_curve: bool
         MetricValue("ais_elbo_gap", higher_is_better=False,
                     description="-ELBO - ais_nll on the same images: how far the encoder is from the posterior"),
     ],
-    params=[*AIS_PARAMS, IWAE_IMAGES], abs_tol=0.5, rel_tol=0.01,  # AIS scores a subset of iwae_nll's images
+    # AIS scores a subset of iwae_nll's images; its path is the rate-distortion one when both are computed
+    params=[*AIS_PARAMS, IWAE_IMAGES, *RD_PARAMS], abs_tol=0.5, rel_tol=0.01,
 )
 def _compute_ais_nll(ctx: EvaluationContext) -> dict[str, float]:
     images, which, nll, _ = _annealed(ctx, with_curve=False)
@@ -619,9 +627,7 @@ def _compute_bdmc(ctx: EvaluationContext) -> dict[str, float]:
                     description="E_p(z|x)[-log p(x|z)]: the distortion of the exact posterior (beta = 1)"),
     ],
     curves=RD_CURVES,
-    params=[*AIS_PARAMS, IWAE_IMAGES,
-            Param("ais_rd_beta_max", DEFAULT_BETA_MAX, minimum=1.0, doc="the rate-distortion path's last beta"),
-            Param("ais_rd_points", DEFAULT_RD_POINTS, minimum=2, doc="points stored on the rate-distortion curve")],
+    params=[*AIS_PARAMS, IWAE_IMAGES, *RD_PARAMS],
     abs_tol=0.5, rel_tol=0.05,
 )
 def _compute_rate_distortion(ctx: EvaluationContext) -> dict[str, float]:
