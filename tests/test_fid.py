@@ -194,18 +194,25 @@ def test_torchscript_feature_network_option(dataset, tmp_path):
     assert not (tmp_path / "cache" / "feature_networks").exists()  # nothing trained
 
 
+def _feature_network(given: dict, dataset, tmp_path):
+    """The feature network of [evaluation.params] `given`, checked as a suite checks it."""
+    from vaebench.metrics.registry import check_metric_params
+
+    return fid.feature_network_from_params(METRICS.get("fid").params_of(check_metric_params(given)), dataset, tmp_path)
+
+
 def test_feature_network_user_errors(dataset, tmp_path):
     missing = tmp_path / "nowhere" / "inception-2015-12-05.pt"
     with pytest.raises(DataError, match="inception-2015-12-05.pt"):
-        fid.feature_network_from_params({"inception_weights": str(missing)}, dataset, tmp_path)
+        _feature_network({"inception_weights": str(missing)}, dataset, tmp_path)
     not_torchscript = tmp_path / "weights.pt"
     not_torchscript.write_bytes(b"not a model")
     with pytest.raises(DataError, match="weights.pt"):
-        fid.feature_network_from_params({"inception_weights": str(not_torchscript)}, dataset, tmp_path)
+        _feature_network({"inception_weights": str(not_torchscript)}, dataset, tmp_path)
     with pytest.raises(ConfigError, match="feature_network"):
-        fid.feature_network_from_params({"feature_network": "vgg"}, dataset, tmp_path)
+        _feature_network({"feature_network": "vgg"}, dataset, tmp_path)
     with pytest.raises(ConfigError, match="inception_weights"):
-        fid.feature_network_from_params({"feature_network": "inception"}, dataset, tmp_path)
+        _feature_network({"feature_network": "inception"}, dataset, tmp_path)
 
 
 class FixedFeatures(nn.Module):

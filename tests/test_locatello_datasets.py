@@ -32,7 +32,7 @@ from vaebench.bench.suite import load_suite
 from vaebench.data import mpi3d as mpi3d_module, published
 from vaebench.errors import ConfigError, DataError
 from vaebench.metrics import METRICS, EvaluationContext
-from vaebench.metrics.disentanglement.protocol import scored_samples
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
 
 
 @pytest.fixture(autouse=True)
@@ -57,13 +57,16 @@ class ProjectionEncoder(torch.nn.Module):
 
 
 def fresh_context(dataset, **params) -> EvaluationContext:
+    """The context of a disentanglement score, its protocol's parameters complete (as `MetricInfo.compute`
+    hands them to the score), so `scored_samples` reads them directly too."""
     images = torch.from_numpy(dataset.images(dataset.test_indices))
     with torch.no_grad():
         mu, logvar = ProjectionEncoder().encode(images)
     return EvaluationContext(
         model=ProjectionEncoder(), dataset=dataset, test_indices=dataset.test_indices, test_images=images,
         mu=mu.double().numpy(), logvar=logvar.double().numpy(), factors=dataset.factors(dataset.test_indices),
-        seed=0, device=torch.device("cpu"), cache_dir=Path("."), params=params,
+        seed=0, device=torch.device("cpu"), cache_dir=Path("."),
+        params={**{p.key: p.default for p in PROTOCOL_PARAMS}, **params},
     )
 
 

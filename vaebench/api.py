@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from vaebench.bench.spec import RunSpec
+from vaebench.bench.spec import ExternalSpec, spec_from_dict
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import Suite, load_suite, suite_from_table
 from vaebench.errors import DataError
@@ -73,10 +73,13 @@ def load_model(run_dir: str | Path, run_id: str) -> torch.nn.Module:
     if row.empty:
         raise DataError(f"{run_dir}: no run {run_id!r}")
     try:
-        spec = RunSpec.from_dict(row.iloc[0]["spec"])
+        spec = spec_from_dict(row.iloc[0]["spec"])
     except (TypeError, KeyError, ValueError) as err:
         raise DataError(f"{run_dir}: run {run_id}: its spec is not one this vaebench reads ({err}); "
                         "the store was edited or written by another version") from None
+    if isinstance(spec, ExternalSpec):
+        raise DataError(f"{run_dir}: run {run_id} scored a model trained elsewhere ({spec.model}); "
+                        "vaebench evaluate keeps no copy of it")
     path = model_path(Path(run_dir), run_id)
     if not path.is_file():
         raise DataError(f"{path}: no saved model (the run did not finish, or it was pruned)")

@@ -56,8 +56,8 @@ def evaluation_seconds(spec: RunSpec, device: str = "cpu") -> dict[str, float]:
     """Measured estimates of a run's validation passes (all of them) and of its iwae_nll scoring:
     {"validation": s, "iwae_nll": s}, each only where the run has it."""
     from vaebench.bench.selection import validation_indices, validation_loss
+    from vaebench.metrics import METRICS
     from vaebench.metrics.likelihood import importance_weighted_nll
-    from vaebench.metrics.registry import check_metric_params
 
     out: dict[str, float] = {}
     if not spec.selection and "iwae_nll" not in spec.metrics:
@@ -76,7 +76,7 @@ def evaluation_seconds(spec: RunSpec, device: str = "cpu") -> dict[str, float]:
             validation_loss(model, dataset, sample, batch_size=spec.batch_size, step=0, seed=spec.seed, device=dev)
             out["validation"] = (time.perf_counter() - started) / len(sample) * len(indices) * passes
         if "iwae_nll" in spec.metrics:
-            params = check_metric_params(dict(spec.metric_params))
+            params = METRICS.get("iwae_nll").params_of(dict(spec.metric_params))
             k = params["iwae_k"]
             n = min(params["iwae_images"], len(dataset.test_indices))
             timed = max(1, min(n, IWAE_SAMPLE_PAIRS // k))

@@ -10,16 +10,16 @@ import torch
 from vaebench.bench.contract import checked
 from vaebench.bench.grids import model_image_grids
 from vaebench.bench.seeding import derived_seed, seed_everything
-from vaebench.bench.spec import RunSpec
+from vaebench.bench.spec import ExternalSpec, RunSpec
 from vaebench.data import GroundTruthDataset, ImageDataset
 from vaebench.errors import ContractError
 from vaebench.metrics import METRICS, EvaluationContext, MetricInfo
-from vaebench.variants.base import encode_in_batches
+from vaebench.variants.base import encode_in_batches, point_mass_posterior
 
 
 def evaluate(
-    model: torch.nn.Module, dataset: ImageDataset, spec: RunSpec, *, device: torch.device, cache_dir: Path,
-    grids: bool = True, name: str | None = None,
+    model: torch.nn.Module, dataset: ImageDataset, spec: RunSpec | ExternalSpec, *, device: torch.device,
+    cache_dir: Path, grids: bool = True, name: str | None = None,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, bytes], list[tuple[int, str, float]]]:
     """Every metric of `spec` on the test split: (values, notes per value, artifacts: the image grids,
     curves: the (index, name, value) points of the curves metrics produce, e.g. ais_rate_distortion's).
@@ -50,7 +50,7 @@ def evaluate(
         metrics=tuple(spec.metrics),
     )
     values: dict[str, float] = {}
-    point_mass = getattr(model, "deterministic_encoder", False)
+    point_mass = point_mass_posterior(model)
     for name in spec.metrics:
         info = METRICS.get(name)
         if info.needs_density and point_mass:

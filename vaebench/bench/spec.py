@@ -1,11 +1,12 @@
-"""The values every layer of the harness passes, typed: RunSpec, RunTask, RunResult.
+"""The values every layer of the harness passes, typed: RunSpec, ExternalSpec, RunTask, RunResult.
 
     suite file --load_suite--> Suite(RunSpec...) --driver--> RunTask --executor--> train/evaluate
         --> RunResult --driver--> store
+    model file --vaebench evaluate--> ExternalSpec --> evaluate --> RunResult --> store
 
 They are frozen or plain dataclasses of builtins, so they pickle across the process pool and
 Ray unchanged; a spec becomes JSON only at the store (`RunSpec.to_dict`) and comes back with
-`RunSpec.from_dict`. A RunSpec's `run_id` is the content hash of its canonical JSON: the same
+`spec_from_dict`. A spec's `run_id` is the content hash of its canonical JSON: the same
 spec is the same run everywhere (resume, deduplication, caches); the suite's name and the
 setting label are not part of it.
 """
@@ -13,7 +14,7 @@ setting label are not part of it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from vaebench.files import canonical_json, content_hash
 
@@ -118,6 +119,75 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class ExternalSpec:
+    """A model vaebench did not train (`vaebench evaluate`), scored on a dataset: what determines its scores.
+
+    model: its identity (a TorchScript file's SHA-256, or a factory's name, version and source hash);
+    label: its name in reports, as the setting `external(label)`. Nothing about training: it had none here.
+
+    Its stored form (`to_dict`) is the one these runs had before this type, a RunSpec of variant
+    "external" with `model` and `label` as its hyperparameters and the training fields at placeholders
+    (STORED_PLACEHOLDERS), so its run_id, and every store holding it, stay as they were.
+    """
+
+    VARIANT: ClassVar[str] = "external"  # reserved: vaebench.variants.registry.RESERVED
+    STORED_PLACEHOLDERS: ClassVar[dict[str, Any]] = {
+        "architecture": "external", "steps": 0, "batch_size": 0, "optimizer": "none", "learning_rate": 0.0,
+        "checkpoint_every": 1, "log_every": 1,
+    }
+
+    model: str
+    label: str
+    dataset: str
+    dataset_params: Frozen
+    latent_dim: int
+    likelihood: str
+    seed: int
+    metrics: tuple[str, ...]
+    dataset_version: str = ""
+    metric_params: Frozen = ()
+
+    @property
+    def variant(self) -> str:
+        """"external": what the store's `variant` column and reports show for it."""
+        return self.VARIANT
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "variant": self.VARIANT, "hyperparameters": {"model": self.model, "label": self.label},
+            "dataset": self.dataset, "dataset_params": dict(self.dataset_params), "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood, "seed": self.seed, "metrics": list(self.metrics),
+            "metric_params": dict(self.metric_params), **self.STORED_PLACEHOLDERS,
+        }
+        if self.dataset_version:  # an optional RunSpec field: left out when empty
+            out["dataset_version"] = self.dataset_version
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExternalSpec":
+        hyperparameters = d["hyperparameters"]
+        return cls(
+            model=hyperparameters["model"], label=hyperparameters["label"], dataset=d["dataset"],
+            dataset_params=freeze(d.get("dataset_params", {})), latent_dim=d["latent_dim"],
+            likelihood=d["likelihood"], seed=d["seed"], metrics=tuple(d["metrics"]),
+            dataset_version=d.get("dataset_version", ""), metric_params=freeze(d.get("metric_params", {})),
+        )
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @property
+    def run_id(self) -> str:
+        return content_hash(self.to_dict())
+
+
+def spec_from_dict(d: dict[str, Any]) -> RunSpec | ExternalSpec:
+    """A stored spec (the store's JSON, parsed) as its type: an ExternalSpec for a model scored by
+    `vaebench evaluate` (variant "external"), else a RunSpec."""
+    return ExternalSpec.from_dict(d) if d.get("variant") == ExternalSpec.VARIANT else RunSpec.from_dict(d)
+
+
+@dataclass(frozen=True)
 class RunTask:
     """One run for an executor: the spec, its label, and where and how to run it."""
 
@@ -137,9 +207,9 @@ class RunTask:
 
 @dataclass
 class RunResult:
-    """What a run hands back to the driver."""
+    """What a run (or the scoring of an external model) hands back to the driver."""
 
-    spec: RunSpec
+    spec: RunSpec | ExternalSpec
     status: str
     metrics: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)

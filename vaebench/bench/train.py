@@ -44,7 +44,6 @@ from vaebench.bench.trajectory import AlongScores, along_scorer, images_drawn_al
 from vaebench.errors import NonFiniteOutputError, VaebenchError
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
-from vaebench.metrics.registry import check_metric_params
 from vaebench.plugins import USER_CODE_ERRORS, import_entry_point_plugins, import_plugins, user_code_failure
 from vaebench.tracking.hooks import LogFn, open_run_tracking
 from vaebench.variants import Variant, build_variant
@@ -252,9 +251,8 @@ def prepared_trainer(spec: RunSpec, dataset: data.ImageDataset, device: torch.de
 
 def images_to_draw(spec: RunSpec) -> int:
     """Images a run draws from its dataset: its training batches, and the factor scores' samples."""
-    params = check_metric_params(dict(spec.metric_params))
-    drawn = [METRICS.get(m).images_drawn for m in spec.metrics]
-    return (spec.steps * spec.batch_size + sum(count(params) for count in drawn if count is not None)
+    params = dict(spec.metric_params)
+    return (spec.steps * spec.batch_size + sum(METRICS.get(m).images_drawn_with(params) for m in spec.metrics)
             + images_drawn_along(spec))  # scoring along training
 
 

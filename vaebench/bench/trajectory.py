@@ -251,9 +251,7 @@ def images_drawn_along(spec: Any) -> int:
     if not spec.at_steps:
         return 0
     from vaebench.metrics import METRICS
-    from vaebench.metrics.registry import check_metric_params
 
-    params = check_metric_params(dict(spec.metric_params))
-    drawn = [METRICS.get(m).images_drawn for m in spec.at_metrics]
+    params = dict(spec.metric_params)
     scorings = sum(1 for step in spec.at_steps if step != spec.steps or spec.at_images)
-    return scorings * sum(count(params) for count in drawn if count is not None)
+    return scorings * sum(METRICS.get(m).images_drawn_with(params) for m in spec.at_metrics)

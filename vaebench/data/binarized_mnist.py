@@ -49,8 +49,9 @@ from vaebench.data.files import (
     read_npz,
     required_path,
 )
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset
 from vaebench.errors import ConfigError, DataError
+from vaebench.params import Param
 
 SPLITS = ("train", "valid", "test")
 AMAT_FILES = {split: f"binarized_mnist_{split}.amat" for split in SPLITS}
@@ -184,7 +185,11 @@ def _files(path: PathLike | None) -> tuple[list[Path], str]:
     raise DataError(f"{p}: no such file or directory; dataset 'binarized_mnist' expected {_EXPECTED}")
 
 
-@register_dataset("binarized_mnist")
+@register_dataset("binarized_mnist", params=[
+    path_param("a directory holding the .amat files"),
+    Param("train", "train", doc="the training split: " + " or ".join(map(repr, TRAIN_CHOICES))),
+    Param("test", "test", doc="the split scored: " + " or ".join(map(repr, TEST_CHOICES))),
+])
 class BinarizedMNIST(ImageDataset):
     """Larochelle & Murray's binarised MNIST from .amat or .npz files; see the module docstring."""
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from vaebench.data.base import ImageDataset
 from vaebench.data.files import PathLike, fingerprint, required_path
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset
 from vaebench.errors import DataError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -146,7 +146,7 @@ def read_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(len(data), *IMAGE_SHAPE), labels
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", params=[path_param("the directory of the python batches")])
 class CIFAR10(ImageDataset):
     """CIFAR-10 from its python batches; see the module docstring."""
 

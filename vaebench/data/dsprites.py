@@ -62,8 +62,9 @@ import torch
 
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.data.materialise import MaskStore, open_mask_store, unpack_rows
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import register_dataset, split_params
 from vaebench.errors import ConfigError
+from vaebench.params import Param
 
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 SCALES = np.linspace(0.5, 1.0, 6)
@@ -198,9 +199,12 @@ def distinct_images(size: int = 64, chunk: int = 8192) -> int:
     return len(np.unique(np.concatenate(hashes), axis=0))
 
 
-@register_dataset("dsprites", mode="binary")
-@register_dataset("color_dsprites", mode="color")
-@register_dataset("noisy_dsprites", mode="noisy")
+DSPRITES_PARAMS = (Param("size", 64, doc="32 or 64 px"), *split_params(test_size=10_000))
+
+
+@register_dataset("dsprites", params=DSPRITES_PARAMS, mode="binary")
+@register_dataset("color_dsprites", params=DSPRITES_PARAMS, mode="color")
+@register_dataset("noisy_dsprites", params=DSPRITES_PARAMS, mode="noisy")
 class DSprites(GroundTruthDataset):
     """Procedural dSprites; see the module docstring for the factor grid and rendering."""
 

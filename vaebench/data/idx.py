@@ -39,8 +39,9 @@ import torch
 from vaebench.data.base import ImageDataset, to_device
 from vaebench.data.binarize import BINARIZE_MODES, bernoulli_bytes
 from vaebench.data.files import MAX_READ_BYTES, PathLike, fingerprint, open_maybe_gzipped, read_at_most, required_path
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset
 from vaebench.errors import ConfigError, DataError
+from vaebench.params import Param
 
 IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
@@ -115,7 +116,14 @@ def find_idx_file(directory: Path, stem: str, dataset: str) -> Path:
     )
 
 
-@register_dataset("mnist")
+IDX_PARAMS = (
+    path_param("a directory holding the four IDX files"),
+    Param("binarize", "none", doc="none, or how to binarise: " + ", ".join(BINARIZE_MODES[1:])),
+    Param("binarize_seed", 0, doc="seed of a random binarisation"),
+)
+
+
+@register_dataset("mnist", params=IDX_PARAMS)
 class MNIST(ImageDataset):
     """MNIST from its IDX files; see the module docstring."""
 
@@ -197,7 +205,7 @@ class MNIST(ImageDataset):
         return out
 
 
-@register_dataset("fashion_mnist")
+@register_dataset("fashion_mnist", params=IDX_PARAMS)
 class FashionMNIST(MNIST):
     """Fashion-MNIST (Xiao et al. 2017): the same four IDX files, clothing classes 0-9."""
 

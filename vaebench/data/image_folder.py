@@ -63,9 +63,10 @@ from PIL import Image
 from vaebench.data.array_cache import CachedArray, open_array_cache
 from vaebench.data.base import ImageDataset, fixed_split
 from vaebench.data.files import PathLike, fingerprint, required_path
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import ConfigError, DataError
 from vaebench.files import content_hash
+from vaebench.params import Param
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Pillow modes that convert to 8-bit L and RGB without rescaling.
@@ -121,7 +122,13 @@ def _check_header(file: Path) -> None:
         raise DataError(f"{file}: the image is {w}x{h} pixels; expected at least 1x1")
 
 
-@register_dataset("image_folder")
+@register_dataset("image_folder", params=[
+    path_param("a directory of image files"),
+    Param("size", 64, doc="side of the square images, in pixels"),
+    Param("channels", 3, doc="1 (grey) or 3 (RGB)"),
+    Param("labels", False, doc="the images' subdirectories are their labels"),
+    *split_params(test_size=1000),
+])
 class ImageFolder(ImageDataset):
     """Images decoded from a folder of PNG/JPEG files; see the module docstring."""
 

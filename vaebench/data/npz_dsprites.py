@@ -24,14 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from vaebench.data.files import FileGroundTruthDataset, PathLike, find_file, npz_array_header, open_npz, read_npz
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError
 
 STANDARD_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 _EXPECTED = f"the dSprites archive {STANDARD_NAME} (keys imgs and latents_classes)"
 
 
-@register_dataset("dsprites_file")
+@register_dataset("dsprites_file", params=[path_param("the dSprites archive"), *split_params(test_size=10_000)])
 class DSpritesFile(FileGroundTruthDataset):
     """dSprites read from the published .npz; see the module docstring."""
 

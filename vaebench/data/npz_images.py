@@ -45,7 +45,7 @@ import numpy as np
 
 from vaebench.data.base import GroundTruthDataset, ImageDataset, fixed_split
 from vaebench.data.files import PathLike, fingerprint, npz_array_header, open_npz, read_npz, required_path
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError
 
 _EXPECTED = "an .npz archive with the key images (N, H, W[, C]) and optionally factors (N, K) and factor_names (K,)"
@@ -177,7 +177,7 @@ def _read_factors(archive: np.lib.npyio.NpzFile, file: Path, num_images: int) ->
     return factors, names
 
 
-@register_dataset("npz")
+@register_dataset("npz", params=[path_param("the .npz file"), *split_params(test_size=1000)])
 def npz_dataset(path: PathLike | None = None, test_size: int = 1000, split_seed: int = 0) -> NpzImages:
     """The archive at `path`: an `NpzGroundTruth` when it holds factors, else `NpzImages`."""
     file = required_path(path, "npz", _EXPECTED)

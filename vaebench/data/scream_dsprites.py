@@ -45,8 +45,9 @@ from vaebench.data import dsprites  # noqa: F401  (registers "dsprites", whose m
 from vaebench.data.base import GroundTruthDataset
 from vaebench.data.files import PathLike, find_file, fingerprint
 from vaebench.data.published import check_published
-from vaebench.data.registry import DATASETS, register_dataset
+from vaebench.data.registry import DATASETS, path_param, register_dataset, split_params
 from vaebench.errors import DataError
+from vaebench.params import Param
 
 STANDARD_NAME = "scream.jpg"  # disentanglement_lib's scream/scream.jpg
 THUMBNAIL = (350, 274)  # disentanglement_lib: scream.thumbnail((350, 274, 3))
@@ -70,7 +71,9 @@ def load_scream(file: Path, size: int) -> np.ndarray:
     return pixels
 
 
-@register_dataset("scream_dsprites")
+@register_dataset("scream_dsprites", params=[
+    path_param("the picture of The Scream"), Param("size", 64, doc="32 or 64 px"), *split_params(test_size=10_000),
+])
 class ScreamDSprites(GroundTruthDataset):
     """dSprites on patches of The Scream; see the module docstring."""
 

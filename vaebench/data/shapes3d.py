@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vaebench.data.files import FileGroundTruthDataset, PathLike, check_declared_size, find_file
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError, MissingDependencyError
 
 STANDARD_NAME = "3dshapes.h5"
@@ -48,7 +48,7 @@ def import_h5py() -> Any:
     return h5py
 
 
-@register_dataset("shapes3d")
+@register_dataset("shapes3d", params=[path_param("the 3dshapes.h5 file"), *split_params(test_size=10_000)])
 class Shapes3D(FileGroundTruthDataset):
     """3dshapes read from the published .h5; see the module docstring."""
 

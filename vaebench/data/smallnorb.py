@@ -64,7 +64,7 @@ from PIL import Image
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.data.files import PathLike, fingerprint, infer_grid, required_path
 from vaebench.data.published import check_published
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError
 
 CHUNKS = ("5x46789x9x18x6x2x96x96-training", "5x01235x9x18x6x2x96x96-testing")  # disentanglement_lib's order
@@ -169,7 +169,8 @@ def resize_as_disentanglement_lib(image: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(resized), 0, 255).astype(np.uint8)
 
 
-@register_dataset("smallnorb")
+@register_dataset("smallnorb", params=[path_param("the directory of the smallNORB files"),
+                                      *split_params(test_size=5_000)])
 class SmallNORB(GroundTruthDataset):
     """SmallNORB from the published files; see the module docstring."""
 

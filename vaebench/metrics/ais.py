@@ -87,9 +87,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaebench.metrics.likelihood import SUBSET_SEED, _model_device, scored_subset
+from vaebench.metrics.likelihood import IWAE_IMAGES, SUBSET_SEED, _model_device, scored_subset
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
+from vaebench.variants.base import point_mass_posterior
 from vaebench.variants.iwae import importance_log_weights
 
 # Defaults (chosen from measurements reported with issue 25).
@@ -505,6 +506,13 @@ AIS_PARAMS = [
 ]
 
 
+# the rate-distortion path's (read by ais_nll too, which runs on that path when both are computed: `_annealed`)
+RD_PARAMS = [
+    Param("ais_rd_beta_max", DEFAULT_BETA_MAX, minimum=1.0, doc="the rate-distortion path's last beta"),
+    Param("ais_rd_points", DEFAULT_RD_POINTS, minimum=2, doc="points stored on the rate-distortion curve"),
+]
+
+
 def _settings(ctx: EvaluationContext) -> dict[str, Any]:
     p = ctx.params
     return dict(distributions=p["ais_distributions"], leapfrog=p["ais_leapfrog"], chains=p["ais_chains"],
@@ -571,13 +579,14 @@ def _annealed(ctx: EvaluationContext, *, with_curve: bool
         MetricValue("ais_elbo_gap", higher_is_better=False,
                     description="-ELBO - ais_nll on the same images: how far the encoder is from the posterior"),
     ],
-    params=AIS_PARAMS, abs_tol=0.5, rel_tol=0.01,
+    # AIS scores a subset of iwae_nll's images; its path is the rate-distortion one when both are computed
+    params=[*AIS_PARAMS, IWAE_IMAGES, *RD_PARAMS], abs_tol=0.5, rel_tol=0.01,
 )
 def _compute_ais_nll(ctx: EvaluationContext) -> dict[str, float]:
     images, which, nll, _ = _annealed(ctx, with_curve=False)
     ctx.notes["ais_nll"] = _describe(ctx, which)
     values = {"ais_nll": float(nll.mean())}
-    if not getattr(ctx.model, "deterministic_encoder", False) and callable(getattr(ctx.model, "encode", None)):
+    if not point_mass_posterior(ctx.model) and callable(getattr(ctx.model, "encode", None)):
         generator_state = torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else [])
         with generator_state, torch.no_grad(), _EvalMode(ctx.model):
             torch.manual_seed(ctx.seed)
@@ -622,9 +631,7 @@ def _compute_bdmc(ctx: EvaluationContext) -> dict[str, float]:
                     description="E_p(z|x)[-log p(x|z)]: the distortion of the exact posterior (beta = 1)"),
     ],
     curves=RD_CURVES,
-    params=[*AIS_PARAMS,
-            Param("ais_rd_beta_max", DEFAULT_BETA_MAX, minimum=1.0, doc="the rate-distortion path's last beta"),
-            Param("ais_rd_points", DEFAULT_RD_POINTS, minimum=2, doc="points stored on the rate-distortion curve")],
+    params=[*AIS_PARAMS, IWAE_IMAGES, *RD_PARAMS],
     abs_tol=0.5, rel_tol=0.05,
 )
 def _compute_rate_distortion(ctx: EvaluationContext) -> dict[str, float]:

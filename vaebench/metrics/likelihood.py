@@ -153,9 +153,11 @@ def scored_subset(n: int, size: int) -> np.ndarray:
     return np.sort(np.random.default_rng(SUBSET_SEED).choice(n, size=size, replace=False))
 
 
+# the test images iwae_nll scores; AIS scores a subset of them, so its metrics declare it too
+IWAE_IMAGES = Param("iwae_images", DEFAULT_IMAGES, minimum=1, doc="test images scored (a fixed random subset)")
 IWAE_PARAMS = [
     Param("iwae_k", DEFAULT_K, minimum=1, maximum=1_000_000, doc="importance samples per image"),
-    Param("iwae_images", DEFAULT_IMAGES, minimum=1, doc="test images scored (a fixed random subset)"),
+    IWAE_IMAGES,
     Param("iwae_chunk", CHUNK, minimum=1, maximum=65_536, doc="(image, sample) pairs decoded at once"),
     Param("iwae_float64", False, doc="the log-sum-exp over the K log-weights in float64"),
 ]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaebench.bench.spec import RunSpec
+from vaebench.bench.spec import ExternalSpec, RunSpec
 
 CURVE_PREFIX = "train/"  # a loss term logged along training: train/<term>, at its step
 METRIC_PREFIX = "eval/"  # a final metric value: eval/<value name>, at the run's last step
@@ -21,7 +21,7 @@ RUN_ID_TAG = "vaebench.run_id"
 REPORT_TAG = "vaebench.report"  # the MLflow run holding a run directory's report: its absolute path
 
 
-def spec_params(spec: RunSpec) -> dict[str, Any]:
+def spec_params(spec: RunSpec | ExternalSpec) -> dict[str, Any]:
     """The spec as flat parameters, `hyperparameters.beta` style (as `vaebench.api.load_results` flattens it),
     plus the run id."""
     from vaebench.api import _flatten
@@ -31,7 +31,7 @@ def spec_params(spec: RunSpec) -> dict[str, Any]:
     return {"run_id": spec.run_id, **flat}
 
 
-def run_label(setting: str, spec: RunSpec) -> str:
+def run_label(setting: str, spec: RunSpec | ExternalSpec) -> str:
     """A tracker run's display name: the setting and the seed."""
     return f"{setting} seed={spec.seed}"
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.spec import ExternalSpec, RunResult, RunSpec
 from vaebench.errors import ConfigError, MissingDependencyError
 from vaebench.tracking.common import (
     CURVE_PREFIX,
@@ -127,7 +127,7 @@ def find_run(mlflow_client: Any, exp_id: str, tag: str, value: str) -> str | Non
     return runs[0].info.run_id if runs else None
 
 
-def run_for(mlflow_client: Any, config: TrackingConfig, spec: RunSpec, setting: str) -> str:
+def run_for(mlflow_client: Any, config: TrackingConfig, spec: RunSpec | ExternalSpec, setting: str) -> str:
     """The MLflow run of the vaebench run `spec`: found by its tag, or created; its params logged."""
     from mlflow.entities import Param
 

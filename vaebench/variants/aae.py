@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.base import Hyperparameters, Losses, Phase, Variant
+from vaebench.variants.base import ChosenEncoder, Hyperparameters, Losses, Phase, Variant
 from vaebench.variants.claims import Claim
 from vaebench.variants.discriminator import Discriminator, discriminator_loss, fooling_loss
 from vaebench.variants.gaussian import ENCODERS, sample_code
@@ -33,7 +33,7 @@ from vaebench.variants.registry import register_variant
 
 
 @dataclass(frozen=True)
-class AAEHyperparameters(Hyperparameters):
+class AAEHyperparameters(ChosenEncoder, Hyperparameters):
     encoder: str = hyperparameter("deterministic", choices=ENCODERS)
     discriminator_width: int = hyperparameter(1000, minimum=1)
     discriminator_depth: int = hyperparameter(2, minimum=0)

@@ -51,7 +51,8 @@ class Hyperparameters:
     Each field is declared with `vaebench.params.hyperparameter(default, minimum=..., choices=...)`
     (a plain default declares its type only); `from_dict` checks names, types and ranges through
     `vaebench.params.check_params`, the one checker suites and metrics use too. Constraints
-    between fields go in `validate()` with `self.require(...)`.
+    between fields go in `validate()` with `self.require(...)`. A field whose value follows from the
+    data is declared with `from_dataset` (default None) and completed by `for_dataset`.
     """
 
     def __post_init__(self) -> None:
@@ -79,8 +80,33 @@ class Hyperparameters:
                 raise ConfigError(err.detail.replace("unknown key", "unknown hyperparameter"), key=err.key) from None
             raise
 
+    @classmethod
+    def for_dataset(cls, values: Mapping[str, Any], dataset: Any) -> Hyperparameters:
+        """`from_dict(values)` for a run on `dataset`: each field declared `from_dataset` that `values`
+        leaves unset takes its value from the dataset (e.g. `dataset_size`, the training split's size)."""
+        filled = {p.key: p.from_dataset(dataset) for p in cls.params()
+                  if p.from_dataset is not None and p.key not in values}
+        return cls.from_dict({**values, **filled})
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def deterministic_encoder(self) -> bool:
+        """Whether the code is z = mu(x), a point mass q(z|x): False unless the variant's hyperparameters
+        choose their encoder (`ChosenEncoder`)."""
+        return False
+
+
+class ChosenEncoder:
+    """Mixin of the Hyperparameters of a variant whose `encoder` hyperparameter chooses its code:
+    "deterministic" (z = mu(x)) or "gaussian" (z ~ q(z|x)), `vaebench.variants.gaussian.ENCODERS`."""
+
+    encoder: str
+
+    @property
+    def deterministic_encoder(self) -> bool:
+        return self.encoder == "deterministic"
 
 
 # A variant's hyperparameter class. Inside a variant's class body the name `Hyperparameters` is the
@@ -150,11 +176,11 @@ class Variant(nn.Module, Generic[H]):
 
     @property
     def deterministic_encoder(self) -> bool:
-        """Whether the code is z = mu(x) (`encoder = "deterministic"`): q(z|x) is a point mass with
-        no density, and the encoder's log-variance output is unused. Evaluation then reads the
-        posterior as logvar = -inf (`encode_in_batches`), so sampled codes are the means, and
+        """Whether the code is z = mu(x), as the hyperparameters declare it (`Hyperparameters.deterministic_encoder`):
+        q(z|x) is a point mass with no density, and the encoder's log-variance output is unused. Evaluation
+        then reads the posterior as logvar = -inf (`encode_in_batches`), so sampled codes are the means, and
         skips the metrics that need a density (`MetricInfo.needs_density`: KL, ELBO, I(x; z))."""
-        return getattr(self.hparams, "encoder", "gaussian") == "deterministic"
+        return self.hparams.deterministic_encoder
 
     @property
     def autoregressive(self) -> bool:
@@ -200,6 +226,13 @@ class GaussianEncoderVariant(Variant[H]):
 ENCODE_BATCH = 500
 
 
+def point_mass_posterior(model: object) -> bool:
+    """Whether `model`'s posterior q(z|x) is a point mass: what a variant declares
+    (`Variant.deterministic_encoder`, also read through the checked contract's wrapper); a model that
+    declares nothing (an external model, a test's module) has the density of its (mu, logvar)."""
+    return bool(getattr(model, "deterministic_encoder", False))
+
+
 class EncodingModel(Protocol):
     """What encoding needs: a variant, or an external model behind its checked contract."""
 
@@ -213,7 +246,7 @@ def encode_in_batches(
     """The posterior (mu, logvar) of every image (a tensor or numpy array), float64 on the CPU, in
     batches; logvar = -inf (a point mass) for a model with a deterministic encoder."""
     x = torch.as_tensor(images)
-    point_mass = getattr(model, "deterministic_encoder", False)
+    point_mass = point_mass_posterior(model)
     mus, logvars = [], []
     for start in range(0, len(x), batch_size):
         mu, logvar = model.encode(x[start : start + batch_size].to(device))

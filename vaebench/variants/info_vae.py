@@ -60,7 +60,7 @@ import torch
 
 from vaebench.params import hyperparameter
 from vaebench.variants.aggregate import minibatch_kl_to_prior
-from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, HyperparametersClass, Losses
+from vaebench.variants.base import ChosenEncoder, GaussianEncoderVariant, Hyperparameters, HyperparametersClass, Losses
 from vaebench.variants.claims import Claim, with_pixelcnn
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.mmd import KERNELS, mmd_to_prior
@@ -85,7 +85,7 @@ class InfoVAEHyperparameters(Hyperparameters):
 
 
 @dataclass(frozen=True)
-class MMDVAEHyperparameters(Hyperparameters):
+class MMDVAEHyperparameters(ChosenEncoder, Hyperparameters):
     lambda_: float = hyperparameter(1000.0, minimum=0.0, doc="weight of MMD^2(q(z), p(z))")
     kernel: str = hyperparameter("rbf", choices=KERNELS)
     encoder: str = hyperparameter("deterministic", choices=ENCODERS)

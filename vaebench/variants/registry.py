@@ -13,7 +13,15 @@ VARIANTS: Registry[type[Variant]] = Registry("variant")
 V = TypeVar("V", bound=type[Variant])
 
 
+# the variant name under which the store keeps models trained elsewhere (vaebench.bench.spec.ExternalSpec)
+RESERVED = ("external",)
+
+
 def register_variant(name: str) -> Callable[[V], V]:
+    """Register a variant class under `name` (not one of RESERVED: a ValueError at registration)."""
+    if name in RESERVED:
+        raise ValueError(f"variant name {name!r} is reserved: the store keeps models trained elsewhere under it")
+
     def decorator(cls: V) -> V:
         cls.name = name
         VARIANTS.add(name, cls)

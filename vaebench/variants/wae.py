@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.base import Hyperparameters, Losses, Variant
+from vaebench.variants.base import ChosenEncoder, Hyperparameters, Losses, Variant
 from vaebench.variants.claims import Claim
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.mmd import KERNELS, mmd_to_prior
@@ -39,7 +39,7 @@ COSTS = ("nll", "squared_error")
 
 
 @dataclass(frozen=True)
-class WAEHyperparameters(Hyperparameters):
+class WAEHyperparameters(ChosenEncoder, Hyperparameters):
     lambda_: float = hyperparameter(10.0, minimum=0.0)
     kernel: str = hyperparameter("imq", choices=KERNELS)
     encoder: str = hyperparameter("deterministic", choices=ENCODERS)
