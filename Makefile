@@ -27,11 +27,14 @@ demo: install
 	@echo "HTML report: runs/claims/report/report.html (vaebench results runs/claims --all: every value;"
 	@echo "  --step 175, 350 or 700: the table at that budget, on the 1,000 test images scored along training)"
 
+# The annotations checked (mypy) and the code linted (ruff check), as configured in pyproject.toml, then the tests.
 test: install-test
+	$(PY) -m mypy
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 benchmark: install-test
 	$(PY) -m pytest -q benchmarks/*.py --benchmark-only
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .benchmarks
+	rm -rf $(VENV) runs .pytest_cache .benchmarks .mypy_cache .ruff_cache

@@ -1,7 +1,16 @@
-"""AIS against IWAE at equal decoder evaluations, on a linear Gaussian model with an exact log p(x).
+"""AIS against IWAE at equal decoder evaluations, on a linear Gaussian model with an exact log p(x);
+and the cost of `ais_nll` on 100 test images with an mlp and a pixelcnn decoder.
 
     .venv/bin/python -m pytest benchmarks/bench_ais.py --benchmark-only
     .venv/bin/python benchmarks/bench_ais.py            (prints the table)
+
+The cost benchmark (`test_ais_nll_on_100_test_images`) runs `ais_nll` at its defaults (500
+distributions, geometric schedule, 1 leapfrog step, 16 chains and the 2-chain pilot) on 100 test
+images, one thread: the VAE with the `mlp` networks on dSprites at 32 px (10 latents), and with the
+`pixelcnn` decoder on scikit-learn's digits (10 latents; the information suite's setting). The
+models are freshly initialised: the work (1 + 500 x 1 decoder forward and backward passes per
+chain, 18 chains per image) does not depend on the weights. `extra_info` holds the seconds per
+image, from which a full test split's cost follows.
 
 Model: p(z) = N(0, I_8), p(x | z) = N(W z + b, 0.3^2 I_32), W = U diag(s) V^T with random
 orthonormal U, V and singular values s from 0.5 to 10 (geometric), b standard normal: log p(x) =
@@ -29,8 +38,10 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from vaebench.metrics import ais_log_likelihood, importance_weighted_nll
+from vaebench import data
+from vaebench.metrics import ais_log_likelihood, ais_nll, importance_weighted_nll
 from vaebench.metrics.ais import PILOT_CHAINS
+from vaebench.variants import build_variant
 
 DATA_DIM, LATENT_DIM, SIGMA, IMAGES, CHAINS = 32, 8, 0.3, 20, 16
 BUDGETS = (1_800, 18_000, 180_000)  # decoder evaluations per image
@@ -108,6 +119,26 @@ def test_ais_against_iwae_at_equal_decoder_evaluations(benchmark, budget):
     benchmark.extra_info.update(result)
     if budget >= 18_000:  # below, AIS has too few distributions (99) to beat the encoder's proposal
         assert result["ais_mean_abs_error"] < result["iwae_mean_abs_error"], result
+
+
+COST_IMAGES = 100
+COST_MODELS = {"mlp-dsprites32": ("mlp", "dsprites", {"size": 32}), "pixelcnn-digits": ("pixelcnn", "digits", {})}
+
+
+@pytest.mark.parametrize("name", COST_MODELS)
+def test_ais_nll_on_100_test_images(benchmark, name):
+    architecture, dataset_name, dataset_params = COST_MODELS[name]
+    dataset = data.get(dataset_name, **dataset_params)
+    torch.manual_seed(0)
+    model = build_variant("vae", {}, image_shape=dataset.image_shape, latent_dim=10, architecture=architecture,
+                          likelihood="bernoulli").eval()
+    images = torch.from_numpy(dataset.images(dataset.test_indices[:COST_IMAGES]))
+    benchmark.group = "ais_nll_cost"
+    nll = benchmark.pedantic(ais_nll, args=(model, images), kwargs={"latent_dim": 10, "seed": 0}, rounds=1,
+                             iterations=1)
+    benchmark.extra_info["seconds_per_image"] = benchmark.stats.stats.max / COST_IMAGES
+    benchmark.extra_info["test_images"] = len(dataset.test_indices)
+    assert nll.shape == (COST_IMAGES,) and np.isfinite(nll).all()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from vaebench import data
-from vaebench.data import array_cache, materialise
+from vaebench.data import array_cache
 
 SIZES = (32, 64)
 BATCH = 64

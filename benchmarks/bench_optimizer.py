@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.bench.spec import freeze
-from vaebench.variants import build_variant
+from vaebench.variants import Variant, build_variant
 
 IMPLEMENTATIONS = {"for-loop (default)": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
@@ -49,7 +49,7 @@ NETWORKS = (
 )
 
 
-def _model(net: Network) -> torch.nn.Module:
+def _model(net: Network) -> Variant:
     torch.manual_seed(0)
     return build_variant(net.variant, net.hyperparameters, image_shape=net.image_shape, latent_dim=net.latent_dim,
                          architecture=net.architecture, likelihood="bernoulli", network=freeze(net.network))

@@ -330,6 +330,45 @@ def test_the_registered_metrics_through_evaluate(tmp_path):
     assert set(stored["name"]) == names | {"loss"}
 
 
+def test_ais_nll_and_the_rate_distortion_curve_share_one_path(tmp_path, monkeypatch):
+    """Requested together, the two metrics run one AIS path (ais_nll read off it at beta = 1) and
+    give exactly the values each gives alone."""
+    from vaebench.bench.evaluate import evaluate
+    from vaebench.bench.spec import RunSpec
+    from vaebench.bench.train import build_model
+    from vaebench.metrics import ais as ais_module
+
+    params = {"ais_distributions": 5, "ais_chains": 2, "ais_images": 3, "ais_rd_points": 4, "ais_rd_beta_max": 3.0}
+    dataset = data.get("dsprites", size=32, test_size=30)
+    calls = []
+    for real in ("ais_nll", "ais_rate_distortion"):
+        function = getattr(ais_module, real)
+        monkeypatch.setattr(ais_module, real, lambda *a, _f=function, _n=real, **k: calls.append(_n) or _f(*a, **k))
+
+    def scored(metrics):
+        spec = RunSpec(
+            variant="vae", hyperparameters=(), dataset="dsprites", dataset_params=(("size", 32), ("test_size", 30)),
+            architecture="mlp", latent_dim=3, likelihood="bernoulli", steps=1, batch_size=8, optimizer="adam",
+            learning_rate=1e-3, checkpoint_every=1, log_every=1, seed=0, metrics=metrics,
+            metric_params=tuple(sorted(params.items())),
+        )
+        torch.manual_seed(0)
+        model = build_model(spec, dataset).eval()
+        calls.clear()
+        scores = evaluate(model, dataset, spec, device=torch.device("cpu"), cache_dir=tmp_path, grids=False)
+        return scores.values, scores.notes, scores.curves, list(calls)
+
+    both, both_notes, both_curves, both_calls = scored(("kl", "ais_nll", "ais_rate_distortion"))
+    alone_nll, nll_notes, _, nll_calls = scored(("kl", "ais_nll"))
+    alone_rd, _, rd_curves, rd_calls = scored(("kl", "ais_rate_distortion"))
+    assert both_calls == ["ais_rate_distortion"] and nll_calls == ["ais_nll"] and rd_calls == ["ais_rate_distortion"]
+    assert both["ais_nll"] == alone_nll["ais_nll"] and both["ais_elbo_gap"] == alone_nll["ais_elbo_gap"]
+    assert both_notes["ais_nll"] == nll_notes["ais_nll"]
+    for name in ("ais_rd_zero_rate_distortion", "ais_posterior_rate", "ais_posterior_distortion"):
+        assert both[name] == alone_rd[name]
+    assert both_curves == rd_curves
+
+
 def test_a_metric_producing_an_undeclared_curve_fails_the_run(monkeypatch):
     from pathlib import Path
 
@@ -358,7 +397,6 @@ def test_a_metric_producing_an_undeclared_curve_fails_the_run(monkeypatch):
 
 def test_the_report_draws_the_rate_distortion_and_iwae_curves(tmp_path):
     from test_reports_fixtures import fake_metrics, setting_label, spec_for
-
     from vaebench.bench.spec import RunResult
     from vaebench.bench.store import ResultsStore
     from vaebench.reports import plots as P

@@ -7,9 +7,8 @@ import tomllib
 import torch
 
 import vaebench
+from helpers import tiny_suite_text
 from vaebench.bench.store import ResultsStore
-
-from conftest import tiny_suite_text
 
 
 def test_run_a_suite_given_as_a_dict_and_load_everything(tmp_path):

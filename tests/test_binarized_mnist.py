@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import write_mnist
 from vaebench import data
 from vaebench.bench.spec import RunSpec
 from vaebench.bench.suite import load_suite
@@ -19,8 +20,6 @@ from vaebench.data.binarize import bernoulli_bytes
 from vaebench.data.binarized_mnist import read_amat, read_binarized_npz
 from vaebench.errors import ConfigError, DataError
 from vaebench.files import file_sha256
-
-from test_data_files import write_mnist
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "binarized_mnist"
 SHARED_SHA256 = "7a049ae3a0d88e964af4b41bbdb14e4303595e1c5de65f8bd2455cdcebb3514b"  # ../shared/data/README.md
@@ -48,7 +47,8 @@ def write_amat(directory: Path, arrays: dict[str, np.ndarray], gz: bool = False,
 
 
 def expected_sha256(arrays: dict[str, np.ndarray]) -> str:
-    return hashlib.sha256(b"".join(arrays[s].astype(np.uint8).tobytes() for s in ("train", "valid", "test"))).hexdigest()
+    joined = b"".join(arrays[s].astype(np.uint8).tobytes() for s in ("train", "valid", "test"))
+    return hashlib.sha256(joined).hexdigest()
 
 
 # ------------------------------------------------------------------------------- file formats
@@ -119,7 +119,8 @@ def test_malformed_npz_files(tmp_path):
     good = splits()
     cases = [
         ({k: v for k, v in good.items() if k != "valid"}, "has no key 'valid'"),
-        ({**good, "test": good["test"].reshape(4, 28, 28, 1)}, "key 'test': holds uint8 data of shape \\(4, 28, 28, 1\\)"),
+        ({**good, "test": good["test"].reshape(4, 28, 28, 1)},
+         "key 'test': holds uint8 data of shape \\(4, 28, 28, 1\\)"),
         ({**good, "train": np.where(np.arange(784) == 9, 2, good["train"])}, "key 'train': image 0, pixel 9 is 2"),
         ({**good, "valid": np.full((3, 784), np.nan)}, "key 'valid': image 0, pixel 0 is nan"),
     ]

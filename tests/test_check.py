@@ -14,7 +14,12 @@ from vaebench.cli import main
 from vaebench.errors import BaselineMismatchError
 from vaebench.metrics import METRICS
 from vaebench.reports.check import (
-    Tolerance, assert_matches_baseline, check_against_baseline, load_baseline, tolerance_for, write_baseline,
+    Tolerance,
+    assert_matches_baseline,
+    check_against_baseline,
+    load_baseline,
+    tolerance_for,
+    write_baseline,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

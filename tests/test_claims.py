@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from test_reports_fixtures import setting_label, spec_for
 from vaebench.bench.spec import RunResult
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.reports.claims import claims_table, difference_ci, seeds_needed
 from vaebench.reports.comparison import Comparison
 from vaebench.variants import VARIANTS
-
-from test_reports_fixtures import setting_label, spec_for
 
 ANNEALED = {"gamma": 1000.0, "c_max": 5.0, "c_stop_steps": 50}
 

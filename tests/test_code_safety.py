@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import one_error_line, plugin_suite
 from vaebench.bench.spec import RunResult, RunSpec, freeze
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
@@ -18,12 +19,6 @@ EVIL = textwrap.dedent('''
     Path({marker!r}).write_text("ran")
 ''')
 
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("vaebench: error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
 
 
 def _spec(seed: int) -> RunSpec:
@@ -89,31 +84,11 @@ def test_a_suite_given_to_a_reading_command_imports_only_what_plugins_names(craf
     '''))
     for command in (["results", str(out), "--suite", str(suite)], ["prune", str(out), "--not-in", str(suite)]):
         assert main(command) == 2
-        line = _one_error_line(capsys)
+        line = one_error_line(capsys)
         assert "key 'plugins'" in line and f"--plugins {evil_file}" in line and not marker.exists()
     assert main(["results", str(out), "--suite", str(suite), "--plugins", str(evil_file)]) == 0
     assert marker.exists()
 
-
-SUITE = '''
-name = "exits"
-plugins = ["{plugin}"]
-seeds = [0]
-[budget]
-steps = 4
-batch_size = 8
-checkpoint_every = 2
-log_every = 2
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "{dataset}"
-[[variants]]
-name = "{variant}"
-[evaluation]
-metrics = [{metrics}]
-'''
 
 EXITING = textwrap.dedent('''
     import sys
@@ -147,17 +122,15 @@ EXITING = textwrap.dedent('''
 
 def _suite(tmp_path: Path, *, dataset: str = "digits", variant: str = "vae", metrics: str = '"kl"') -> Path:
     (tmp_path / "exiting_plugin.py").write_text(EXITING)
-    path = tmp_path / "exits.toml"
-    path.write_text(SUITE.format(plugin="exiting_plugin.py", dataset=dataset, variant=variant, metrics=metrics))
-    return path
+    return plugin_suite(tmp_path / "exits.toml", ["exiting_plugin.py"], name="exits", dataset=dataset, variant=variant,
+                        metrics=metrics)
 
 
 def test_a_plugin_that_exits_on_import_is_one_line_exit_2(tmp_path, capsys):
     (tmp_path / "exit_on_import.py").write_text("import sys\nsys.exit(0)\n")
-    path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(plugin="exit_on_import.py", dataset="digits", variant="vae", metrics='"kl"'))
+    path = plugin_suite(tmp_path / "suite.toml", ["exit_on_import.py"], name="exits")
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "plugin 'exit_on_import.py' does not import: it called sys.exit(0)" in line
     assert not (tmp_path / "run").exists()
 
@@ -179,7 +152,7 @@ def test_user_code_exiting_during_a_run_fails_that_run_in_one_line(tmp_path, cap
 def test_a_plugin_dataset_that_exits_when_built_is_one_line(tmp_path, capsys):
     path = _suite(tmp_path, dataset="exiting_digits")
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "key 'datasets[0]'" in line and "building dataset 'exiting_digits' failed in" in line
     assert "sys.exit(0)" in line
 
@@ -188,7 +161,7 @@ def test_an_external_factory_that_exits_is_one_line(tmp_path, capsys, monkeypatc
     (tmp_path / "exiting_factory.py").write_text("import sys\n\ndef make():\n    sys.exit(0)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["evaluate", "exiting_factory:make", "--dataset", "digits", "--out", str(tmp_path / "run")]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "'exiting_factory:make' does not give a model" in line and "exiting_factory" in line
     assert "sys.exit(0)" in line
     assert not (tmp_path / "run").exists()
@@ -201,7 +174,7 @@ def test_a_store_whose_json_is_nested_too_deeply_is_one_line(crafted_store, caps
     with sqlite3.connect(out / "results.sqlite") as conn:
         conn.execute("UPDATE runs SET environment = ?", ("[" * 100_000 + "]" * 100_000,))
     assert main(["results", str(out)]) == 2
-    assert "the environment column is not a JSON object (the store was edited)" in _one_error_line(capsys)
+    assert "the environment column is not a JSON object (the store was edited)" in one_error_line(capsys)
 
 
 def test_terminal_escapes_in_a_store_are_printed_escaped(crafted_store, capsys):
@@ -232,9 +205,7 @@ def test_a_plugin_that_os_exits_in_a_pool_worker_fails_its_runs_not_the_driver(t
                     os._exit(0)  # cannot be caught: the worker process is gone
                 return super().loss(x, step)
     '''))
-    path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(plugin="hard_exit_plugin.py", dataset="digits", variant="hard_exit_vae",
-                                 metrics='"kl"'))
+    path = plugin_suite(tmp_path / "suite.toml", ["hard_exit_plugin.py"], name="exits", variant="hard_exit_vae")
     out = tmp_path / "run"
     assert main(["run", str(path), "--out", str(out), "--jobs", "2", "--quiet"]) == 1
     assert "Traceback" not in capsys.readouterr().err

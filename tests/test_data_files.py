@@ -15,54 +15,19 @@ import struct
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from helpers import files_suite, write_idx, write_mnist
 from vaebench import data
 from vaebench.bench.suite import load_suite
 from vaebench.data.base import fixed_split
 from vaebench.data.idx import read_idx
 from vaebench.errors import ConfigError, DataError, MissingDependencyError
 
-IDX_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype("i2"): 0x0B, np.dtype("i4"): 0x0C,
-             np.dtype("f4"): 0x0D, np.dtype("f8"): 0x0E}
-
-
 # ---------------------------------------------------------------------------- IDX
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file written from the format's definition (independent of the reader)."""
-    array = np.asarray(array)
-    header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
-    raw = idx_bytes(array)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        raw = gzip.compress(raw)
-    path.write_bytes(raw)
-    return path
-
-
-def write_mnist(directory: Path, gz: bool = False, n_train: int = 7, n_test: int = 3, seed: int = 0,
-                names=("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_x": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_y": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "test_x": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "test_y": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    arrays["train_x"][0, 0, 0], arrays["train_x"][0, 0, 1] = 0, 255
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, array in zip(names, arrays.values()):
-        write_idx(directory / name, array, gz)
-    return arrays
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -141,7 +106,8 @@ def test_idx_format_errors_name_the_file(tmp_path, corruption, message):
 def test_idx_contents_that_are_not_mnist(tmp_path):
     raw = write_mnist(tmp_path)
     write_idx(tmp_path / "train-images-idx3-ubyte", raw["train_y"])  # labels where images belong
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: holds uint8 data of shape \(7,\); expected ubyte images"):
+    with pytest.raises(DataError,
+                       match=r"train-images-idx3-ubyte: holds uint8 data of shape \(7,\); expected ubyte images"):
         data.get("mnist", path=str(tmp_path))
     write_idx(tmp_path / "train-images-idx3-ubyte", raw["train_x"][:5])
     with pytest.raises(DataError, match="holds 5 images but train-labels-idx1-ubyte holds 7 labels"):
@@ -166,30 +132,8 @@ def test_mnist_path_errors(tmp_path):
     assert err.value.key == "path"
 
 
-SUITE = """
-name = "files"
-[budget]
-steps = 2
-batch_size = 4
-checkpoint_every = 2
-log_every = 1
-[model]
-architecture = "{architecture}"
-latent_dim = 2
-[[datasets]]
-name = "mnist"
-{dataset_lines}
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_mse", "kl"]
-"""
-
-
 def _suite(tmp_path: Path, dataset_lines: str, architecture: str = "mlp") -> Path:
-    path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(dataset_lines=dataset_lines, architecture=architecture))
-    return path
+    return files_suite(tmp_path / "suite.toml", f'name = "mnist"\n{dataset_lines}', architecture=architecture)
 
 
 def test_a_suite_file_can_name_mnist(tmp_path):
@@ -212,7 +156,8 @@ def test_a_run_trains_and_scores_on_mnist_files(tmp_path):
 
 
 def test_suite_file_dataset_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"key 'datasets\[0\]\.test_size': unknown parameter for dataset 'mnist'; allowed: path, binarize, binarize_seed"):
+    with pytest.raises(ConfigError, match=r"key 'datasets\[0\]\.test_size': unknown parameter for dataset 'mnist'; "
+                                          r"allowed: path, binarize, binarize_seed"):
         load_suite(_suite(tmp_path, "path = 'x'\ntest_size = 3"))
     with pytest.raises(ConfigError, match=r"key 'datasets\[0\]\.path': required"):
         load_suite(_suite(tmp_path, ""))
@@ -242,8 +187,8 @@ def write_dsprites(path: Path, order: str = "canonical", scale: int = 1, drop=No
     if order == "shuffled":
         classes = classes[np.random.default_rng(5).permutation(len(classes))]
     latents = np.concatenate([np.zeros((len(classes), 1), np.int64), classes], axis=1)
-    arrays = {"imgs": _row_bits(len(latents)) * np.uint8(scale), "latents_classes": latents,
-              "latents_values": latents.astype(np.float64)}
+    arrays: dict[str, Any] = {"imgs": _row_bits(len(latents)) * np.uint8(scale), "latents_classes": latents,
+                              "latents_values": latents.astype(np.float64)}
     arrays.update(overrides)
     for key in drop or ():
         del arrays[key]
@@ -278,7 +223,8 @@ def test_dsprites_file_maps_indices_through_latents_classes(tmp_path, dsprites_n
     path, _ = dsprites_npz
     shuffled_path = tmp_path / "shuffled.npz"
     shuffled = write_dsprites(shuffled_path, order="shuffled")
-    ds, canonical = data.get("dsprites_file", path=str(shuffled_path), test_size=5), data.get("dsprites_file", path=str(path), test_size=5)
+    ds = data.get("dsprites_file", path=str(shuffled_path), test_size=5)
+    canonical = data.get("dsprites_file", path=str(path), test_size=5)
     assert ds._row_of_index is not None and ds.factor_sizes == canonical.factor_sizes
     idx = np.array([47, 0, 13, 13, 30])
     rows = _row_of(ds.images(idx))  # the file row each image came from
@@ -287,7 +233,8 @@ def test_dsprites_file_maps_indices_through_latents_classes(tmp_path, dsprites_n
     np.testing.assert_array_equal(ds.factors(idx), expected)
     f = ds.sample_factors(20, np.random.default_rng(0))
     rows = _row_of(ds.images_from_factors(f))
-    got = np.stack([np.searchsorted(DSPRITES_CLASSES[j], shuffled["latents_classes"][rows, 1 + j]) for j in range(5)], 1)
+    file_classes = shuffled["latents_classes"][rows, 1:]
+    got = np.stack([np.searchsorted(DSPRITES_CLASSES[j], file_classes[:, j]) for j in range(5)], 1)
     np.testing.assert_array_equal(got, f)
 
 
@@ -322,7 +269,8 @@ def test_dsprites_file_format_errors(tmp_path, case, message):
         "no latents": dict(drop=["latents_classes"]),
         "missing combination": dict(latents_classes=latents[:-1], imgs=_row_bits(47)),
         "repeated combination": dict(latents_classes=np.concatenate([latents[:-1], latents[:1]])),
-        "colour varies": dict(latents_classes=np.concatenate([latents[:, :1] + (np.arange(48) % 2)[:, None], latents[:, 1:]], 1)),
+        "colour varies": dict(
+            latents_classes=np.concatenate([latents[:, :1] + (np.arange(48) % 2)[:, None], latents[:, 1:]], 1)),
         "count mismatch": dict(imgs=_row_bits(47)),
         "five columns": dict(latents_classes=latents[:, 1:]),
         "float images": dict(imgs=_row_bits(48).astype(np.float64)),
@@ -450,7 +398,8 @@ def test_shapes3d_without_h5py_says_how_to_install_it(tmp_path, monkeypatch):
 def test_registered_datasets_and_their_parameters():
     expected = {
         "mnist": ["path", "binarize", "binarize_seed"], "fashion_mnist": ["path", "binarize", "binarize_seed"],
-        "binarized_mnist": ["path", "train", "test"], "dsprites_file": ["path", "test_size", "split_seed"], "shapes3d": ["path", "test_size", "split_seed"],
+        "binarized_mnist": ["path", "train", "test"], "dsprites_file": ["path", "test_size", "split_seed"],
+        "shapes3d": ["path", "test_size", "split_seed"],
         "dsprites": ["size", "test_size", "split_seed"], "color_dsprites": ["size", "test_size", "split_seed"],
         "digits": ["test_size", "split_seed"],
         "image_folder": ["path", "size", "channels", "labels", "test_size", "split_seed"], "cifar10": ["path"],
@@ -507,8 +456,8 @@ def test_idx_dimensions_whose_product_overflows_are_refused(tmp_path):
     # 2**31 * 2**31 * 4 = 2**64: as an int64 product this wraps to 0 and matched an empty body
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2**31, 2**31, 4))
-    with pytest.raises(DataError, match=fr"^{path}: IDX header declares uint8 data of shape \(2147483648, 2147483648, 4\) "
-                                        fr"\({2**64:,d} bytes\), more than the limit"):
+    with pytest.raises(DataError, match=fr"^{path}: IDX header declares uint8 data of shape "
+                                        fr"\(2147483648, 2147483648, 4\) \({2**64:,d} bytes\), more than the limit"):
         read_idx(path)
 
 
@@ -541,9 +490,15 @@ def test_describe_carries_the_files_fingerprint(tmp_path):
     write_mnist(tmp_path / "m")
     path = tmp_path / "d.npz"
     write_dsprites(path)
-    before = {"mnist": data.DATASETS.get("mnist")(path=str(tmp_path / "m")).describe()["fingerprint"],
-              "dsprites_file": data.DATASETS.get("dsprites_file")(path=str(path), test_size=4).describe()["fingerprint"]}
+
+    def fingerprints() -> dict[str, str]:
+        mnist = data.DATASETS.get("mnist")(path=str(tmp_path / "m"))
+        dsprites = data.DATASETS.get("dsprites_file")(path=str(path), test_size=4)
+        return {"mnist": mnist.describe()["fingerprint"], "dsprites_file": dsprites.describe()["fingerprint"]}
+
+    before = fingerprints()
     os.utime(tmp_path / "m" / "t10k-images-idx3-ubyte", ns=(1, 1))
     os.utime(path, ns=(1, 1))
-    assert data.DATASETS.get("mnist")(path=str(tmp_path / "m")).describe()["fingerprint"] != before["mnist"]
-    assert data.DATASETS.get("dsprites_file")(path=str(path), test_size=4).describe()["fingerprint"] != before["dsprites_file"]
+    after = fingerprints()
+    assert after["mnist"] != before["mnist"]
+    assert after["dsprites_file"] != before["dsprites_file"]

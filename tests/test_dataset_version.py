@@ -43,7 +43,8 @@ def test_an_old_and_a_new_dsprites_run_in_one_store_are_separate_rows(tmp_path):
     old = spec_for("vae", {}, 0)
     with ResultsStore(tmp_path) as store:
         for spec, offset in ((old, 0.0), (new, 3.0)):
-            store.write_result(RunResult(spec=spec, status="done", metrics=fake_metrics(offset, 0)), suite="s", setting="vae")
+            result = RunResult(spec=spec, status="done", metrics=fake_metrics(offset, 0))
+            store.write_result(result, suite="s", setting="vae")
         comparison = results_frame(Comparison.build(store))
     assert len(comparison) == 2 and set(comparison["n"]) == {1}
     assert any(RENDERER_VERSION in label for label in comparison["setting"])

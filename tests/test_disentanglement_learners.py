@@ -126,7 +126,7 @@ def dci_code(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return codes, factors
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sklearn_dci(kind: str, seed: int) -> dict[str, float]:
     return dci(*dci_code(kind, seed), learner="gbt")
 

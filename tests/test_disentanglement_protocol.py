@@ -18,7 +18,7 @@ from disentanglement_codes import sample_factors
 from vaebench import data
 from vaebench.metrics import METRICS, EvaluationContext
 from vaebench.metrics.disentanglement import dci, mig, separated_attribute_predictability
-from vaebench.metrics.disentanglement.protocol import scored_samples, train_test_split
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples, train_test_split
 
 
 class ProjectionEncoder(torch.nn.Module):
@@ -49,13 +49,16 @@ def dsprites():
 
 
 def context(dataset, seed=0, **params):
+    """The context of a disentanglement score, its protocol's parameters complete (as `MetricInfo.compute`
+    hands them to the score), so `scored_samples` reads them directly too."""
     model = ProjectionEncoder()
     images = torch.from_numpy(dataset.images(dataset.test_indices))
     mu = quadrant_means(images.numpy())
     return EvaluationContext(
         model=model, dataset=dataset, test_indices=dataset.test_indices, test_images=images, mu=mu,
-        logvar=np.full(mu.shape, -2.0), factors=dataset.factors(dataset.test_indices) if dataset.has_factors else None, seed=seed,
-        device=torch.device("cpu"), cache_dir=Path("."), params=params,
+        logvar=np.full(mu.shape, -2.0), factors=dataset.factors(dataset.test_indices) if dataset.has_factors else None,
+        seed=seed, device=torch.device("cpu"), cache_dir=Path("."),
+        params={**{p.key: p.default for p in PROTOCOL_PARAMS}, **params},
     )
 
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import mutual_info_score as sklearn_mutual_info
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import mutual_info_score as sklearn_mutual_info, roc_auc_score
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import MultiLabelBinarizer
 

@@ -6,11 +6,10 @@ import re
 
 import pytest
 
+from helpers import REPO
 from vaebench.bench import cost
 from vaebench.bench.suite import load_suite
 from vaebench.cli import main
-
-from conftest import REPO
 
 SMOKE = REPO / "suites" / "smoke.toml"
 
@@ -49,6 +48,7 @@ def test_dry_run_estimate_is_steps_times_the_calibrated_step_time(tmp_path, caps
     assert "one run at a time): 3m45s (= 0.1 h;" in lines[-1]
 
 
-@pytest.mark.parametrize("seconds, text", [(59.9, "0m59s"), (61, "1m01s"), (3600, "1h00m"), (5 * 3600 + 7 * 60 + 5, "5h07m")])
+@pytest.mark.parametrize("seconds, text",
+                         [(59.9, "0m59s"), (61, "1m01s"), (3600, "1h00m"), (5 * 3600 + 7 * 60 + 5, "5h07m")])
 def test_duration_format(seconds, text):
     assert cost._duration(seconds) == text

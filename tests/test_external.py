@@ -6,14 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import ONE_VAE, tiny_suite_text
 from vaebench.api import load_model, load_results
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import run_suite
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.cli import main
-
-from conftest import tiny_suite_text
 
 METRICS = '["recon_mse", "recon_bce", "neg_elbo", "kl", "active_units", "mi_xz"]'
 
@@ -44,9 +43,8 @@ class ExportedWithDecoder(Exported):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_torchscript_model_scores_as_the_harness_did(write_suite, tmp_path, capsys):
-    text = tiny_suite_text(steps=10, checkpoint_every=5, variants='[[variants]]\nname = "vae"\n')
-    suite = load_suite(write_suite(text.replace('metrics = ["recon_mse", "recon_bce", "neg_elbo", "kl", "active_units"]',
-                                                f"metrics = {METRICS}")))
+    text = tiny_suite_text(steps=10, checkpoint_every=5, variants=ONE_VAE, metrics=METRICS)
+    suite = load_suite(write_suite(text))
     out = tmp_path / "run"
     run_suite(suite, out, InProcessExecutor(), threads=1)
     trained = load_results(out).iloc[0]

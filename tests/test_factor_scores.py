@@ -54,10 +54,12 @@ def mixed(images: np.ndarray) -> np.ndarray:
     return np.stack([a + b, a - b, c + d, c - d], axis=1) / np.sqrt(2)
 
 
+_NOISE = np.random.default_rng(0)
+
+
 def noise(images: np.ndarray) -> np.ndarray:
     """Codes unrelated to the images (a fresh draw per call, from its own generator)."""
-    noise.rng = getattr(noise, "rng", np.random.default_rng(0))
-    return noise.rng.normal(size=(len(images), 4))
+    return _NOISE.normal(size=(len(images), 4))
 
 
 @pytest.fixture(scope="module")

@@ -15,24 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import ONE_VAE, one_error_line, tiny_suite_text
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import LOCK_NAME, run_directory_lock, run_suite
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.bench.train import checkpoint_path
 from vaebench.cli import main
-
-from conftest import tiny_suite_text
-
-ONE_VAE = '[[variants]]\nname = "vae"\n'
-
-
-def _one_error_line(capsys) -> str:
-    """The single error line on stderr (progress lines of --quiet may precede it); never a traceback."""
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("vaebench: error:")]
-    assert len(errors) == 1 and "Traceback" not in err and err.strip().endswith(errors[0]), err
-    return errors[0]
 
 
 @pytest.fixture
@@ -54,7 +43,7 @@ def test_baseline_never_overwrites_a_file_that_is_not_a_baseline(done_run, tmp_p
     for victim in (store_copy, suite):
         before = victim.read_bytes()
         assert main(["baseline", str(out), "--out", str(victim)]) == 2
-        assert "is not a vaebench baseline; refusing to overwrite it" in _one_error_line(capsys)
+        assert "is not a vaebench baseline; refusing to overwrite it" in one_error_line(capsys, last=True)
         assert victim.read_bytes() == before
     good = tmp_path / "b.json"
     assert main(["baseline", str(out), "--out", str(good)]) == 0
@@ -62,7 +51,7 @@ def test_baseline_never_overwrites_a_file_that_is_not_a_baseline(done_run, tmp_p
     assert json.loads(good.read_text())["vaebench_baseline"] == 1
     assert not list(tmp_path.glob(".*.tmp"))
     assert main(["baseline", str(out), "--out", str(tmp_path)]) == 2
-    assert "is a directory" in _one_error_line(capsys)
+    assert "is a directory" in one_error_line(capsys, last=True)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +65,7 @@ def test_hostile_baseline_files_are_one_line(done_run, tmp_path, capsys, text, w
     bad = tmp_path / "bad.json"
     bad.write_text(text)
     assert main(["check", str(out), "--baseline", str(bad)]) == 2
-    assert what in _one_error_line(capsys)
+    assert what in one_error_line(capsys, last=True)
 
 
 # ---------------------------------------------------------------- the store
@@ -104,7 +93,7 @@ def test_a_damaged_store_is_one_line_for_every_reading_command(done_run, capsys,
     before = db.read_bytes()
     for command in (["results", str(out)], ["report", str(out)], ["check", str(out), "--baseline", str(db)]):
         assert main(command) == 2, command
-        _one_error_line(capsys)
+        one_error_line(capsys, last=True)
     assert db.read_bytes() == before  # reading never writes, never "repairs" a file into a database
 
 
@@ -137,7 +126,7 @@ def test_a_second_driver_on_the_same_directory_exits_2_naming_the_holder(write_s
     out = tmp_path / "run"
     with run_directory_lock(out):
         assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 2
-        line = _one_error_line(capsys)
+        line = one_error_line(capsys, last=True)
         assert f"pid {os.getpid()}" in line and "another vaebench run" in line
     assert not (out / "results.sqlite").exists()  # the refused driver wrote nothing
     assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 0  # the lock went with its holder
@@ -244,17 +233,18 @@ def test_suites_that_used_to_trace_back(write_suite, tmp_path, capsys, edit, key
         text = text.replace("\nsize = 32\n", new)
     suite = write_suite(text)
     assert main(["run", str(suite), "--dry-run"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys, last=True)
     assert f"key '{key}" in line
     assert not list(tmp_path.glob("runs"))
 
 
 def test_a_grid_of_a_million_runs_is_counted_and_refused(write_suite, capsys):
     grid = ", ".join(str(1.0 + i) for i in range(1000))
-    suite = write_suite(tiny_suite_text(seeds=str(list(range(1000))), variants=f'[[variants]]\nname = "beta_vae"\nbeta = [{grid}]\n'))
+    variants = f'[[variants]]\nname = "beta_vae"\nbeta = [{grid}]\n'
+    suite = write_suite(tiny_suite_text(seeds=str(list(range(1000))), variants=variants))
     started = time.perf_counter()
     assert main(["run", str(suite), "--dry-run"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys, last=True)
     assert "1,000,000 runs (1,000 seeds x 1 [model] settings x 1 datasets x 1,000 variant settings)" in line
     assert "more than max_runs = 10,000" in line
     assert time.perf_counter() - started < 30
@@ -265,17 +255,17 @@ def test_out_pointing_at_a_file_and_cuda_without_cuda(write_suite, tmp_path, cap
     a_file = tmp_path / "file.txt"
     a_file.write_text("keep me")
     assert main(["run", str(suite), "--out", str(a_file), "--quiet"]) == 2
-    assert "is a file" in _one_error_line(capsys) and a_file.read_text() == "keep me"
+    assert "is a file" in one_error_line(capsys, last=True) and a_file.read_text() == "keep me"
     if not torch.cuda.is_available():
         assert main(["run", str(suite), "--device", "cuda", "--dry-run"]) == 2
-        assert "CUDA is not available" in _one_error_line(capsys)
+        assert "CUDA is not available" in one_error_line(capsys, last=True)
 
 
 def test_a_missing_inception_file_is_refused_at_load(write_suite, tmp_path, capsys):
     path = write_suite(variants=ONE_VAE)
     path.write_text(path.read_text() + f'\n[evaluation.params]\ninception_weights = "{tmp_path}/nowhere.pt"\n')
     assert main(["run", str(path), "--dry-run"]) == 2
-    assert "key 'evaluation.params.inception_weights': no such file" in _one_error_line(capsys)
+    assert "key 'evaluation.params.inception_weights': no such file" in one_error_line(capsys, last=True)
 
 
 # ---------------------------------------------------------------- pruning and suites in one directory
@@ -348,7 +338,7 @@ def test_a_full_disk_while_storing_stops_the_sweep_in_one_line(write_suite, tmp_
 
     monkeypatch.setattr(ResultsStore, "write_result", write_then_fill_the_disk)
     assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 2
-    assert "database or disk is full" in _one_error_line(capsys)
+    assert "database or disk is full" in one_error_line(capsys, last=True)
     monkeypatch.setattr(ResultsStore, "write_result", real_write)
     with ResultsStore(out, create=False) as store:
         assert list(store.runs()["run_id"]) == calls[:1]  # the first result kept whole, nothing half-written
@@ -368,7 +358,7 @@ def test_a_full_disk_while_writing_a_report_is_one_line(done_run, tmp_path, caps
 
     monkeypatch.setattr(Path, "write_text", no_space)
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 2
-    assert "No space left on device" in _one_error_line(capsys)
+    assert "No space left on device" in one_error_line(capsys, last=True)
 
 
 def test_a_run_diverging_during_dry_run_calibration_is_listed_not_a_traceback(write_suite, capsys, monkeypatch):

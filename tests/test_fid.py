@@ -11,15 +11,15 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from helpers import FEATURE_STEPS, scored_context, tiny_vae
 from vaebench.data import get
 from vaebench.errors import ConfigError, DataError
 from vaebench.files import content_hash
-from vaebench.metrics import METRICS, EvaluationContext
-from vaebench.metrics import feature_network as fn
-from vaebench.metrics import fid  # also registers fid and kid
-from vaebench.variants import build_variant
-
-STEPS = 200  # feature-network training steps for these tests (the default is fn.TRAIN_STEPS)
+from vaebench.metrics import (
+    METRICS,
+    feature_network as fn,
+    fid,  # also registers fid and kid
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +28,10 @@ def dataset():
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("vaebench_cache")
-
-
-@pytest.fixture(scope="module")
 def trained(dataset, cache_dir):
     """The network trained once for this module, and whether training left torch's global RNG alone."""
     before = torch.get_rng_state()
-    network = fn.trained_feature_network(dataset, cache_dir, steps=STEPS)
+    network = fn.trained_feature_network(dataset, cache_dir, steps=FEATURE_STEPS)
     return network, torch.equal(before, torch.get_rng_state())
 
 
@@ -123,20 +118,22 @@ def test_kid_is_seeded_and_leaves_the_global_rng_alone(network, real_images):
     assert first != fid.kernel_inception_distance(a, b, network, subset_size=200, subsets=5, seed=4)
 
 
-def test_network_cache_key_and_disk_cache(dataset, cache_dir, network, monkeypatch):
-    spec = fn.trained_network_spec(dataset, steps=STEPS)
+def test_network_hash_is_its_specs_and_moves_with_every_input(dataset, network):
+    spec = fn.trained_network_spec(dataset, steps=FEATURE_STEPS)
     assert content_hash(spec) == network.hash
-    for change in ({"steps": STEPS + 1}, {"seed": 1}, {"learning_rate": 3e-4}, {"num_features": 32}):
-        assert content_hash(fn.trained_network_spec(dataset, **{"steps": STEPS, **change})) != network.hash
+    for change in ({"steps": FEATURE_STEPS + 1}, {"seed": 1}, {"learning_rate": 3e-4}, {"num_features": 32}):
+        assert content_hash(fn.trained_network_spec(dataset, **{"steps": FEATURE_STEPS, **change})) != network.hash
     other = get("dsprites", size=32, test_size=2000, split_seed=1)  # other training indices
-    assert content_hash(fn.trained_network_spec(other, steps=STEPS)) != network.hash
+    assert content_hash(fn.trained_network_spec(other, steps=FEATURE_STEPS)) != network.hash
 
+
+def test_network_is_kept_in_process_and_reloaded_from_the_disk_cache(dataset, cache_dir, network, monkeypatch):
     path = cache_dir / "feature_networks" / f"{network.name}-{network.hash}.pt"
     assert path.is_file()
-    assert fn.trained_feature_network(dataset, cache_dir, steps=STEPS) is network  # in-process
+    assert fn.trained_feature_network(dataset, cache_dir, steps=FEATURE_STEPS) is network  # in-process
     monkeypatch.setattr(fn, "_NETWORKS", {})
     monkeypatch.setattr(fn, "train_feature_network", lambda *a, **k: pytest.fail("retrained despite the cache"))
-    loaded = fn.trained_feature_network(dataset, cache_dir, steps=STEPS)
+    loaded = fn.trained_feature_network(dataset, cache_dir, steps=FEATURE_STEPS)
     x = torch.from_numpy(dataset.images(dataset.test_indices[:50]))
     assert torch.equal(loaded.module(x), network.module(x))
 
@@ -153,29 +150,12 @@ def test_real_statistics_are_cached(network, real_images, cache_dir, monkeypatch
     assert torch.equal(again.features, stats.features) and torch.equal(again.cov, stats.cov)
 
 
-def tiny_vae(dataset):
-    torch.manual_seed(0)
-    return build_variant("vae", {}, image_shape=dataset.image_shape, latent_dim=4, architecture="mlp",
-                         likelihood="bernoulli").eval()
-
-
-def context(dataset, model, cache_dir, params) -> EvaluationContext:
-    images = torch.from_numpy(dataset.images(dataset.test_indices))
-    with torch.no_grad():
-        mu, logvar = model.encode(images)
-    return EvaluationContext(
-        model=model, dataset=dataset, test_indices=dataset.test_indices, test_images=images,
-        mu=mu.double().numpy(), logvar=logvar.double().numpy(), factors=dataset.factors(dataset.test_indices),
-        seed=0, device=torch.device("cpu"), cache_dir=cache_dir, params=params,
-    )
-
-
 def test_registered_fid_and_kid(dataset, cache_dir, network):
     fid_info, kid_info = METRICS.get("fid"), METRICS.get("kid")
     assert not any(v.higher_is_better for v in (*fid_info.values, *kid_info.values))
-    params = {"feature_network_steps": STEPS, "fid_images": 400, "kid_subset_size": 200, "kid_subsets": 10}
+    params = {"feature_network_steps": FEATURE_STEPS, "fid_images": 400, "kid_subset_size": 200, "kid_subsets": 10}
     model = tiny_vae(dataset)
-    ctx = context(dataset, model, cache_dir, params)
+    ctx = scored_context(dataset, model, cache_dir, params)
     encode = model.encode
     model.encode = lambda x: pytest.fail("FID re-encoded the test images the harness already encoded")
     values = {**fid_info.compute(ctx), **kid_info.compute(ctx)}
@@ -184,7 +164,7 @@ def test_registered_fid_and_kid(dataset, cache_dir, network):
     assert all(math.isfinite(v) and v > 0 for v in values.values()), values
     for name in values:
         assert ctx.notes[name] == f"feature={network.name}:{network.hash}"
-    again = context(dataset, model, cache_dir, params)
+    again = scored_context(dataset, model, cache_dir, params)
     assert {**kid_info.compute(again), **fid_info.compute(again)} == values  # seeded; order does not matter
 
 
@@ -207,31 +187,39 @@ def test_torchscript_feature_network_option(dataset, tmp_path):
     assert network.num_features == 48  # 3 channels x 4 x 4: called with return_features=True on RGB input
     params = {"feature_network": "inception", "inception_weights": str(path), "fid_images": 300,
               "kid_subset_size": 100, "kid_subsets": 5}
-    ctx = context(dataset, tiny_vae(dataset), tmp_path / "cache", params)
+    ctx = scored_context(dataset, tiny_vae(dataset), tmp_path / "cache", params)
     values = METRICS.get("fid").compute(ctx)
     assert set(values) == {"fid", "fid_recon"} and all(v > 0 for v in values.values())
     assert ctx.notes["fid"] == f"feature=inception:{network.hash}"
     assert not (tmp_path / "cache" / "feature_networks").exists()  # nothing trained
 
 
+def _feature_network(given: dict, dataset, tmp_path):
+    """The feature network of [evaluation.params] `given`, checked as a suite checks it."""
+    from vaebench.metrics.registry import check_metric_params
+
+    return fid.feature_network_from_params(METRICS.get("fid").params_of(check_metric_params(given)), dataset, tmp_path)
+
+
 def test_feature_network_user_errors(dataset, tmp_path):
     missing = tmp_path / "nowhere" / "inception-2015-12-05.pt"
     with pytest.raises(DataError, match="inception-2015-12-05.pt"):
-        fid.feature_network_from_params({"inception_weights": str(missing)}, dataset, tmp_path)
+        _feature_network({"inception_weights": str(missing)}, dataset, tmp_path)
     not_torchscript = tmp_path / "weights.pt"
     not_torchscript.write_bytes(b"not a model")
     with pytest.raises(DataError, match="weights.pt"):
-        fid.feature_network_from_params({"inception_weights": str(not_torchscript)}, dataset, tmp_path)
+        _feature_network({"inception_weights": str(not_torchscript)}, dataset, tmp_path)
     with pytest.raises(ConfigError, match="feature_network"):
-        fid.feature_network_from_params({"feature_network": "vgg"}, dataset, tmp_path)
+        _feature_network({"feature_network": "vgg"}, dataset, tmp_path)
     with pytest.raises(ConfigError, match="inception_weights"):
-        fid.feature_network_from_params({"feature_network": "inception"}, dataset, tmp_path)
+        _feature_network({"feature_network": "inception"}, dataset, tmp_path)
 
 
 class FixedFeatures(nn.Module):
     """A deterministic 6-d feature map of 32 px images, for comparing with torchmetrics."""
 
     num_features = 6
+    weights: torch.Tensor
 
     def __init__(self):
         super().__init__()

@@ -14,16 +14,15 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import REPO
 from vaebench.bench.executors import InProcessExecutor, ProcessPoolRunExecutor
-from vaebench.bench.spec import RunResult
 from vaebench.bench.runner import run_suite
+from vaebench.bench.spec import RunResult
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.cli import main
 from vaebench.variants import VARIANTS
 from vaebench.variants.vae import VAE
-
-from conftest import REPO
 
 
 class DivergingVAE(VAE):

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from vaebench import data
-from vaebench.bench.suite import _hyperparameters_for
 from vaebench.errors import ConfigError
-from vaebench.variants import build_variant
+from vaebench.variants import VARIANTS, build_variant
 from vaebench.variants.aggregate import minibatch_mutual_information
 from vaebench.variants.gaussian import kl_to_standard_normal
 from vaebench.variants.mmd import kernel_scale, mmd_unbiased
@@ -138,7 +137,8 @@ def test_mi_vae_defaults_and_the_dataset_size_from_the_training_split():
     h = make("mi_vae", {}).hparams
     assert (h.gamma, h.estimator) == (1.0, "mss")
     dataset = data.get("dsprites", size=32, test_size=2000)
-    assert _hyperparameters_for("mi_vae", {}, dataset)["dataset_size"] == len(dataset.train_indices) == 735_280
+    hparams = VARIANTS.get("mi_vae").Hyperparameters.for_dataset({}, dataset)
+    assert hparams.dataset_size == len(dataset.train_indices) == 735_280
     with pytest.raises(ConfigError) as err:
         make("mi_vae", {"estimator": "exact"})
     assert err.value.key == "estimator"

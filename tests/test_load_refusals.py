@@ -7,20 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import ONE_VAE, one_error_line, tiny_suite_text
 from vaebench.bench import suite as suite_module
 from vaebench.cli import main
-
-from conftest import tiny_suite_text
-
-ONE_VAE = '[[variants]]\nname = "vae"\n'
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("vaebench: error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
-
 
 # ---------------------------------------------------------------- grids are counted before they are expanded
 
@@ -40,7 +29,7 @@ def test_a_model_grid_is_counted_before_it_is_expanded_and_names_its_key(write_s
     text = tiny_suite_text(variants=ONE_VAE).replace("latent_dim = 4", f"latent_dim = [{dims}]")
     text = text.replace('architecture = "mlp"', "architecture = [" + ", ".join(['"mlp"'] * 10_000) + "]")
     assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "key 'model.latent_dim'" in line or "key 'model.architecture'" in line
     assert "100,000,000 runs (1 seeds x 100,000,000 [model] settings x 1 datasets x 1 variant settings)" in line
 
@@ -54,7 +43,7 @@ def test_a_model_grid_is_counted_before_it_is_expanded_and_names_its_key(write_s
 ])
 def test_a_grid_beyond_max_runs_names_the_key_at_fault(write_suite, capsys, edit, key):
     assert main(["run", str(write_suite(edit(tiny_suite_text(variants=ONE_VAE)))), "--dry-run"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"key '{key}'" in line and "more than max_runs = 10,000" in line
 
 
@@ -88,7 +77,8 @@ def _needs(write_suite, *, batch_size=8, latent_dim=3, dataset="digits", dataset
 @pytest.mark.parametrize("kwargs, key, words", [
     ({"dataset_params": "test_size = 1", "metrics": '"mi_xz"'}, "datasets[0].test_size",
      "metric 'mi_xz' needs at least 2 test images, and dataset 'digits' holds out 1"),
-    ({"dataset_params": "test_size = 1", "metrics": '"prior_mmd"'}, "datasets[0].test_size", "'prior_mmd' needs at least 2"),
+    ({"dataset_params": "test_size = 1", "metrics": '"prior_mmd"'}, "datasets[0].test_size",
+     "'prior_mmd' needs at least 2"),
     ({"dataset_params": "test_size = 1", "metrics": '"cov_offdiag"'}, "datasets[0].test_size", "needs at least 2"),
     ({"dataset_params": "test_size = 1", "metrics": '"elbo_decomposition"'}, "datasets[0].test_size", "at least 2"),
     ({"dataset_params": "test_size = 1", "metrics": '"fid"'}, "datasets[0].test_size", "'fid' needs at least 2"),
@@ -110,7 +100,7 @@ def _needs(write_suite, *, batch_size=8, latent_dim=3, dataset="digits", dataset
 def test_settings_that_cannot_be_scored_are_refused_at_load(write_suite, tmp_path, capsys, kwargs, key, words):
     suite = _needs(write_suite, **kwargs)
     assert main(["run", suite, "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"key '{key}'" in line and words in line
     assert not (tmp_path / "run").exists()
 
@@ -183,7 +173,7 @@ def test_evaluate_refuses_bad_input_in_one_line_before_writing(external_model, t
     out = tmp_path / "run"
     assert main(["evaluate", f"{external_model}:good", "--dataset", "digits", "--metrics", "kl", "--out", str(out),
                  *extra]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"key '{key}'" in line and words in line
     assert not out.exists()
 
@@ -193,15 +183,16 @@ def test_evaluate_on_cuda_without_cuda_is_one_line(external_model, tmp_path, cap
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "run"
-    assert main(["evaluate", f"{external_model}:good", "--dataset", "digits", "--device", "cuda", "--out", str(out)]) == 2
-    assert "CUDA is not available on this machine" in _one_error_line(capsys)
+    args = ["evaluate", f"{external_model}:good", "--dataset", "digits", "--device", "cuda", "--out", str(out)]
+    assert main(args) == 2
+    assert "CUDA is not available on this machine" in one_error_line(capsys)
     assert not out.exists()
 
 
 def test_evaluate_refuses_a_decoder_of_the_wrong_shape_before_writing(external_model, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["evaluate", f"{external_model}:wrong_decoder", "--dataset", "digits", "--out", str(out)]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert ("external model 'external_models:wrong_decoder': decode returned the likelihood parameters of shape "
             "(2, 1, 7, 7) for a batch of 2; expected (2, 1, 8, 8)") in line
     assert not out.exists()
@@ -264,7 +255,7 @@ def test_a_truncated_image_with_a_non_utf8_name_is_one_line_exit_2(write_suite, 
     suite = write_suite(FOLDER_SUITE.format(architecture="mlp", path=root, size=8))
     out = tmp_path / "run"
     assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"{root}/bad\\xff\\xfe.png: cannot be decoded as an image (image file is truncated)" in line
     from vaebench.bench.store import ResultsStore
 
@@ -298,7 +289,7 @@ def test_a_network_too_large_for_the_images_is_refused_before_allocating(write_s
     root = _folder(tmp_path / "folder")
     suite = write_suite(FOLDER_SUITE.format(architecture=architecture, path=root, size=3000))
     assert main(["run", str(suite), "--dry-run"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "key 'model.architecture'" in line
     assert f"the {architecture!r} encoder and decoder for 1x3000x3000 images and 2 latents have {parameters} " in line
     assert "more than the limit of 100,000,000" in line
@@ -307,7 +298,7 @@ def test_a_network_too_large_for_the_images_is_refused_before_allocating(write_s
 def test_a_test_split_too_large_to_score_is_refused_at_load(write_suite, capsys):
     text = tiny_suite_text(variants=ONE_VAE).replace("size = 32\ntest_size = 200", "size = 64\ntest_size = 300000")
     assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "key 'datasets[0].test_size'" in line and "(300,000 images of 1x64x64, encoded at once as float32)" in line
 
 
@@ -358,7 +349,7 @@ def test_a_gzip_bomb_as_an_mnist_file_is_refused_before_inflating(tmp_path, caps
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert words in _one_error_line(capsys)
+    assert words in one_error_line(capsys)
     assert peak < 32 << 20  # the stream was not inflated (it holds 200 MB of zeros)
 
 
@@ -373,7 +364,7 @@ def test_a_dataset_cache_the_disk_cannot_hold_is_refused_before_writing(write_su
     monkeypatch.setattr(array_cache.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
     out = tmp_path / "run"
     assert main(["run", str(suite), "--out", str(out), "--quiet"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "the image_folder cache needs 24.0 KB and the disk has 1000 bytes free" in line
     assert not list((out / "cache" / "datasets").glob("*.npy"))
 
@@ -387,7 +378,7 @@ def test_an_npz_member_declaring_more_than_memory_allows_is_refused_at_load(tmp_
     monkeypatch.setattr(files, "MAX_ARRAY_BYTES", 1000)
     assert main(["evaluate", "no_such:model", "--dataset", "npz", "--param", f'path="{tmp_path / "images.npz"}"',
                  "--out", str(tmp_path / "run")]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "key 'images': the header declares uint8 data of shape (40, 8, 8) (2,560 bytes), more than the limit" in line
 
 
@@ -398,26 +389,25 @@ def test_an_npz_member_declaring_more_than_memory_allows_is_refused_at_load(tmp_
 def test_metric_sample_counts_beyond_what_memory_holds_are_refused_at_load(write_suite, capsys, param, value):
     text = tiny_suite_text(variants=ONE_VAE) + f"[evaluation.params]\n{param} = {value}\n"
     assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"key 'evaluation.params.{param}'" in line and "<=" in line
 
 
 def test_suites_and_parameters_nested_too_deeply_are_one_line(write_suite, tmp_path, capsys):
     suite = write_suite("name = " + "[" * 100_000 + "]" * 100_000 + "\n")
     assert main(["run", str(suite), "--dry-run"]) == 2
-    assert "nested too deeply to read" in _one_error_line(capsys)
+    assert "nested too deeply to read" in one_error_line(capsys)
     assert main(["evaluate", "x:y", "--dataset", "digits", "--param", "test_size=" + "[" * 50_000 + "]" * 50_000,
                  "--out", str(tmp_path / "run")]) == 2
-    assert "key '--param': test_size: nested too deeply to read" in _one_error_line(capsys)
+    assert "key '--param': test_size: nested too deeply to read" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("metrics, words", [("", "must be a non-empty array of metric names"),
                                              ('"kl", "mig", "kl"', "names 'kl' more than once")])
 def test_an_empty_or_repeated_metric_list_is_refused(write_suite, capsys, metrics, words):
-    text = tiny_suite_text(variants=ONE_VAE).replace('metrics = ["recon_mse", "recon_bce", "neg_elbo", "kl", "active_units"]',
-                                                     f"metrics = [{metrics}]")
+    text = tiny_suite_text(variants=ONE_VAE, metrics=f"[{metrics}]")
     assert main(["run", str(write_suite(text)), "--dry-run"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "key 'evaluation.metrics'" in line and words in line
 
 

@@ -26,13 +26,13 @@ import torch
 from PIL import Image
 from scipy.stats import chisquare
 
+from helpers import files_suite, write_maybe_gzipped
 from vaebench import data
 from vaebench.bench.suite import load_suite
-from vaebench.data import mpi3d as mpi3d_module
-from vaebench.data import published
+from vaebench.data import mpi3d as mpi3d_module, published
 from vaebench.errors import ConfigError, DataError
 from vaebench.metrics import METRICS, EvaluationContext
-from vaebench.metrics.disentanglement.protocol import scored_samples
+from vaebench.metrics.disentanglement.protocol import PROTOCOL_PARAMS, scored_samples
 
 
 @pytest.fixture(autouse=True)
@@ -57,13 +57,16 @@ class ProjectionEncoder(torch.nn.Module):
 
 
 def fresh_context(dataset, **params) -> EvaluationContext:
+    """The context of a disentanglement score, its protocol's parameters complete (as `MetricInfo.compute`
+    hands them to the score), so `scored_samples` reads them directly too."""
     images = torch.from_numpy(dataset.images(dataset.test_indices))
     with torch.no_grad():
         mu, logvar = ProjectionEncoder().encode(images)
     return EvaluationContext(
         model=ProjectionEncoder(), dataset=dataset, test_indices=dataset.test_indices, test_images=images,
         mu=mu.double().numpy(), logvar=logvar.double().numpy(), factors=dataset.factors(dataset.test_indices),
-        seed=0, device=torch.device("cpu"), cache_dir=Path("."), params=params,
+        seed=0, device=torch.device("cpu"), cache_dir=Path("."),
+        params={**{p.key: p.default for p in PROTOCOL_PARAMS}, **params},
     )
 
 
@@ -97,12 +100,7 @@ def norb_bytes(array: np.ndarray) -> bytes:
 
 
 def write_norb(path: Path, array: np.ndarray, gz: bool) -> Path:
-    raw = norb_bytes(array)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        raw = gzip.compress(raw)
-    path.write_bytes(raw)
-    return path
+    return write_maybe_gzipped(path, norb_bytes(array), gz)
 
 
 def norb_images(states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -265,35 +263,13 @@ def test_smallnorb_file_errors_name_the_file(tmp_path, case, message):
         data.get("smallnorb")
 
 
-SUITE = """
-name = "files"
-[budget]
-steps = 2
-batch_size = 4
-checkpoint_every = 2
-log_every = 1
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "smallnorb"
-path = "{path}"
-test_size = 16
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_mse", "kl"]
-"""
-
-
 @pytest.mark.slow
 def test_a_run_records_the_files_digests_in_its_environment(tmp_path):
     from vaebench.bench.spec import RunTask
     from vaebench.bench.train import execute_run
 
     write_smallnorb(tmp_path / "norb")
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.format(path=tmp_path / "norb"))
+    suite = files_suite(tmp_path / "suite.toml", f'name = "smallnorb"\npath = "{tmp_path / "norb"}"\ntest_size = 16')
     spec = load_suite(suite).specs[0]
     result = execute_run(RunTask(spec, spec.variant, str(tmp_path / "run")))
     assert result.status == "done", result.error

@@ -127,10 +127,11 @@ def test_copy_to_a_device_only_when_it_fits(tmp_path, fresh_process, monkeypatch
     """The GPU path's upload, run with CPU tensors: the device reports its free memory."""
     store = _open_toy(tmp_path)
     nbytes = store.packed.nbytes
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(nbytes / materialise.DEVICE_MEMORY_FRACTION), 0))
+    free = int(nbytes / materialise.DEVICE_MEMORY_FRACTION)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free, 0))
     copied = materialise._to_device(store.packed, torch.device("cpu"))
     np.testing.assert_array_equal(copied.numpy(), store.packed)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(nbytes / materialise.DEVICE_MEMORY_FRACTION) - 1, 0))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free - 1, 0))
     assert materialise._to_device(store.packed, torch.device("cpu")) is None
 
 

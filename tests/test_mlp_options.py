@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import ONE_VAE, tiny_suite_text
 from vaebench.bench.spec import RunSpec
 from vaebench.bench.suite import load_suite
 from vaebench.bench.train import build_model
@@ -17,10 +18,8 @@ from vaebench.errors import ConfigError
 from vaebench.variants import build_variant
 from vaebench.variants.networks import canonical_network, make_decoder, make_encoder, network_options
 
-from conftest import tiny_suite_text
 
-
-def layout(module: nn.Module) -> list:
+def layout(module: nn.Sequential) -> list:
     """[(in, out) for a Linear, the class name otherwise], in order."""
     return [(m.in_features, m.out_features) if isinstance(m, nn.Linear) else type(m).__name__
             for m in module if not isinstance(m, (nn.Flatten, nn.Unflatten))]
@@ -35,7 +34,8 @@ def test_the_default_mlp_is_unchanged():
     assert layout(enc) == [(784, 512), "ReLU", (512, 256), "ReLU", (256, 20)]
     assert layout(dec) == [(10, 256), "ReLU", (256, 512), "ReLU", (512, 784)]
     torch.manual_seed(0)
-    default = build_variant("vae", {}, image_shape=(1, 28, 28), latent_dim=10, architecture="mlp", likelihood="bernoulli")
+    default = build_variant("vae", {}, image_shape=(1, 28, 28), latent_dim=10, architecture="mlp",
+                            likelihood="bernoulli")
     torch.manual_seed(0)
     spelled = build_variant("vae", {}, image_shape=(1, 28, 28), latent_dim=10, architecture="mlp",
                             likelihood="bernoulli", network={"hidden": (512, 256), "activation": "relu"})
@@ -96,7 +96,8 @@ def test_option_errors(architecture, given, key, message):
 
 
 def _suite(tmp_path, model: str, name: str = "suite.toml"):
-    text = tiny_suite_text(variants='[[variants]]\nname = "vae"\n').replace('[model]\narchitecture = "mlp"', f'[model]\narchitecture = "mlp"\n{model}')
+    text = tiny_suite_text(variants=ONE_VAE).replace(
+        '[model]\narchitecture = "mlp"', f'[model]\narchitecture = "mlp"\n{model}')
     assert model == "" or model in text
     path = tmp_path / name
     path.write_text(text)

@@ -20,7 +20,6 @@ from vaebench.metrics.mutual_information import (  # also registers mi_xz
 from vaebench.metrics.registry import check_metric_params
 from vaebench.variants.gaussian import pairwise_log_normal
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -121,17 +120,35 @@ def test_limits_of_the_lower_bound_and_the_upper_bound_without_a_ceiling():
     assert upper > 100 * math.log(500)
 
 
-def test_public_functions_seed_and_input_types():
+def test_public_functions_are_the_bounds():
     mu, logvar, _ = linear_gaussian(1, 3_000, 3, 3, 0.7)
     lower, upper = mutual_information_bounds(mu, logvar, seed=1)
     assert latent_mutual_information(mu, logvar, seed=1) == lower
     assert latent_mutual_information_upper(mu, logvar, seed=1) == upper
+
+
+def test_float32_tensors_give_the_float64_arrays_estimate():
+    mu, logvar, _ = linear_gaussian(1, 3_000, 3, 3, 0.7)
+    lower, _ = mutual_information_bounds(mu, logvar, seed=1)
     as_float32 = latent_mutual_information(torch.from_numpy(mu).float(), torch.from_numpy(logvar).float(), seed=1)
     assert as_float32 == pytest.approx(lower, abs=1e-5)
+
+
+def test_the_seed_chooses_the_draws_and_the_global_rng_is_left_alone():
+    mu, logvar, _ = linear_gaussian(1, 3_000, 3, 3, 0.7)
+    lower, upper = mutual_information_bounds(mu, logvar, seed=1)
     state = torch.get_rng_state()
     assert mutual_information_bounds(mu, logvar, seed=1) == (lower, upper)
     assert torch.equal(state, torch.get_rng_state())
     assert latent_mutual_information(mu, logvar, seed=2) != lower
+
+
+def test_the_estimates_are_exported_from_the_metrics_package():
+    import vaebench.metrics as metrics
+
+    assert metrics.latent_mutual_information is latent_mutual_information
+    assert metrics.latent_mutual_information_upper is latent_mutual_information_upper
+    assert {"latent_mutual_information", "latent_mutual_information_upper"} <= set(metrics.__all__)
 
 
 def test_log_density_matrix_matches_the_elementwise_density():

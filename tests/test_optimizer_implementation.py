@@ -9,39 +9,22 @@ import logging
 import pytest
 import torch
 
+from helpers import digits_vae_suite
 from vaebench import data
+from vaebench.bench.identity import made_from
 from vaebench.bench.optim import check_implementations, resolved_implementation
 from vaebench.bench.spec import RunTask
 from vaebench.bench.suite import load_suite
-from vaebench.bench.identity import made_from
 from vaebench.bench.train import Trainer, checkpoint_path, execute_run, load_checkpoint, run_plugins
 from vaebench.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SUITE = """\
-[budget]
-{budget}
-steps = 12
-batch_size = 16
-checkpoint_every = 4
-log_every = 1
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "digits"
-test_size = 200
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_bce"]
-"""
+BUDGET = "steps = 12\nbatch_size = 16\ncheckpoint_every = 4\nlog_every = 1"
 
 
 def _spec(tmp_path, budget: str = "", name: str = "s.toml"):
-    (tmp_path / name).write_text(SUITE.format(budget=budget))
-    return load_suite(tmp_path / name).specs[0]
+    return load_suite(digits_vae_suite(tmp_path / name, f"{budget}\n{BUDGET}")).specs[0]
 
 
 def _trainer(spec) -> Trainer:
@@ -52,13 +35,21 @@ def _weights(trainer: Trainer) -> dict:
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
-def test_spec_fields_and_run_ids(tmp_path):
+def test_the_default_implementation_leaves_the_spec_and_its_run_id_as_they_were(tmp_path):
     plain = _spec(tmp_path, "", "a.toml")
     assert plain.optimizer_implementation == "" and plain.optimizer_options == ()
     assert "optimizer_implementation" not in plain.to_dict() and "optimizer_options" not in plain.to_dict()
     assert _spec(tmp_path, 'optimizer_implementation = "default"', "b.toml").run_id == plain.run_id
+
+
+def test_another_implementation_is_another_run(tmp_path):
+    plain = _spec(tmp_path, "", "a.toml")
     fused = _spec(tmp_path, 'optimizer_implementation = "fused"', "c.toml")
     assert fused.optimizer_implementation == "fused" and fused.run_id != plain.run_id
+
+
+def test_adams_eps_is_an_option_of_the_spec_that_reaches_the_optimizer(tmp_path):
+    plain = _spec(tmp_path, "", "a.toml")
     eps = _spec(tmp_path, "adam_eps = 1e-4", "d.toml")
     assert eps.to_dict()["optimizer_options"] == {"eps": 1e-4} and eps.run_id != plain.run_id
     assert _trainer(eps).optimizers[0].defaults["eps"] == 1e-4
@@ -145,7 +136,8 @@ def test_a_checkpoint_of_another_implementation_is_not_resumed(tmp_path, caplog)
     ckpt = checkpoint_path(run_dir, fused_spec.run_id)
     ckpt.parent.mkdir(parents=True)
     dataset = data.get(fused_spec.dataset, **dict(fused_spec.dataset_params))
-    state["made_from"] = made_from(dataset, run_plugins(()))  # made from the same code and data: only the implementation differs
+    # made from the same code and data: only the implementation differs
+    state["made_from"] = made_from(dataset, run_plugins(()))
     torch.save(state, ckpt)
     with caplog.at_level(logging.WARNING, logger="vaebench.bench.train"):
         result = execute_run(RunTask(fused_spec, "vae", str(run_dir)))

@@ -14,7 +14,6 @@ from vaebench.variants import build_variant
 from vaebench.variants.likelihoods import Bernoulli
 from vaebench.variants.pixelcnn import RADIUS, causal_mask
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -9,96 +9,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import LAB_PLUGIN, LAB_SUITE
 from vaebench.bench.executors import InProcessExecutor, ProcessPoolRunExecutor
 from vaebench.bench.runner import run_suite
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.cli import main
 
-PLUGIN = textwrap.dedent('''
-    """A lab's plugin: a variant, a metric and a dataset."""
-    from dataclasses import dataclass
-
-    import numpy as np
-
-    from vaebench import register_dataset, register_metric, register_variant
-    from vaebench.data import ImageDataset
-    from vaebench.data.base import fixed_split
-    from vaebench.metrics import MetricValue
-    from vaebench.params import hyperparameter
-    from vaebench.variants import Hyperparameters, Losses
-    from vaebench.variants.base import GaussianEncoderVariant
-    from vaebench.variants.claims import Claim
-
-    __version__ = "1.2.3"
-
-
-    @dataclass(frozen=True)
-    class LabHyperparameters(Hyperparameters):
-        weight: float = hyperparameter(2.0, minimum=0.0)
-
-
-    @register_variant("lab_vae")
-    class LabVAE(GaussianEncoderVariant):
-        """A VAE whose KL is weighted (a user's variant)."""
-
-        Hyperparameters = LabHyperparameters
-        claims = (Claim("kl", "lower", "a weighted KL lowers the rate"),)
-
-        def loss(self, x, step):
-            t = self.sample_terms(x)
-            recon, kl = t["recon"].mean(), t["kl_dims"].sum(1).mean()
-            return Losses(recon + self.hparams.weight * kl, {"recon": recon, "kl": kl})
-
-
-    @register_metric("lab_code_norm", family="information", description="mean squared norm of the posterior means",
-                     values=[MetricValue("lab_code_norm", higher_is_better=False)])
-    def _code_norm(ctx):
-        return {"lab_code_norm": float((ctx.mu ** 2).sum(1).mean())}
-
-
-    @register_dataset("lab_squares")
-    class LabSquares(ImageDataset):
-        def __init__(self, count: int = 240, test_size: int = 40):
-            self.name, self.image_shape, self.num_images = "lab_squares", (1, 32, 32), count
-            self.train_indices, self.test_indices = fixed_split(count, test_size, 0)
-
-        def images(self, indices):
-            idx = np.asarray(indices)
-            out = np.zeros((len(idx), 1, 32, 32), np.float32)
-            for k, i in enumerate(idx):
-                out[k, 0, : 4 + i % 20, : 4 + i % 20] = 1.0
-            return out
-''')
-
-SUITE = '''
-name = "{name}"
-plugins = [{plugins}]
-seeds = [0]
-[budget]
-steps = 6
-batch_size = 16
-checkpoint_every = 3
-log_every = 3
-[model]
-architecture = "mlp"
-latent_dim = 3
-[[datasets]]
-name = "lab_squares"
-[[variants]]
-name = "lab_vae"
-weight = [1.0, 3.0]
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["kl", "lab_code_norm"]
-'''
-
 
 def write_plugin(directory: Path, module: str = "lab_plugin") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{module}.py"
-    path.write_text(PLUGIN)
+    path.write_text(LAB_PLUGIN)
     return path
 
 
@@ -113,7 +35,7 @@ def plugin_dir(tmp_path_factory) -> Path:
 def lab_suite(plugin_dir, tmp_path, monkeypatch) -> Path:
     monkeypatch.syspath_prepend(str(plugin_dir))  # spawned workers inherit sys.path
     path = tmp_path / "lab.toml"
-    path.write_text(SUITE.format(name="lab", plugins='"lab_plugin"'))
+    path.write_text(LAB_SUITE.format(name="lab", plugins='"lab_plugin"'))
     return path
 
 
@@ -132,7 +54,8 @@ def test_a_plugin_runs_in_process_and_in_the_pool_with_the_same_numbers(lab_suit
     pd.testing.assert_frame_equal(one, two, check_exact=True)
     with ResultsStore(tmp_path / "one", create=False) as store:
         env = store.runs()["environment"].iloc[0]
-    assert [{k: p[k] for k in ("name", "version")} for p in env["plugins"]] == [{"name": "lab_plugin", "version": "1.2.3"}]
+    named = [{k: p[k] for k in ("name", "version")} for p in env["plugins"]]
+    assert named == [{"name": "lab_plugin", "version": "1.2.3"}]
     assert env["plugins"][0]["source"].startswith("sha256:")
 
     assert main(["results", str(tmp_path / "one")]) == 0
@@ -156,9 +79,9 @@ def test_list_shows_a_plugins_variant(plugin_dir, monkeypatch, capsys):
 
 def test_a_plugin_given_as_a_file_path_relative_to_the_suite(tmp_path):
     write_plugin(tmp_path / "lab", module="lab_file_plugin_source")
-    (tmp_path / "lab" / "lab_file_plugin_source.py").write_text(PLUGIN.replace('"lab_', '"labf_'))
+    (tmp_path / "lab" / "lab_file_plugin_source.py").write_text(LAB_PLUGIN.replace('"lab_', '"labf_'))
     path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(name="f", plugins='"lab/lab_file_plugin_source.py"')
+    path.write_text(LAB_SUITE.format(name="f", plugins='"lab/lab_file_plugin_source.py"')
                     .replace('"lab_squares"', '"labf_squares"').replace('"lab_vae"', '"labf_vae"')
                     .replace('"lab_code_norm"', '"labf_code_norm"'))
     suite = load_suite(path)
@@ -176,7 +99,7 @@ def test_a_plugin_given_as_a_file_path_relative_to_the_suite(tmp_path):
 def test_bad_plugins_are_one_line(tmp_path, capsys, source, message):
     (tmp_path / "bad_plugin.py").write_text(source)
     path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(name="bad", plugins='"bad_plugin.py"'))
+    path.write_text(LAB_SUITE.format(name="bad", plugins='"bad_plugin.py"'))
     assert main(["run", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "key 'plugins'" in err[0]
@@ -195,7 +118,7 @@ def test_a_variant_that_breaks_the_contract_is_refused_at_load(plugin_dir, tmp_p
                 return torch.zeros(len(x), 1), torch.zeros(len(x), 1)
     '''))
     path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(name="w", plugins='"lab_plugin", "wrong_shapes.py"')
+    path.write_text(LAB_SUITE.format(name="w", plugins='"lab_plugin", "wrong_shapes.py"')
                     .replace('name = "vae"', 'name = "wrong_shapes_vae"'))
     assert main(["run", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
@@ -206,7 +129,7 @@ def test_an_installed_package_registers_through_the_entry_point_group(tmp_path, 
     from vaebench import plugins
 
     write_plugin(tmp_path, module="lab_ep_plugin")
-    (tmp_path / "lab_ep_plugin.py").write_text(PLUGIN.replace('"lab_', '"labep_'))
+    (tmp_path / "lab_ep_plugin.py").write_text(LAB_PLUGIN.replace('"lab_', '"labep_'))
     dist = tmp_path / "lab_ep-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-ep\nVersion: 1.0\n")

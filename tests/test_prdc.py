@@ -12,15 +12,15 @@ import pytest
 import scipy.spatial.distance
 import torch
 
+from helpers import FEATURE_STEPS, scored_context, tiny_vae
 from vaebench.data import get
 from vaebench.errors import ConfigError
-from vaebench.metrics import METRICS, EvaluationContext
-from vaebench.metrics import feature_network as fn
-from vaebench.metrics import fid
-from vaebench.metrics import prdc as ours  # also registers prdc
-from vaebench.variants import build_variant
-
-STEPS = 200  # feature-network training steps for these tests (as tests/test_fid.py)
+from vaebench.metrics import (
+    METRICS,
+    feature_network as fn,
+    fid,
+    prdc as ours,  # also registers prdc
+)
 
 
 def reference(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
@@ -178,27 +178,8 @@ def dataset():
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("vaebench_cache")
-
-
-@pytest.fixture(scope="module")
 def network(dataset, cache_dir):
-    return fn.trained_feature_network(dataset, cache_dir, steps=STEPS)
-
-
-def context(dataset, cache_dir, params) -> EvaluationContext:
-    torch.manual_seed(0)
-    model = build_variant("vae", {}, image_shape=dataset.image_shape, latent_dim=4, architecture="mlp",
-                          likelihood="bernoulli").eval()
-    images = torch.from_numpy(dataset.images(dataset.test_indices))
-    with torch.no_grad():
-        mu, logvar = model.encode(images)
-    return EvaluationContext(
-        model=model, dataset=dataset, test_indices=dataset.test_indices, test_images=images,
-        mu=mu.double().numpy(), logvar=logvar.double().numpy(), factors=dataset.factors(dataset.test_indices),
-        seed=0, device=torch.device("cpu"), cache_dir=cache_dir, params=params,
-    )
+    return fn.trained_feature_network(dataset, cache_dir, steps=FEATURE_STEPS)
 
 
 def test_registered_prdc_uses_fids_features(dataset, cache_dir, network):
@@ -206,8 +187,8 @@ def test_registered_prdc_uses_fids_features(dataset, cache_dir, network):
     names = {f"{v}{s}" for s in ("", "_recon") for v in ("precision", "recall", "density", "coverage")}
     assert {v.name for v in info.values} == names and all(v.higher_is_better for v in info.values)
     assert info.family == "sample_quality" and info.needs_decoder
-    params = {"feature_network_steps": STEPS, "fid_images": 400, "prdc_nearest_k": 4}
-    ctx = context(dataset, cache_dir, params)
+    params = {"feature_network_steps": FEATURE_STEPS, "fid_images": 400, "prdc_nearest_k": 4}
+    ctx = scored_context(dataset, tiny_vae(dataset), cache_dir, params)
     values = info.compute(ctx)
     assert set(values) == names
     state = ctx.cache["fid_kid"]  # the pass FID and KID read: the same images and features
@@ -219,10 +200,10 @@ def test_registered_prdc_uses_fids_features(dataset, cache_dir, network):
         assert ctx.notes["precision" + suffix] == f"feature={network.tag} k=4"
     fid_values = METRICS.get("fid").compute(ctx)
     assert ctx.cache["fid_kid"] is state and math.isfinite(fid_values["fid"])
-    again = context(dataset, cache_dir, params)
+    again = scored_context(dataset, tiny_vae(dataset), cache_dir, params)
     assert info.compute(again) == values  # seeded
     with pytest.raises(ConfigError, match="prdc_nearest_k"):
-        info.compute(context(dataset, cache_dir, {**params, "fid_images": 4}))
+        info.compute(scored_context(dataset, tiny_vae(dataset), cache_dir, {**params, "fid_images": 4}))
 
 
 def test_a_generator_of_one_half_of_the_image_loses_recall_in_the_feature_network(dataset, network):

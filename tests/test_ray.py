@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import LAB_PLUGIN, LAB_SUITE, ONE_VAE, REPO
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import SweepProgress, make_executor, run_suite
 from vaebench.bench.spec import RunResult, RunTask
@@ -27,8 +28,6 @@ from vaebench.bench.suite import load_suite
 from vaebench.bench.train import checkpoint_path, execute_run
 from vaebench.cli import main
 from vaebench.errors import ConfigError, MissingDependencyError
-
-from conftest import REPO
 
 SMOKE = REPO / "suites" / "smoke.toml"
 RAY_CPUS = 2
@@ -132,7 +131,8 @@ def test_an_address_where_nothing_listens_is_a_user_error(ray_env, write_suite, 
     with socket.socket() as sock:  # a port that was free a moment ago
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    args = ["run", str(write_suite()), "--executor", "ray", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "o")]
+    args = ["run", str(write_suite()), "--executor", "ray", "--address", f"127.0.0.1:{port}",
+            "--out", str(tmp_path / "o")]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"key '--address': nothing answers at 127.0.0.1:{port}" in err and "Traceback" not in err
@@ -143,7 +143,7 @@ def test_an_address_where_nothing_listens_is_a_user_error(ray_env, write_suite, 
 def ray_cluster(ray_home):
     """One local Ray instance (2 CPUs) shared by the tests below; shut down at the end of the module."""
     ray = pytest.importorskip("ray")
-    import ray.cloudpickle
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
 
     temp_dir = _short_tmp()
     module = sys.modules[__name__]
@@ -152,11 +152,11 @@ def ray_cluster(ray_home):
         mp.delenv("RAY_ADDRESS", raising=False)
         mp.delenv("RAY_AUTH_MODE", raising=False)
         ray.init(num_cpus=RAY_CPUS, _temp_dir=temp_dir, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False)
-        ray.cloudpickle.register_pickle_by_value(module)  # workers cannot import this test module
+        cloudpickle.register_pickle_by_value(module)  # workers cannot import this test module
         try:
             yield ray
         finally:
-            ray.cloudpickle.unregister_pickle_by_value(module)
+            cloudpickle.unregister_pickle_by_value(module)
             ray.shutdown()
             shutil.rmtree(temp_dir, ignore_errors=True)
 
@@ -229,7 +229,7 @@ def _crash_seed0_always(task: RunTask, progress):
 @pytest.mark.slow
 def test_worker_killed_mid_run_is_retried_and_resumes_from_its_checkpoint(ray_cluster, write_suite, tmp_path):
     suite = load_suite(write_suite(seeds="[0, 1]", steps=60, checkpoint_every=20,
-                                   variants='[[variants]]\nname = "vae"\n'))
+                                   variants=ONE_VAE))
     victim_id = next(s.run_id for s in suite.specs if s.seed == 0)
     out = tmp_path / "ray"
     pid_file = out / "victim.pid"
@@ -278,7 +278,7 @@ def test_worker_killed_mid_run_is_retried_and_resumes_from_its_checkpoint(ray_cl
 @pytest.mark.parametrize("max_retries", [0, 2])
 def test_a_run_that_keeps_crashing_is_failed_after_max_retries(ray_cluster, write_suite, tmp_path, max_retries):
     suite = load_suite(write_suite(seeds="[0, 1]", steps=10, checkpoint_every=10,
-                                   variants='[[variants]]\nname = "vae"\n'))
+                                   variants=ONE_VAE))
     crasher = next(s.run_id for s in suite.specs if s.seed == 0)
     out = tmp_path / "ray"
     executor = make_executor("ray", max_retries=max_retries)
@@ -312,12 +312,10 @@ def test_a_run_no_node_can_hold_fails_fast(ray_cluster, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_plugin_runs_on_ray_with_the_local_numbers(ray_cluster, tmp_path):
-    from test_plugins import PLUGIN, SUITE
-
     plugin = tmp_path / "ray_lab_plugin.py"
-    plugin.write_text(PLUGIN.replace('"lab_', '"rlab_'))
+    plugin.write_text(LAB_PLUGIN.replace('"lab_', '"rlab_'))
     path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(name="rlab", plugins=f'"{plugin}"').replace('"lab_squares"', '"rlab_squares"')
+    path.write_text(LAB_SUITE.format(name="rlab", plugins=f'"{plugin}"').replace('"lab_squares"', '"rlab_squares"')
                     .replace('"lab_vae"', '"rlab_vae"').replace('"lab_code_norm"', '"rlab_code_norm"'))
     suite = load_suite(path)
     run_suite(suite, tmp_path / "local", InProcessExecutor(), threads=1)

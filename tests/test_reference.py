@@ -7,6 +7,7 @@ import copy
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def _error(raw, file="refs.toml") -> ConfigError:
 
 def _edited(path: list, value=None, delete: bool = False):
     raw = copy.deepcopy(MINIMAL)
-    node = raw
+    node: Any = raw
     for step in path[:-1]:
         node = node[step]
     if delete:
@@ -209,7 +210,8 @@ def test_ids_unique_across_files_and_reproduces_must_exist(tmp_path):
     other = copy.deepcopy(MINIMAL)
     other["source"]["id"] = "roe2021"
     b.write_text(_toml(other))
-    with pytest.raises(ConfigError, match=r"b\.toml: key 'references\[0\]\.id': reference id 'doe2020-vae' is also used"):
+    with pytest.raises(ConfigError,
+                       match=r"b\.toml: key 'references\[0\]\.id': reference id 'doe2020-vae' is also used"):
         load_references([a, b])
     with pytest.raises(ConfigError, match=r"source id 'doe2020' is also used"):
         load_references([a, a])

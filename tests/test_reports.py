@@ -14,11 +14,11 @@ import torch
 from matplotlib import image as mpl_image
 
 from test_reports_fixtures import EVIL, EVIL_SUITE, SETTINGS, make_store, spec_for
+from vaebench.bench.grids import GRID_NAMES, make_grid, model_image_grids, png_bytes
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.reports import stats, tables
 from vaebench.reports.comparison import Comparison
-from vaebench.bench.grids import GRID_NAMES, make_grid, model_image_grids, png_bytes
 from vaebench.reports.html import CSP, LOAD_CHECK_SCRIPT, script_hash
 from vaebench.reports.plots import swept_parameters
 from vaebench.reports.report import write_report

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from vaebench.bench.store import ResultsStore
-from vaebench.bench.spec import RunResult, RunSpec
 from vaebench.bench.grids import png_bytes
+from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.store import ResultsStore
 
 EVIL = "<script>alert(1)</script>"
 EVIL_SUITE = EVIL + " 50% & $x_1$ #{}~^\\"
@@ -72,7 +72,7 @@ def make_store(
     with ResultsStore(path) as store:
         for i, (variant, hp, offset) in enumerate(settings):
             hp = dict(hp)
-            dataset_params = {"size": 32}
+            dataset_params: dict[str, Any] = {"size": 32}
             if evil and i == 0:
                 variant, hp = "vae", {"note": EVIL}
                 dataset_params = {"path": EVIL + " 50% & $x_1$ {#}"}

@@ -5,10 +5,12 @@ real binarised MNIST (../shared/data, skipped without it) the budgets are the pu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from helpers import write_mnist
 from vaebench.bench import cost
 from vaebench.bench.reproduction import REPOSITORY
 from vaebench.bench.schedules import burda_milestones
@@ -16,8 +18,6 @@ from vaebench.bench.suite import load_suite
 from vaebench.cli import main
 from vaebench.reference import REFERENCES
 from vaebench.reports.reproduction import checked_departures
-
-from test_data_files import write_mnist
 
 SUITES = sorted((REPOSITORY / "suites" / "reproduce").glob("*.toml"))
 SHARED = REPOSITORY.parent / "shared" / "data"
@@ -29,9 +29,9 @@ def stand_in_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     (root / "binarized_mnist").mkdir()
     rng = np.random.default_rng(0)
-    np.savez(root / "binarized_mnist" / "binarized_mnist.npz",
-             **{s: rng.integers(0, 2, (n, 784), dtype=np.uint8)
-                for s, n in (("train", 40), ("valid", 10), ("test", 10))})
+    splits: dict[str, Any] = {s: rng.integers(0, 2, (n, 784), dtype=np.uint8)
+                              for s, n in (("train", 40), ("valid", 10), ("test", 10))}
+    np.savez(root / "binarized_mnist" / "binarized_mnist.npz", **splits)
     write_mnist(root / "mnist", n_train=40, n_test=10)
     return root
 

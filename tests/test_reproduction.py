@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,8 +238,9 @@ def tiny_binarized(tmp_path) -> Path:
     d = tmp_path / "data" / "binarized_mnist"
     d.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    np.savez(d / "binarized_mnist.npz", **{s: rng.integers(0, 2, (n, 784), dtype=np.uint8)
-                                          for s, n in (("train", 16), ("valid", 4), ("test", 5))})
+    splits: dict[str, Any] = {s: rng.integers(0, 2, (n, 784), dtype=np.uint8)
+                              for s, n in (("train", 16), ("valid", 4), ("test", 5))}
+    np.savez(d / "binarized_mnist.npz", **splits)
     return d
 
 

@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import digits_vae_suite
 from vaebench import data
 from vaebench.bench.schedules import (
-    BURDA_FACTOR, burda_epochs, burda_milestones, lr_multiplier, schedule_in_steps, steps_per_epoch,
+    BURDA_FACTOR,
+    burda_epochs,
+    burda_milestones,
+    lr_multiplier,
+    schedule_in_steps,
+    steps_per_epoch,
 )
 from vaebench.bench.spec import RunSpec
 from vaebench.bench.suite import load_suite
@@ -41,12 +47,18 @@ def test_multistep_in_epochs_is_pytorchs_multisteplr():
     assert ours[2 * epoch - 1] == 1.0 and ours[2 * epoch] == pytest.approx(gamma)  # the drop starts at epoch 2
 
 
-def test_exponential_per_epoch_and_per_step():
+def test_exponential_per_epoch_is_torchs():
     schedule = schedule_in_steps("exponential", factor=0.9, unit_steps=4)
     reference = torch_rates(torch.optim.lr_scheduler.ExponentialLR, 5, 4, gamma=0.9)
     assert [lr_multiplier(s, schedule) for s in range(20)] == pytest.approx(reference, rel=1e-12, abs=0)
+
+
+def test_exponential_per_step():
     per_step = schedule_in_steps("exponential", factor=0.5)
     assert [lr_multiplier(s, per_step) for s in range(4)] == [1.0, 0.5, 0.25, 0.125]
+
+
+def test_the_constant_schedule_keeps_the_base_rate():
     assert lr_multiplier(10**6, {}) == 1.0
 
 
@@ -69,29 +81,8 @@ def test_steps_per_epoch_rounds_up():
     assert steps_per_epoch(1_597, 16) == 100 and steps_per_epoch(1, 64) == 1
 
 
-SUITE = """\
-name = "sched"
-[budget]
-{budget}
-batch_size = 16
-log_every = 1
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "digits"
-test_size = 200
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_bce"]
-"""
-
-
 def _load(tmp_path, budget: str, name: str = "s.toml"):
-    path = tmp_path / name
-    path.write_text(SUITE.format(budget=budget))
-    return load_suite(path)
+    return load_suite(digits_vae_suite(tmp_path / name, f"{budget}\nbatch_size = 16\nlog_every = 1", name="sched"))
 
 
 def test_budget_keys_become_steps(tmp_path):

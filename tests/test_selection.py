@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import digits_vae_suite
 from vaebench import data
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import run_suite
@@ -78,27 +79,9 @@ def _same_weights(a: dict, b: dict) -> bool:
 
 # ----------------------------------------------------------------------------------- suite keys
 
-GOLDEN = """\
-[budget]
-{budget}
-batch_size = 16
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "digits"
-test_size = 200
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_bce"]
-"""
-
-
 def test_without_the_option_run_ids_do_not_change(tmp_path):
     def spec(budget: str, name: str):
-        (tmp_path / name).write_text(GOLDEN.format(budget=budget))
-        return load_suite(tmp_path / name).specs[0]
+        return load_suite(digits_vae_suite(tmp_path / name, f"{budget}\nbatch_size = 16")).specs[0]
 
     # run ids of these two specs computed before `selection` existed (commit 9ee2e40)
     plain = spec("steps = 30", "a.toml")

@@ -9,53 +9,23 @@ from pathlib import Path
 
 import pytest
 
+from helpers import one_error_line, plugin_suite
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("vaebench: error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
-
-
-SUITE = '''
-name = "values"
-plugins = [{plugins}]
-seeds = [0]
-[budget]
-steps = {steps}
-batch_size = 8
-checkpoint_every = 2
-log_every = 2
-optimizer = "{optimizer}"
-learning_rate = {learning_rate}
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "{dataset}"
-[[variants]]
-name = "{variant}"
-[evaluation]
-metrics = [{metrics}]
-'''
-
 
 def _suite(tmp_path: Path, plugin: str | None = None, *, plugin_name: str = "values_plugin", dataset: str = "digits",
            variant: str = "vae", metrics: str = '"kl", "recon_bce"', steps: int = 4, optimizer: str = "adam",
            learning_rate: float = 1e-3) -> Path:
-    plugins = ""
+    plugins = []
     if plugin is not None:
         (tmp_path / f"{plugin_name}.py").write_text(textwrap.dedent(plugin))
-        plugins = f'"{plugin_name}.py"'
-    path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(plugins=plugins, dataset=dataset, variant=variant, metrics=metrics, steps=steps,
-                                 optimizer=optimizer, learning_rate=learning_rate))
-    return path
+        plugins.append(f"{plugin_name}.py")
+    return plugin_suite(tmp_path / "suite.toml", plugins, dataset=dataset, variant=variant, metrics=metrics,
+                        steps=steps, optimizer=optimizer, learning_rate=learning_rate)
 
 
 def _run(tmp_path: Path, suite: Path) -> tuple[int, dict]:
@@ -167,7 +137,7 @@ def test_an_external_model_breaking_its_contract_on_some_batch_is_one_line(tmp_p
     out = tmp_path / "run"
     assert main(["evaluate", f"breaking_factory:{factory}", "--dataset", "digits", "--metrics", "kl,active_units",
                  "--out", str(out)]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"external model 'breaking_factory:{factory}': {expected}" in line
     assert not (out / "results.sqlite").exists()
 
@@ -183,7 +153,8 @@ def test_a_metric_returning_something_other_than_numbers_fails_the_run_in_one_li
         def _text(ctx):
             return {"text_metric": "1.5"}
     '''
-    code, run = _run(tmp_path, _suite(tmp_path, plugin, plugin_name="text_metric_plugin", metrics='"kl", "text_metric"'))
+    suite = _suite(tmp_path, plugin, plugin_name="text_metric_plugin", metrics='"kl", "text_metric"')
+    code, run = _run(tmp_path, suite)
     assert code == 1 and run["status"] == "failed"
     assert run["error"] == "metric 'text_metric' returned str for 'text_metric'; expected one number"
 
@@ -215,7 +186,7 @@ def test_a_plugin_metric_claiming_a_taken_value_name_is_refused_at_registration(
     plugin = CLAIMING.format(name=name, value=value, params=params)
     suite = _suite(tmp_path, plugin, plugin_name=name, metrics=f'"kl", "{name}"')
     assert main(["run", str(suite), "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "key 'plugins'" in line and expected in line
     assert not (tmp_path / "run").exists()
     from vaebench.metrics import METRICS
@@ -394,7 +365,7 @@ BYTE_DATASETS = '''
 def test_a_plugin_dataset_outside_0_1_is_refused_at_load(tmp_path, capsys, dataset, expected):
     suite = _suite(tmp_path, BYTE_DATASETS, plugin_name="byte_datasets", dataset=dataset)
     assert main(["run", str(suite), "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "key 'datasets[0]'" in line and expected in line
     assert not (tmp_path / "run").exists()
 
@@ -467,7 +438,7 @@ def test_a_report_that_fails_leaves_nothing_half_written(huge_store, tmp_path, c
     monkeypatch.setattr(plots, "save", disk_full)
     for out in (report, tmp_path / "new_report"):
         assert main(["report", str(huge_store), "--out", str(out)]) == 2
-        assert "No space left on device" in _one_error_line(capsys)
+        assert "No space left on device" in one_error_line(capsys)
     assert {p: p.read_bytes() for p in report.rglob("*") if p.is_file()} == before  # the earlier report, whole
     assert not (tmp_path / "new_report").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging directory left

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import tiny_suite_text
 from vaebench.bench.suite import load_suite
 from vaebench.cli import main
-
-from conftest import tiny_suite_text
 
 
 def test_grid_expands_over_variants_hyperparameters_and_seeds(write_suite):

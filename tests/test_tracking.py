@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import ONE_VAE, VAE_AND_BETA, tiny_suite_text
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import make_executor, run_suite
 from vaebench.bench.spec import RunResult, RunTask
@@ -24,15 +25,16 @@ from vaebench.bench.train import checkpoint_path, execute_run
 from vaebench.cli import main
 from vaebench.errors import ConfigError
 from vaebench.tracking import (
-    SweepTracking, TrackingConfig, TrackingRequest, parse_track_option, recorded_tracking,
+    SweepTracking,
+    TrackingConfig,
+    TrackingRequest,
+    parse_track_option,
+    recorded_tracking,
     resolve_tracking,
 )
 from vaebench.tracking.common import spec_params
 from vaebench.tracking.config import DEFAULT
 
-from conftest import VAE_AND_BETA, tiny_suite_text
-
-ONE_VAE = '[[variants]]\nname = "vae"\n'
 TRACK_BOTH = '\n[tracking]\ntensorboard = true\nmlflow = true\n'
 
 
@@ -121,6 +123,7 @@ def assert_tracked(out: Path, config: TrackingConfig) -> None:
     final metrics and grids, equal to the store's."""
     runs, metrics, curves, artifacts = store_rows(out)
     assert runs
+    assert config.mlflow is not None and config.tensorboard is not None
     c = mlflow_client(config.mlflow)
     tracked = mlflow_runs(config.mlflow, config.experiment)
     assert set(tracked) == set(runs)
@@ -221,7 +224,8 @@ def test_a_tracker_without_its_extra_is_one_line(write_suite, tmp_path, monkeypa
     monkeypatch.setitem(sys.modules, module, None)  # `import <module>` now raises ImportError
     text = tiny_suite_text(variants=ONE_VAE) + (f"\n[tracking]\n{tracker} = true\n" if where == "suite" else "")
     out = tmp_path / "out"
-    args = ["run", str(write_suite(text)), "--out", str(out), "--quiet"] + (["--track", tracker] if where != "suite" else [])
+    args = ["run", str(write_suite(text)), "--out", str(out), "--quiet"]
+    args += ["--track", tracker] if where != "suite" else []
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("vaebench: error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -301,7 +305,8 @@ def test_the_report_goes_to_the_trackers_of_the_directorys_sweep(tracked_and_pla
     assert pngs
     for png in pngs:
         tag = f"report/{png.relative_to(report).with_suffix('').as_posix()}"
-        assert [(e.step, e.encoded_image_string) for e in acc.Images(tag)] == [(0, png.read_bytes()), (1, png.read_bytes())]
+        logged = [(e.step, e.encoded_image_string) for e in acc.Images(tag)]
+        assert logged == [(0, png.read_bytes()), (1, png.read_bytes())]
 
 
 # -- resuming --------------------------------------------------------------------------------------
@@ -355,8 +360,8 @@ def test_a_run_that_failed_before_training_is_one_failed_tracker_run(write_suite
     trackers = SweepTracking(config)
     trackers.start(tmp_path / "out")
     error = "WorkerCrashedError (Ray task failed 3 time(s), retries exhausted): the worker died"
-    trackers.finished(RunResult(spec=spec, status=status, error=error, diverged_step=7 if status == "diverged" else None),
-                      "vae")
+    result = RunResult(spec=spec, status=status, error=error, diverged_step=7 if status == "diverged" else None)
+    trackers.finished(result, "vae")
     trackers.close()
     run = mlflow_runs(config.mlflow, config.experiment)[spec.run_id]
     assert len(run) == 1

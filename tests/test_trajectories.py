@@ -4,23 +4,30 @@ the table at one budget, claims verdicts at every budget and their trajectory, t
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from test_reports_fixtures import spec_for
 from vaebench.bench.spec import RunResult
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.reports.along_report import AlongReport
 from vaebench.reports.stats import mean_ci
 from vaebench.reports.trajectories import (
-    StoreFrames, at_budget, budgets, claims_along, comparisons, is_stable, trajectory_text, verdict_trajectories,
+    StoreFrames,
+    at_budget,
+    budgets,
+    claims_along,
+    comparisons,
+    is_stable,
+    trajectory_text,
+    verdict_trajectories,
 )
 from vaebench.reports.trajectory_plots import learning_curve_plots
 from vaebench.variants import VARIANTS
-
-from test_reports_fixtures import spec_for
 
 SEEDS = range(6)
 STEPS = 300  # the budget; scored along training at 100 and 200
@@ -47,7 +54,8 @@ def _write(path, plan=PLAN, *, diverged: dict[str, int] | None = None) -> dict[t
             for seed in SEEDS:
                 spec = _spec(variant, seed)
                 stop = (diverged or {}).get(variant) if seed == 0 else None
-                along, final = [], {}
+                along: list[tuple[int, str, float, str | None]] = []
+                final: dict[str, float] = {}
                 for i, step in enumerate((100, 200, STEPS)):
                     if stop is not None and step > stop:
                         break

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from test_reports_fixtures import spec_for
 from vaebench.bench.spec import RunResult, RunSpec, RunTask
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
@@ -18,8 +19,6 @@ from vaebench.metrics import METRICS
 from vaebench.metrics.registry import declaration_of, value_with_role
 from vaebench.params import Param, check_params
 from vaebench.variants import VARIANTS
-
-from test_reports_fixtures import spec_for
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vaebench"
 

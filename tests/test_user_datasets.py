@@ -32,7 +32,6 @@ from vaebench.data.base import fixed_split
 from vaebench.errors import ConfigError, DataError
 
 
-
 def _get(name: str, **params):
     """A freshly built dataset (`data.get` caches by parameters; these tests rewrite files in place)."""
     return data.DATASETS.get(name)(**params)
@@ -97,7 +96,8 @@ def triangle_resize(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
         w = np.clip(1 - np.abs(np.arange(n_in)[None, :] + 0.5 - centres[:, None]) / max(scale, 1.0), 0, None)
         return w / w.sum(axis=1, keepdims=True)
 
-    return np.einsum("oh,hwc,pw->opc", weights(image.shape[0], out_h), image.astype(np.float64), weights(image.shape[1], out_w))
+    rows, columns = weights(image.shape[0], out_h), weights(image.shape[1], out_w)
+    return np.einsum("oh,hwc,pw->opc", rows, image.astype(np.float64), columns)
 
 
 def test_image_folder_lists_sorts_and_labels(tmp_path):
@@ -269,7 +269,8 @@ def test_a_suite_runs_on_an_image_folder(tmp_path):
     root, rng = tmp_path / "faces", np.random.default_rng(4)
     for i in range(12):
         save_image(root / ("a" if i % 2 else "b") / f"{i}.png", rng.integers(0, 256, (10, 7, 3), dtype=np.uint8))
-    values = run_tiny_suite(tmp_path, "image_folder", f"path = '{root}'\nsize = 6\nchannels = 1\nlabels = true\ntest_size = 4")
+    params = f"path = '{root}'\nsize = 6\nchannels = 1\nlabels = true\ntest_size = 4"
+    values = run_tiny_suite(tmp_path, "image_folder", params)
     assert np.isfinite(values["recon_mse"]) and values["kl"] >= 0
     assert len(list((tmp_path / "run-image_folder" / "cache" / "datasets").glob("image_folder-*.npy"))) == 1
 
@@ -284,7 +285,8 @@ def test_two_worker_processes_share_one_cache_and_give_the_in_process_numbers(tm
         out = tmp_path / label
         assert run_suite(load_suite(suite), out, executor, threads=1).statuses == {"done": 2}
         with ResultsStore(out, create=False) as store:
-            values[label] = store.metrics()[["run_id", "name", "value"]].sort_values(["run_id", "name"]).reset_index(drop=True)
+            metrics = store.metrics()[["run_id", "name", "value"]]
+            values[label] = metrics.sort_values(["run_id", "name"]).reset_index(drop=True)
         assert len(list((out / "cache" / "datasets").glob("image_folder-*.npy"))) == 1
     pd.testing.assert_frame_equal(values["pool"], values["in_process"])
 
@@ -305,7 +307,8 @@ def py2_batch(images: np.ndarray, labels: list[int], spec: bytes = b"u1", rows: 
     numpy.core.multiarray._reconstruct, a dtype with its state, the bytes of the array.
     `spec` and `rows` override the dtype and the number of rows the pickle declares."""
     rows = images.shape[0] if rows is None else rows
-    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + _py2_int(0) + b"\x85" + _py2_str(b"b") + b"\x87R"
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+             + _py2_int(0) + b"\x85" + _py2_str(b"b") + b"\x87R"
              + b"(" + _py2_int(1) + _py2_int(rows) + _py2_int(images.shape[1]) + b"\x86"
              + b"cnumpy\ndtype\n" + _py2_str(spec) + _py2_int(0) + _py2_int(1) + b"\x87R"
              + b"(" + _py2_int(3) + _py2_str(b"|") + b"NNN" + _py2_int(-1) + _py2_int(-1) + _py2_int(0) + b"tb"
@@ -451,7 +454,8 @@ def test_npz_images_without_factors(tmp_path):
     np.testing.assert_array_equal(x, grey[[3], None] / np.float32(255))
     binary = (grey > 100).astype(np.uint8)  # 0/1 bytes are taken as binary images
     np.savez(tmp_path / "binary.npz", images=binary)
-    np.testing.assert_array_equal(_get("npz", path=str(tmp_path / "binary.npz"), test_size=2).images([1])[0, 0], binary[1])
+    from_binary = _get("npz", path=str(tmp_path / "binary.npz"), test_size=2)
+    np.testing.assert_array_equal(from_binary.images([1])[0, 0], binary[1])
     np.savez(tmp_path / "bool.npz", images=binary.astype(bool))
     ds = _get("npz", path=str(tmp_path / "bool.npz"), test_size=2)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(ds)).images([2])[0, 0], binary[2])
@@ -510,11 +514,14 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 @pytest.mark.parametrize("case, message", [
     ("no images", "key 'images' missing (the archive holds: factors)"),
-    ("channels first", "key 'images': uint8 array of shape (12, 3, 4, 4); expected (N, H, W) or (N, H, W, C) with C 1 or 3"),
+    ("channels first",
+     "key 'images': uint8 array of shape (12, 3, 4, 4); expected (N, H, W) or (N, H, W, C) with C 1 or 3"),
     ("int images", "key 'images': int32 array of shape (12, 4, 4)"),
     ("object images", "key 'images': an array of Python objects (stored as a pickle, which is never loaded)"),
     ("no pixels", "key 'images': shape (12, 0, 4) holds no pixels"),
-    ("truncated images", "key 'images': the header declares uint8 data of shape (12, 4, 4) (192 bytes), but 150 bytes are stored (truncated)"),
+    ("truncated images",
+     "key 'images': the header declares uint8 data of shape (12, 4, 4) (192 bytes), "
+     "but 150 bytes are stored (truncated)"),
     ("float factors", "key 'factors': float64 array of shape (12, 3); expected integers (N, K)"),
     ("factors per row", "key 'images' holds 12 images but 'factors' 11 rows"),
     ("one-dimensional factors", "key 'factors': int64 array of shape (12,)"),
@@ -536,9 +543,12 @@ def test_npz_format_errors(tmp_path, case, message):
         "float factors": lambda: np.savez(path, images=images, factors=factors.astype(float)),
         "factors per row": lambda: np.savez(path, images=images, factors=factors[:11]),
         "one-dimensional factors": lambda: np.savez(path, images=images, factors=factors[:, 0]),
-        "a constant factor": lambda: np.savez(path, images=images, factors=np.stack([factors[:, 0], np.full(12, 4)], 1)),
-        "names of the wrong length": lambda: np.savez(path, images=images, factors=factors, factor_names=np.array(["a", "b"])),
-        "repeated names": lambda: np.savez(path, images=images, factors=factors, factor_names=np.array(["a", "b", "a"])),
+        "a constant factor": lambda: np.savez(path, images=images,
+                                              factors=np.stack([factors[:, 0], np.full(12, 4)], 1)),
+        "names of the wrong length": lambda: np.savez(path, images=images, factors=factors,
+                                                      factor_names=np.array(["a", "b"])),
+        "repeated names": lambda: np.savez(path, images=images, factors=factors,
+                                           factor_names=np.array(["a", "b", "a"])),
         "names without factors": lambda: np.savez(path, images=images, factor_names=np.array(["a"])),
     }[case]()
     with pytest.raises(DataError) as err:
@@ -550,7 +560,8 @@ def test_npz_float_images_outside_the_unit_interval_fail_when_read(tmp_path):
     for bad in (np.full((3, 2, 2), 1.5), np.full((3, 2, 2), np.nan)):
         np.savez(tmp_path / "f.npz", images=bad)
         ds = _get("npz", path=str(tmp_path / "f.npz"), test_size=1)
-        with pytest.raises(DataError, match=f"^{tmp_path / 'f.npz'}: key 'images': float values from .* float images must lie in \\[0, 1\\]"):
+        with pytest.raises(DataError, match=f"^{tmp_path / 'f.npz'}: key 'images': float values from .* "
+                                            "float images must lie in \\[0, 1\\]"):
             ds.images([0])
 
 
@@ -575,7 +586,8 @@ def test_a_suite_scores_mig_on_an_npz_with_factors(tmp_path):
     images[np.arange(36), np.searchsorted(GRID[0], rows[:, 0]), 2 * np.searchsorted(GRID[1], rows[:, 1])] = 255
     images[np.arange(36), 5, 5 - np.searchsorted(GRID[2], rows[:, 2])] = 255
     np.savez(tmp_path / "shapes.npz", images=images, factors=rows, factor_names=np.array(["a", "b", "c"]))
-    values = run_tiny_suite(tmp_path, "npz", f"path = '{tmp_path / 'shapes.npz'}'\ntest_size = 12", '["recon_mse", "mig"]')
+    params = f"path = '{tmp_path / 'shapes.npz'}'\ntest_size = 12"
+    values = run_tiny_suite(tmp_path, "npz", params, '["recon_mse", "mig"]')
     assert 0.0 <= values["mig"] <= 1.0 and np.isfinite(values["recon_mse"])
 
 

@@ -29,10 +29,12 @@ LATENT = 10
 
 
 def make(name: str, hparams: dict | None = None, *, architecture: str = "mlp", seed: int = 0):
+    """The variant as the harness builds it for a run on 32 px dSprites (hyperparameters that follow from
+    the data, such as `dataset_size`, completed from it)."""
     torch.manual_seed(seed)
     return build_variant(
         name,
-        hparams or {},
+        VARIANTS.get(name).Hyperparameters.for_dataset(hparams or {}, data.get("dsprites", size=32)).to_dict(),
         image_shape=IMAGE_SHAPE,
         latent_dim=LATENT,
         architecture=architecture,

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from vaebench.bench.spec import RunSpec
+from vaebench.bench.spec import ExternalSpec
 from vaebench.bench.store import ResultsStore, pivot_values
 from vaebench.bench.suite import Suite, load_suite, suite_from_table
 from vaebench.errors import DataError
@@ -58,7 +58,10 @@ def load_model(run_dir: str | Path, run_id: str) -> torch.nn.Module:
     row = runs[runs["run_id"] == run_id]
     if row.empty:
         raise DataError(f"{run_dir}: no run {run_id!r}")
-    spec: RunSpec = row.iloc[0]["spec"]  # parsed by the store, which names a run whose spec it cannot read
+    spec = row.iloc[0]["spec"]  # parsed by the store, which names a run whose spec it cannot read
+    if isinstance(spec, ExternalSpec):
+        raise DataError(f"{run_dir}: run {run_id} scored a model trained elsewhere ({spec.model}); "
+                        "vaebench evaluate keeps no copy of it")
     path = model_path(Path(run_dir), run_id)
     if not path.is_file():
         raise DataError(f"{path}: no saved model (the run did not finish, or it was pruned)")

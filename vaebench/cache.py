@@ -48,7 +48,8 @@ def load_entry(path: str | Path, key: str) -> dict[str, torch.Tensor] | None:
         log.warning("cache %s is unreadable (%s); recomputing it", path, type(exc).__name__)
         return None
     if stored_key != key:
-        log.warning("cache %s was computed from other inputs (key %s, expected %s); recomputing it", path, stored_key, key)
+        log.warning("cache %s was computed from other inputs (key %s, expected %s); recomputing it",
+                    path, stored_key, key)
         return None
     if not isinstance(tensors, dict) or tensors_sha256(tensors) != stored_sha:
         log.warning("cache %s does not match its content hash (edited or corrupt); recomputing it", path)

@@ -15,7 +15,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from vaebench.errors import ConfigError, DataError
 
@@ -32,6 +32,9 @@ class Param:
     choices: the allowed values (names such as a kernel or learner).
     existing_file: the value is the path of a file that must exist (a DataError when the suite loads).
     doc: one line for `vaebench list` and the docs.
+    from_dataset: for a variant's hyperparameter whose value follows from the data (default None): the
+        function of the dataset a run trains on that gives the value the suite leaves unset, e.g. the size
+        of its training split (`vaebench.variants.Hyperparameters.for_dataset`, the one hook).
     """
 
     key: str
@@ -44,6 +47,7 @@ class Param:
     choices: tuple[Any, ...] | None = None
     existing_file: bool = False
     doc: str = ""
+    from_dataset: Callable[[Any], Any] | None = None
 
     @property
     def value_type(self) -> type:
@@ -111,6 +115,7 @@ def hyperparameter(default: Any, **constraints: Any) -> Any:
     """A dataclass field declared as a `Param` (used by variants' Hyperparameters classes):
 
         beta: float = hyperparameter(4.0, minimum=0.0, doc="weight of the KL term")
+        dataset_size: int | None = hyperparameter(None, type=int, minimum=1, from_dataset=training_images)
     """
     return dataclasses.field(default=default, metadata={"constraints": constraints})
 

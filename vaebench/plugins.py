@@ -24,10 +24,10 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from vaebench.errors import ConfigError, VaebenchError
 from vaebench.files import file_sha256
@@ -130,6 +130,8 @@ def _import_file(path: Path) -> None:
     if module_name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path}: Python finds no module loader for this file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:

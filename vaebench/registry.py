@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from vaebench.errors import UnknownNameError
 
@@ -15,13 +16,6 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
-
-    def register(self, name: str) -> Callable[[T], T]:
-        def decorator(obj: T) -> T:
-            self.add(name, obj)
-            return obj
-
-        return decorator
 
     def add(self, name: str, obj: T) -> None:
         if name in self._items:

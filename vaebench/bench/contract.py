@@ -1,7 +1,7 @@
 """The model contract, checked on every call the evaluation makes, not only on a dry batch.
 
-A model is scored through `CheckedModel`: each `encode`, `decode`, `log_likelihood` and
-`reconstruct` call's output is compared with what its input implies, and a breach is a
+A model is scored through `CheckedModel`: each `encode`, `decode` and `log_likelihood`
+call's output is compared with what its input implies, and a breach is a
 `ContractError` naming the method, the shapes and what was expected, so a run fails in one line
 instead of being scored on part of its data (an encoder returning 97 rows for 100 images) or
 stored as a scored model whose codes are NaN:
@@ -9,7 +9,6 @@ stored as a scored model whose codes are NaN:
     encode(x)             -> (mu, logvar), each (len(x), latent_dim), finite
     decode(z[, x])        -> likelihood parameters (len(z), *image_shape), finite
     log_likelihood(x, z)  -> (len(x),), finite
-    reconstruct(x)        -> (len(x), *image_shape), finite
 
 For a user's model (a plugin's variant, an external model) an exception raised inside one of
 these methods is a ContractError too, naming the method and the error; vaebench's own variants'
@@ -30,7 +29,6 @@ CONTRACT = {
     "encode": "encode(x) -> (mu, logvar), each (len(x), latent_dim), finite",
     "decode": "decode(z) -> likelihood parameters (len(z), C, H, W), finite",
     "log_likelihood": "log_likelihood(x, z) -> (len(x),), finite",
-    "reconstruct": "reconstruct(x) -> (len(x), C, H, W), finite",
 }
 
 
@@ -90,9 +88,6 @@ class CheckedModel(nn.Module):
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self._check("log_likelihood", "log p(x | z)", self._call("log_likelihood", x, z), (len(x),))
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self._check("reconstruct", "the reconstructions", self._call("reconstruct", x), (len(x), *self.image_shape))
 
 
 def checked(model: nn.Module, *, image_shape: tuple[int, ...], latent_dim: int, name: str) -> CheckedModel:

@@ -2,9 +2,9 @@
 measured calibration of each distinct (dataset, network, variant) on this machine.
 
 Where a run also validates along training (best-on-validation selection) or scores `iwae_nll`
-(K decodings per test image: 35 minutes for 10,000 images at K = 5,000 with the 784-400-40 MLP on
-one loaded CPU core), those costs are measured too, on a few images, and printed under the run:
-they can rival the training itself."""
+(K decodings per test image: README, Performance, for its cost on a whole test split), those
+costs are measured too, on a few images, and printed under the run: they can rival the training
+itself."""
 
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ IWAE_SAMPLE_PAIRS = 20_000  # (image, sample) pairs decoded to time iwae_nll (at
 def evaluation_seconds(spec: RunSpec, device: str = "cpu") -> dict[str, float]:
     """Measured estimates of a run's validation passes (all of them) and of its iwae_nll scoring:
     {"validation": s, "iwae_nll": s}, each only where the run has it."""
-    from vaebench.bench.selection import validation_loss
+    from vaebench.bench.selection import validation_indices, validation_loss
+    from vaebench.metrics import METRICS
     from vaebench.metrics.likelihood import importance_weighted_nll
-    from vaebench.metrics.registry import check_metric_params
 
     out: dict[str, float] = {}
     if not spec.selection and "iwae_nll" not in spec.metrics:
@@ -70,13 +70,13 @@ def evaluation_seconds(spec: RunSpec, device: str = "cpu") -> dict[str, float]:
         if spec.selection:
             every = dict(spec.selection)["every"]
             passes = spec.steps // every + (spec.steps % every != 0)
-            indices = dataset.validation_indices
+            indices = validation_indices(dataset)
             sample = indices[: VALIDATION_SAMPLE_BATCHES * spec.batch_size]
             started = time.perf_counter()
             validation_loss(model, dataset, sample, batch_size=spec.batch_size, step=0, seed=spec.seed, device=dev)
             out["validation"] = (time.perf_counter() - started) / len(sample) * len(indices) * passes
         if "iwae_nll" in spec.metrics:
-            params = check_metric_params(dict(spec.metric_params))
+            params = METRICS.get("iwae_nll").params_of(dict(spec.metric_params))
             k = params["iwae_k"]
             n = min(params["iwae_images"], len(dataset.test_indices))
             timed = max(1, min(n, IWAE_SAMPLE_PAIRS // k))

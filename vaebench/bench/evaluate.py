@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from vaebench.bench.contract import checked
+from vaebench.bench.grids import model_image_grids
 from vaebench.bench.seeding import derived_seed, seed_everything
-from vaebench.bench.spec import RunSpec
-from vaebench.data import ImageDataset
+from vaebench.bench.spec import ExternalSpec, RunSpec
+from vaebench.data import GroundTruthDataset, ImageDataset
 from vaebench.errors import ContractError
 from vaebench.metrics import METRICS, EvaluationContext, MetricInfo
-from vaebench.bench.grids import model_image_grids
-from vaebench.variants.base import encode_in_batches
+from vaebench.variants.base import encode_in_batches, point_mass_posterior
 
 
 @dataclass
@@ -32,8 +32,8 @@ class Scores:
 
 
 def evaluate(
-    model: torch.nn.Module, dataset: ImageDataset, spec: RunSpec, *, device: torch.device, cache_dir: Path,
-    grids: bool = True, name: str | None = None,
+    model: torch.nn.Module, dataset: ImageDataset, spec: RunSpec | ExternalSpec, *, device: torch.device,
+    cache_dir: Path, grids: bool = True, name: str | None = None,
 ) -> Scores:
     """Every metric of `spec` on the test split, with the image grids unless `grids` is False.
 
@@ -54,14 +54,16 @@ def evaluate(
         test_images=images,
         mu=mu,
         logvar=logvar,
-        factors=dataset.factors(test_indices) if dataset.has_factors else None,
+        # has_factors: a GroundTruthDataset, or a user's dataset with factors behind its checked contract
+        factors=cast(GroundTruthDataset, dataset).factors(test_indices) if dataset.has_factors else None,
         seed=seed,
         device=device,
         cache_dir=cache_dir,
         params=dict(spec.metric_params),
+        metrics=tuple(spec.metrics),
     )
     values: dict[str, float] = {}
-    point_mass = getattr(model, "deterministic_encoder", False)
+    point_mass = point_mass_posterior(model)
     for name in spec.metrics:
         info = METRICS.get(name)
         if info.needs_density and point_mass:

@@ -12,9 +12,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterator
+from typing import Any
 
 from vaebench.bench.spec import ProgressFn, RunResult, RunStatus, RunTask
 from vaebench.bench.train import execute_run

@@ -3,11 +3,12 @@
 The model is a TorchScript file with methods `encode(x) -> (mu, logvar)` and (optionally)
 `decode(z) -> likelihood parameters`, or `module:function`, a factory returning an nn.Module
 with those methods (imported like a plugin). It is scored by the same `evaluate` as a trained
-run; metrics that need a decoder are skipped, with a note, when the model has none. Its
-identity is the file's SHA-256 (or the factory's name, its module's version and the SHA-256 of
-its module's source, so an edited factory is another model): the store
-records it as a run of variant `external` whose hyperparameters hold that identity and the
-label, so it sits beside the suite's runs in `results`, `report`, `claims` and baselines.
+run, on the metrics a suite's run on the dataset gets (`bench.suite.metrics_for`, the one choice);
+those that need a decoder are skipped, with a note, when the model has none. Its identity is the
+file's SHA-256 (or the factory's name, its module's version and the SHA-256 of its module's
+source, so an edited factory is another model). Its spec is an `ExternalSpec` (the model's
+identity and label, the dataset, the metrics; no training), stored as a run of variant
+`external`, so it sits beside the suite's runs in `results`, `report`, `claims` and baselines.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from vaebench.bench.environment import check_device, describe_environment
 from vaebench.bench.evaluate import evaluate
 from vaebench.bench.identity import data_identity
 from vaebench.bench.runner import run_directory_lock
-from vaebench.bench.spec import RunResult, RunSpec, RunStatus, freeze
+from vaebench.bench.spec import ExternalSpec, RunResult, RunStatus, freeze
 from vaebench.bench.store import ResultsStore
-from vaebench.bench.suite import SEED_PARAM, build_dataset, check_metric_needs, metrics_for, test_images_key
+from vaebench.bench.suite import (
+    SEED_PARAM, build_dataset, check_metric_list, check_metric_needs, metrics_for, test_images_key,
+)
 from vaebench.errors import ConfigError, ContractError, DataError
 from vaebench.files import file_sha256
-from vaebench.metrics import METRICS
 from vaebench.params import Param
 from vaebench.plugins import USER_CODE_ERRORS, first_line, module_version, source_sha256, user_code_failure
 from vaebench.variants.likelihoods import LIKELIHOODS
@@ -95,27 +97,25 @@ def evaluate_external(
 
     Everything is validated the way a suite is (`bench.suite`: the dataset and its parameters, the
     metrics, what they need, the seed, the device) and the model's contract is checked on a dry batch,
-    before anything is written."""
+    before anything is written. Without `metrics`, the model gets a suite's default on this dataset
+    (`metrics_for`), less those that need a decoder when it has none."""
     dev = check_device(device)
     seed = Param("--seed", 0, minimum=SEED_PARAM.minimum, maximum=SEED_PARAM.maximum).check(seed)
     LIKELIHOODS.get(likelihood, key="--likelihood")
     images, params = build_dataset(dataset, dict(dataset_params), file=None, prefix="--param ", name_key="--dataset")
-    requested = metrics_for(metrics, images, None, key="--metrics")
+    if metrics is not None:  # the names, before the user's code is imported
+        check_metric_list(metrics, file=None, key="--metrics")
     inner, identity = load_external(source)
     name = f"external model {source!r}"
     model = ExternalModel(inner, likelihood).to(dev).eval()
     latent_dim = dry_batch(model, images, dev, name)
-    skipped = {n: "needs a decoder, which the model does not have" for n in requested
-               if METRICS.get(n).needs_decoder and not model.has_decoder}
-    chosen = tuple(n for n in requested if n not in skipped)
+    chosen, skipped = metrics_for(metrics, images, None, key="--metrics", decoder=model.has_decoder)
     check_metric_needs(chosen, images, latent_dim, {}, file=None, dataset_key=test_images_key(dataset, "--param", separator=" "),
                        latent_key="MODEL")
-    label = label or Path(source.split(":")[0]).stem
-    spec = RunSpec(
-        variant="external", hyperparameters=freeze({"model": identity, "label": label}), dataset=dataset,
-        dataset_params=freeze(params), dataset_version=images.version, architecture="external", latent_dim=latent_dim,
-        likelihood=likelihood, steps=0, batch_size=0, optimizer="none", learning_rate=0.0, checkpoint_every=1,
-        log_every=1, seed=seed, metrics=chosen,
+    spec = ExternalSpec(
+        model=identity, label=label or Path(source.split(":")[0]).stem, dataset=dataset,
+        dataset_params=freeze(params), dataset_version=images.version, latent_dim=latent_dim, likelihood=likelihood,
+        seed=seed, metrics=chosen,
     )
     result = RunResult(spec=spec, status=RunStatus.DONE, environment=describe_environment(dev))
     started = time.perf_counter()
@@ -129,7 +129,7 @@ def evaluate_external(
     if files:
         result.environment["data_files"] = files
     with run_directory_lock(out), ResultsStore(out) as store:
-        store.write_result(result, suite=EXTERNAL_SUITE, setting=f"external({label})")
+        store.write_result(result, suite=EXTERNAL_SUITE, setting=f"external({spec.label})")
         store.record_suite(EXTERNAL_SUITE, [spec.run_id])
     return result
 

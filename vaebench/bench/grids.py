@@ -20,6 +20,8 @@ import io
 import numpy as np
 import torch
 
+from vaebench.bench.contract import CheckedModel
+
 GRID_NAMES = ("grid_reconstructions", "grid_samples", "grid_traversals")
 TRAVERSAL_RANGE = (-3.0, 3.0)
 PADDING = 2
@@ -48,8 +50,8 @@ def make_grid(images: torch.Tensor, nrow: int, *, padding: int = PADDING, pad_va
 
 def png_bytes(grid: np.ndarray) -> bytes:
     """A (H, W, 1 or 3) or (H, W) array in [0, 1] -> PNG bytes (8-bit greyscale or RGB, pixel =
-    round(255 x)), no timestamps. Pillow writes it: importing matplotlib for this cost a fresh
-    worker process about 0.6 s per run."""
+    round(255 x)), no timestamps. Pillow writes it: importing matplotlib for this would cost every
+    fresh worker process its import time (README, Performance)."""
     from PIL import Image
 
     arr = np.asarray(grid, dtype=np.float32)
@@ -68,14 +70,14 @@ def tensor_grid_png(images: torch.Tensor, nrow: int) -> bytes:
     return png_bytes(make_grid(images, nrow))
 
 
-def _mean_image(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+def _mean_image(model: CheckedModel, z: torch.Tensor) -> torch.Tensor:
     params = model.decode(z)
     likelihood = getattr(model, "likelihood", None)
     return likelihood.mean(params) if likelihood is not None else params
 
 
 @torch.no_grad()
-def model_image_grids(model: torch.nn.Module, test_images: torch.Tensor, *, seed: int, n: int = 8) -> dict[str, bytes]:
+def model_image_grids(model: CheckedModel, test_images: torch.Tensor, *, seed: int, n: int = 8) -> dict[str, bytes]:
     """PNG grids of reconstructions, prior samples and latent traversals (see the module docstring).
 
     Uses its own seeded generator for the prior samples. An autoregressive decoder (`pixelcnn`)

@@ -10,11 +10,9 @@ those. They give different rounding, so the same spec with another implementatio
 run (the field is part of the spec, left out of its JSON at "default": existing run ids are
 unchanged). Each repeats itself bit for bit. The implementation PyTorch actually used is recorded
 in the run's environment and in its checkpoint, and a checkpoint made with another one is not
-resumed (`check_implementations`). Measured (benchmarks/bench_optimizer.py, one CPU thread, a
-shared 2-core machine, two sessions): fused Adam's step() is 2.4 to 5 times faster than the
-for-loop's, a whole training step 1.13 to 1.48 times on the 784-400-40 and 32 px MLPs, and 1.03
-to 1.17 times where the forward and backward passes dominate (IWAE k = 50, the 32 px conv).
-The harness keeps PyTorch's default unless a suite asks; the reproduction suites ask for fused.
+resumed (`check_implementations`). Fused Adam is the faster, most where the optimizer's step
+is a large part of a training step, on small MLPs (benchmarks/bench_optimizer.py; README,
+Performance). The harness keeps PyTorch's default unless a suite asks; the reproduction suites ask for fused.
 
 Options ([budget] adam_eps; RunSpec.optimizer_options): Adam's epsilon (pythae's IWAE and
 beta-TCVAE scripts and Burda et al. use 1e-4; PyTorch's default is 1e-8).
@@ -23,6 +21,7 @@ beta-TCVAE scripts and Burda et al. use 1e-4; PyTorch's default is 1e-8).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -83,7 +82,11 @@ def check_implementations(recorded: list[str] | None, optimizers: list[torch.opt
     (a checkpoint written before implementations were recorded counts as PyTorch's default)."""
     current = [resolved_implementation(opt) for opt in optimizers]
     if recorded is None:
-        recorded = [resolved_implementation(type(opt)(opt.param_groups[0]["params"], lr=1.0)) for opt in optimizers]
+        fresh: list[torch.optim.Optimizer] = []
+        for opt in optimizers:
+            optimizer_class: Callable[..., torch.optim.Optimizer] = type(opt)  # Adam, SGD or RMSprop: all take lr
+            fresh.append(optimizer_class(opt.param_groups[0]["params"], lr=1.0))
+        recorded = [resolved_implementation(opt) for opt in fresh]
     if list(recorded) != current:
         raise ValueError(f"the checkpoint's optimizers stepped with {recorded}, this run's with {current}; "
                          "resuming would not give the numbers of an uninterrupted run")
@@ -95,7 +98,7 @@ def build_optimizers(phases: list[Phase], optimizer: str, learning_rate: float, 
     `implementation` and `options` (e.g. {"eps": 1e-4}) are the spec's (see the module docstring)."""
     options = dict(options)
     check_optimizer_options(optimizer, implementation or "default", options.get("eps"))
-    out = []
+    out: list[torch.optim.Optimizer] = []
     for phase in phases:
         lr = phase.learning_rate if phase.learning_rate is not None else learning_rate
         kwargs: dict[str, Any] = {"lr": lr, **_implementation_kwargs(implementation)}
@@ -110,7 +113,8 @@ def build_optimizers(phases: list[Phase], optimizer: str, learning_rate: float, 
         elif optimizer == "rmsprop":
             out.append(torch.optim.RMSprop(phase.parameters, **kwargs))
         else:
-            raise ConfigError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}", key="budget.optimizer")
+            raise ConfigError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}",
+                              key="budget.optimizer")
     return out
 
 

@@ -22,8 +22,9 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from vaebench.bench.executors import Executor
 from vaebench.bench.spec import ProgressFn, RunResult, RunStatus, RunTask
@@ -85,7 +86,7 @@ class _ActorProgress:
     def __call__(self, run_id: str, step: int) -> None:
         try:
             self.actor.report.remote(run_id, step)
-        except Exception:  # progress is best effort; it must never fail a run
+        except Exception:  # noqa: BLE001 - progress is best effort; it must never fail a run
             pass
 
 
@@ -156,7 +157,8 @@ class RayExecutor(Executor):
             return False
         address = resolve_address(self.address)
         check_reachable(address)
-        refused = (ConnectionError, ValueError, TimeoutError, getattr(ray.exceptions, "AuthenticationError", ConnectionError))
+        refused = (ConnectionError, ValueError, TimeoutError,
+                   getattr(ray.exceptions, "AuthenticationError", ConnectionError))
         try:
             ray.init(address=address)
         except refused as err:
@@ -240,12 +242,12 @@ class RayExecutor(Executor):
             for ref in inflight:
                 try:
                     ray.cancel(ref, force=True)
-                except Exception:
+                except Exception:  # noqa: BLE001 - clean-up: a task Ray has lost already is no error
                     pass
             if actor is not None:
                 try:
                     ray.kill(actor)
-                except Exception:
+                except Exception:  # noqa: BLE001 - clean-up: an actor Ray has lost already is no error
                     pass
             self._release()
 

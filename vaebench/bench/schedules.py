@@ -29,7 +29,8 @@ bit-identical. Every optimizer is scaled by the same multiplier, a phase with it
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 SCHEDULES = ("constant", "multistep", "exponential", "burda")
 BURDA_FACTOR = 10 ** (-1 / 7)
@@ -62,11 +63,14 @@ def schedule_in_steps(kind: str, *, milestones: Iterable[int] = (), factor: floa
     if kind == "burda":
         return {"kind": "multistep", "milestones": tuple(m * epoch_steps for m in burda_milestones()),
                 "factor": BURDA_FACTOR}
+    if kind not in ("multistep", "exponential"):
+        raise ValueError(f"unknown schedule {kind!r}")
+    if factor is None:
+        raise ValueError(f"schedule {kind!r} needs a factor")
     if kind == "multistep":
-        return {"kind": "multistep", "milestones": tuple(int(m) * unit_steps for m in milestones), "factor": float(factor)}
-    if kind == "exponential":
-        return {"kind": "exponential", "factor": float(factor), "every": unit_steps}
-    raise ValueError(f"unknown schedule {kind!r}")
+        return {"kind": "multistep", "milestones": tuple(int(m) * unit_steps for m in milestones),
+                "factor": float(factor)}
+    return {"kind": "exponential", "factor": float(factor), "every": unit_steps}
 
 
 def lr_multiplier(step: int, schedule: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> float:

@@ -38,9 +38,10 @@ neither disturbs training nor depends on when it is evaluated. The expectation i
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ from vaebench.bench.seeding import derived_seed
 from vaebench.errors import ConfigError
 from vaebench.files import atomic_torch_save
 from vaebench.params import Param
+from vaebench.variants.base import Variant
 
 SELECTIONS = ("final", "best_validation")
 SELECTION_PARAMS = (
@@ -91,6 +93,8 @@ def selection_in_steps(plan: SelectionPlan, unit_steps: int) -> dict[str, Any]:
     """The canonical selection of a spec: {} for the final model, else kind and interval in steps."""
     if plan.select == "final":
         return {}
+    if plan.validate_every is None:
+        raise ValueError(f"selection {plan.select!r} without its validation interval")
     return {"kind": plan.select, "every": plan.validate_every * unit_steps}
 
 
@@ -107,8 +111,13 @@ def check_validation_split(dataset: Any, plan: SelectionPlan, *, file: str, key:
                           file=file, key=key)
 
 
+def validation_indices(dataset: Any) -> np.ndarray:
+    """The indices of the dataset's validation split (`check_validation_split` saw that it has one)."""
+    return np.asarray(dataset.validation_indices)
+
+
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, dataset: Any, indices: np.ndarray, *, batch_size: int, step: int,
+def validation_loss(model: Variant, dataset: Any, indices: np.ndarray, *, batch_size: int, step: int,
                     seed: int, device: torch.device) -> float:
     """The mean training loss of `model` on the images at `indices` (see the module docstring):
     deterministic for a given model and seed, and leaving every global generator as it was."""
@@ -148,12 +157,12 @@ class BestValidation:
     best_file: Path | None = field(default=None, repr=False)
 
     @classmethod
-    def for_spec(cls, selection: Mapping[str, Any], final_step: int, dataset: Any) -> "BestValidation | None":
+    def for_spec(cls, selection: Mapping[str, Any], final_step: int, dataset: Any) -> BestValidation | None:
         if not selection:
             return None
         if selection["kind"] != "best_validation":
             raise ValueError(f"unknown selection {selection['kind']!r}")
-        return cls(every=int(selection["every"]), final_step=final_step, indices=np.asarray(dataset.validation_indices))
+        return cls(every=int(selection["every"]), final_step=final_step, indices=validation_indices(dataset))
 
     def due(self, step: int) -> bool:
         """Whether the model after `step` steps is validated: every `every` steps, and the last."""

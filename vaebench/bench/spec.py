@@ -1,11 +1,12 @@
-"""The values every layer of the harness passes, typed: RunSpec, RunTask, RunResult, RunStatus.
+"""The values every layer of the harness passes, typed: RunSpec, ExternalSpec, RunTask, RunResult, RunStatus.
 
     suite file --load_suite--> Suite(RunSpec...) --driver--> RunTask --executor--> train/evaluate
         --> RunResult --driver--> store
+    model file --vaebench evaluate--> ExternalSpec --> evaluate --> RunResult --> store
 
 They are frozen or plain dataclasses of builtins, so they pickle across the process pool and
 Ray unchanged; a spec becomes JSON only at the store (`RunSpec.to_dict`) and comes back with
-`RunSpec.from_dict`. A RunSpec's `run_id` is the content hash of its canonical JSON: the same
+`spec_from_dict`. A spec's `run_id` is the content hash of its canonical JSON: the same
 spec is the same run everywhere (resume, deduplication, caches); the suite's name and the
 setting label are not part of it. Its `setting_key()` is the identity of its setting (the runs
 whose specs differ in the seed alone): the store keeps it with each run (the driver writes it
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
 
 from vaebench.files import canonical_json, content_hash
 
@@ -60,8 +61,32 @@ def freeze(d: dict[str, Any]) -> Frozen:
     return tuple(sorted(d.items()))
 
 
+class StoredSpec:
+    """The identities of a spec (RunSpec, ExternalSpec), all from its stored form `to_dict()`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @property
+    def run_id(self) -> str:
+        return content_hash(self.to_dict())
+
+    def setting_key(self) -> str:
+        """The identity of the spec's setting: the content hash of its JSON without the seed, equal for
+        specs that differ in the seed alone (the store keeps it with each run)."""
+        return content_hash({k: v for k, v in self.to_dict().items() if k != "seed"})
+
+    def flat(self) -> dict[str, Any]:
+        """The spec's fields flattened, `hyperparameters.beta` style, lists joined with ','
+        (`vaebench.api.load_results`' columns, the trackers' parameters, the fields a setting label names)."""
+        return flatten(self.to_dict())
+
+
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(StoredSpec):
     """Everything that determines one training run and its scores.
 
     Parameters are canonical: hyperparameters are complete (defaults filled in), dataset and
@@ -125,22 +150,6 @@ class RunSpec:
         d["at_steps"], d["at_metrics"] = tuple(d.get("at_steps", ())), tuple(d.get("at_metrics", ()))
         return cls(**d)
 
-    def canonical_json(self) -> str:
-        return canonical_json(self.to_dict())
-
-    @property
-    def run_id(self) -> str:
-        return content_hash(self.to_dict())
-
-    def setting_key(self) -> str:
-        """The identity of the spec's setting: the content hash of its JSON without the seed, equal for
-        specs that differ in the seed alone (the store keeps it with each run)."""
-        return content_hash({k: v for k, v in self.to_dict().items() if k != "seed"})
-
-    def flat(self) -> dict[str, Any]:
-        """The spec's fields flattened, `hyperparameters.beta` style, lists joined with ','
-        (`vaebench.api.load_results`' columns, the trackers' parameters, the fields a setting label names)."""
-        return flatten(self.to_dict())
 
 
 def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -155,6 +164,69 @@ def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = item
     return out
+
+
+@dataclass(frozen=True)
+class ExternalSpec(StoredSpec):
+    """A model vaebench did not train (`vaebench evaluate`), scored on a dataset: what determines its scores.
+
+    model: its identity (a TorchScript file's SHA-256, or a factory's name, version and source hash);
+    label: its name in reports, as the setting `external(label)`. Nothing about training: it had none here.
+
+    Its stored form (`to_dict`) is the one these runs had before this type, a RunSpec of variant
+    "external" with `model` and `label` as its hyperparameters and the training fields at placeholders
+    (STORED_PLACEHOLDERS), so its run_id, and every store holding it, stay as they were.
+    """
+
+    VARIANT: ClassVar[str] = "external"  # reserved: vaebench.variants.registry.RESERVED
+    STORED_PLACEHOLDERS: ClassVar[dict[str, Any]] = {
+        "architecture": "external", "steps": 0, "batch_size": 0, "optimizer": "none", "learning_rate": 0.0,
+        "checkpoint_every": 1, "log_every": 1,
+    }
+
+    model: str
+    label: str
+    dataset: str
+    dataset_params: Frozen
+    latent_dim: int
+    likelihood: str
+    seed: int
+    metrics: tuple[str, ...]
+    dataset_version: str = ""
+    metric_params: Frozen = ()
+
+    @property
+    def variant(self) -> str:
+        """"external": what the store's `variant` column and reports show for it."""
+        return self.VARIANT
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "variant": self.VARIANT, "hyperparameters": {"model": self.model, "label": self.label},
+            "dataset": self.dataset, "dataset_params": dict(self.dataset_params), "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood, "seed": self.seed, "metrics": list(self.metrics),
+            "metric_params": dict(self.metric_params), **self.STORED_PLACEHOLDERS,
+        }
+        if self.dataset_version:  # an optional RunSpec field: left out when empty
+            out["dataset_version"] = self.dataset_version
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExternalSpec":
+        hyperparameters = d["hyperparameters"]
+        return cls(
+            model=hyperparameters["model"], label=hyperparameters["label"], dataset=d["dataset"],
+            dataset_params=freeze(d.get("dataset_params", {})), latent_dim=d["latent_dim"],
+            likelihood=d["likelihood"], seed=d["seed"], metrics=tuple(d["metrics"]),
+            dataset_version=d.get("dataset_version", ""), metric_params=freeze(d.get("metric_params", {})),
+        )
+
+
+
+def spec_from_dict(d: dict[str, Any]) -> RunSpec | ExternalSpec:
+    """A stored spec (the store's JSON, parsed) as its type: an ExternalSpec for a model scored by
+    `vaebench evaluate` (variant "external"), else a RunSpec."""
+    return ExternalSpec.from_dict(d) if d.get("variant") == ExternalSpec.VARIANT else RunSpec.from_dict(d)
 
 
 @dataclass(frozen=True)
@@ -189,10 +261,10 @@ class AlongValue(NamedTuple):
 
 @dataclass
 class RunResult:
-    """What a run hands back to the driver. `ceilings`: per value name, the most it can be on its
-    evaluation set (mi_xz's log N), for the values whose estimator has one."""
+    """What a run (or the scoring of an external model) hands back to the driver. `ceilings`: per value
+    name, the most it can be on its evaluation set (mi_xz's log N), for the values whose estimator has one."""
 
-    spec: RunSpec
+    spec: RunSpec | ExternalSpec
     status: RunStatus
     metrics: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)

@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench.bench import along_table  # metrics scored along training
-from vaebench.bench.spec import RunResult, RunSpec, RunStatus
+from vaebench.bench.spec import ExternalSpec, RunResult, RunSpec, RunStatus, spec_from_dict
 from vaebench.errors import DataError
 from vaebench.files import finite_or_none, safe_text, safe_value
 from vaebench.metrics.registry import declaration_of  # which values have a ceiling (read from older stores' notes)
@@ -144,10 +144,10 @@ def _parse_json(text: str, path: Path, run_id: str, column: str) -> dict:
     return value
 
 
-def _parse_spec(text: str, path: Path, run_id: str) -> RunSpec:
+def _parse_spec(text: str, path: Path, run_id: str) -> RunSpec | ExternalSpec:
     spec = _parse_json(text, path, run_id, "spec")
     try:
-        return RunSpec.from_dict(spec)
+        return spec_from_dict(spec)
     except (TypeError, KeyError, ValueError) as err:
         raise DataError(f"{path}: run {run_id}: the spec column is not a spec this vaebench reads ({err}); the store "
                         "was edited or written by another version") from None
@@ -299,8 +299,9 @@ class ResultsStore:
                 self._conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(r,) for r in run_ids])
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: `spec` parsed into a `RunSpec`, `environment` into a dict, `setting_key` the
-        spec's (computed from it for rows written before the column existed)."""
+        """One row per run: `spec` parsed (`spec_from_dict`: a RunSpec, or an ExternalSpec for a model scored by
+        `vaebench evaluate`), `environment` into a dict, `setting_key` the spec's (computed from it for rows
+        written before the column existed)."""
         df = pd.read_sql_query("SELECT * FROM runs ORDER BY suite, dataset, setting, seed", self._conn)
         df = self._restrict(df)
         df["environment"] = [_parse_json(t, self.path, r, "environment") for t, r in zip(df["environment"], df["run_id"])]

@@ -25,6 +25,11 @@ Every table is checked against declared `Param`s (vaebench.params): an unknown k
 type or an out-of-range value is a ConfigError naming the file and the key. Specs are
 canonical (see `RunSpec`): a dataset or metric parameter written out at its default is
 dropped, so it gives the same run as leaving it out.
+
+Loading is five steps, each one function: `parse_suite` checks every table (no dataset is built),
+`build_datasets` builds and checks the datasets, `expand_runs` expands the grid into canonical
+RunSpecs, `check_runs` checks that each setting can train and be scored on its dataset, and
+`assemble_suite` labels the settings.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import torch
@@ -50,9 +55,9 @@ from vaebench.bench.spec import RunSpec, freeze
 from vaebench.data.base import MAX_TEST_SPLIT_BYTES, test_split_bytes
 from vaebench.data.checked import CheckedDataset
 from vaebench.errors import ConfigError, VaebenchError
-from vaebench.bench.trajectory import ALONG_KEYS, parse_along  # scoring along training
+from vaebench.bench.trajectory import ALONG_KEYS, AlongPlan, parse_along  # scoring along training
 from vaebench.metrics import METRICS
-from vaebench.metrics.registry import check_metric_params
+from vaebench.metrics.registry import check_metric_params, metric_param_declarations
 from vaebench.params import Param, check_params
 from vaebench.plugins import (
     USER_CODE_ERRORS, Plugin, calling_user_code, first_line, import_plugins, plugin_identity, raising_module,
@@ -137,27 +142,39 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) in (int, float) and type(b) in (int, float) and a == b or (type(a) is type(b) and a == b)
 
 
-def _parse_datasets(raw: dict, file: str) -> list[tuple[str, dict[str, Any], data.ImageDataset]]:
+@dataclass(frozen=True)
+class SuiteDataset:
+    """A [[datasets]] entry, built: its index, its name, its canonical parameters (those that differ from
+    the declared defaults) and the dataset."""
+
+    index: int
+    name: str
+    params: dict[str, Any]
+    dataset: data.ImageDataset
+
+
+def build_datasets(entries: Sequence[dict[str, Any]], file: str) -> tuple[SuiteDataset, ...]:
+    """Every [[datasets]] entry built and checked (`build_dataset`), in the suite's order."""
     out = []
-    for i, entry in enumerate(_array_of_tables(raw, "datasets", file)):
+    for i, entry in enumerate(entries):
         params = dict(entry)
         name = params.pop("name", None)
         dataset, canonical = build_dataset(name, params, file=file, prefix=f"datasets[{i}].",
                                            name_key=f"datasets[{i}].name")
-        out.append((name, canonical, dataset))
-    return out
+        out.append(SuiteDataset(i, name, canonical, dataset))
+    return tuple(out)
 
 
 def build_dataset(name: Any, params: dict[str, Any], *, file: str | None, prefix: str, name_key: str
                   ) -> tuple[data.ImageDataset, dict[str, Any]]:
     """(the dataset, its canonical parameters: those that differ from the defaults), validated the one way
-    a suite and `vaebench evaluate` share: the name, each parameter's type (its default's), the dataset's
-    own checks, its first images (a user's), each error naming the key (`prefix` + the parameter)."""
-    data.DATASETS.get(name, file=file, key=name_key)
-    defaults = data.dataset_defaults(name)
-    for key, value in params.items():  # a parameter's type is its default's (size = 32.0 is not 32)
-        if defaults.get(key) is not None:
-            Param(key, defaults[key]).check(value, file=file, prefix=prefix)
+    a suite and `vaebench evaluate` share: the name, each parameter against the dataset's declaration
+    (`register_dataset`), the dataset's own checks, its first images (a user's), each error naming the key
+    (`prefix` + the parameter)."""
+    declared = {p.key: p for p in data.DATASETS.get(name, file=file, key=name_key).params}
+    for key, value in params.items():  # an undeclared key is data.get's error, below
+        if key in declared:
+            declared[key].check(value, file=file, prefix=prefix)
     where = prefix.rstrip(". ")
     try:
         with calling_user_code(f"building dataset {name!r}"):
@@ -168,7 +185,7 @@ def build_dataset(name: Any, params: dict[str, Any], *, file: str | None, prefix
         raise ConfigError(f"bad parameter value: {err}", file=file, key=where) from None
     check_test_split_size(dataset, file=file, key=test_images_key(name, prefix.rstrip(". "), separator=prefix[-1]))
     check_first_images(dataset, file, where)
-    return dataset, _non_default(params, defaults)
+    return dataset, _non_default(params, {key: p.default for key, p in declared.items()})
 
 
 def check_test_split_size(dataset: data.ImageDataset, *, file: str | None, key: str) -> None:
@@ -229,9 +246,20 @@ def count_runs(raw: dict, seeds: list[int], max_runs: int, file: str) -> int:
     return n_runs
 
 
-def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
-    """[(variant name, the hyperparameters the suite wrote, the references it reproduces)], one per
-    grid point, each checked."""
+@dataclass(frozen=True)
+class VariantPoint:
+    """One grid point of a [[variants]] entry: the variant, the hyperparameters the suite wrote for it
+    (checked), the reference ids it reproduces, and the entry's index."""
+
+    name: str
+    given: dict[str, Any]
+    reproduces: tuple[str, ...]
+    entry: int
+
+
+def _variant_points(entry: dict, index: int, file: str) -> list[VariantPoint]:
+    """The grid points of [[variants]] entry `index`, each one's hyperparameters checked."""
+    prefix = f"variants[{index}]."
     params = dict(entry)
     name = params.pop("name", None)
     cls = VARIANTS.get(name, file=file, key=f"{prefix}name")
@@ -248,17 +276,8 @@ def _expand_variant(entry: dict, file: str, prefix: str) -> list[tuple[str, dict
                 cls.Hyperparameters.from_dict(hp)
         except ConfigError as err:
             raise err.located(file, prefix) from None
-        out.append((name, hp, reproduces))
+        out.append(VariantPoint(name, hp, reproduces, index))
     return out
-
-
-def _hyperparameters_for(name: str, given: dict[str, Any], dataset: data.ImageDataset) -> dict[str, Any]:
-    """All hyperparameters of a run, defaults filled in; a `dataset_size` the suite leaves
-    unset is the size of the dataset's training split (estimators of the aggregate posterior need it)."""
-    hparams = VARIANTS.get(name).Hyperparameters
-    if "dataset_size" in {f.name for f in dataclasses.fields(hparams)} and "dataset_size" not in given:
-        given = {**given, "dataset_size": len(dataset.train_indices)}
-    return hparams.from_dict(given).to_dict()
 
 
 def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str, Any]]:
@@ -274,9 +293,8 @@ def _parse_evaluation(raw: dict, file: str) -> tuple[list[str] | None, dict[str,
     given = table.get("params", {})
     if not isinstance(given, dict):
         raise ConfigError("must be a table", file=file, key="evaluation.params")
-    checked = check_metric_params(given, file=file)
-    defaults = {p.key: p.default for _, info in METRICS.items() for p in info.params}
-    return metrics, _non_default({k: checked[k] for k in given}, defaults)
+    defaults = {key: p.default for key, p in metric_param_declarations().items()}
+    return metrics, _non_default(check_metric_params(given, file=file), defaults)
 
 
 def check_metric_list(metrics: Any, *, file: str | None, key: str) -> None:
@@ -292,20 +310,26 @@ def check_metric_list(metrics: Any, *, file: str | None, key: str) -> None:
 
 
 def metrics_for(requested: list[str] | None, dataset: data.ImageDataset, file: str | None, *,
-                 key: str = "evaluation.metrics") -> tuple[str, ...]:
-    """The metrics a run of `dataset` computes: those requested (each known and applicable), or every one
-    that applies and is not opt-in."""
+                key: str = "evaluation.metrics", decoder: bool = True) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(the metrics a model scored on `dataset` computes, {metric: why it is skipped}): those requested (each
+    known and applicable to the dataset), or every one that applies and is not opt-in; less, for a model
+    without a decoder (`decoder=False`: an encoder-only external model), those that need one. The one
+    choice of metrics, for a suite's runs and `vaebench evaluate` alike."""
     if requested is None:
-        return tuple(n for n, info in METRICS.items()
-                     if not info.opt_in and (dataset.has_factors or not info.needs_factors))
-    check_metric_list(requested, file=file, key=key)
-    for m in requested:
-        if METRICS.get(m, file=file, key=key).needs_factors and not dataset.has_factors:
-            raise ConfigError(
-                f"metric {m!r} needs ground-truth factors, which dataset {dataset.name!r} does not have",
-                file=file, key=key,
-            )
-    return tuple(requested)
+        applicable = [n for n, info in METRICS.items()
+                      if not info.opt_in and (dataset.has_factors or not info.needs_factors)]
+    else:
+        check_metric_list(requested, file=file, key=key)
+        for m in requested:
+            if METRICS.get(m, file=file, key=key).needs_factors and not dataset.has_factors:
+                raise ConfigError(
+                    f"metric {m!r} needs ground-truth factors, which dataset {dataset.name!r} does not have",
+                    file=file, key=key,
+                )
+        applicable = list(requested)
+    skipped = {n: "needs a decoder, which the model does not have" for n in applicable
+               if METRICS.get(n).needs_decoder and not decoder}
+    return tuple(n for n in applicable if n not in skipped), skipped
 
 
 def _is_grid(key: str, value: Any) -> bool:
@@ -383,15 +407,13 @@ def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]
     return budget, plan
 
 
-def _steps_and_schedule(plan: dict[str, Any], budget: dict[str, Any], dataset: data.ImageDataset, *,
-                        file: str, ds_name: str) -> dict[str, Any]:
+def _steps_and_schedule(plan: dict[str, Any], budget: dict[str, Any], dataset: data.ImageDataset) -> dict[str, Any]:
     """`steps`, the frozen `lr_schedule` and `selection` of a run on `dataset`, all in steps."""
     epoch = steps_per_epoch(len(dataset.train_indices), budget["batch_size"])
     unit = epoch if plan["epochs"] is not None else 1
     steps = plan["epochs"] * epoch if plan["epochs"] is not None else budget["steps"]
     schedule = schedule_in_steps(plan["lr_schedule"], milestones=plan["lr_milestones"], factor=plan["lr_factor"],
                                  unit_steps=unit, epoch_steps=epoch)
-    check_validation_split(dataset, plan["selection"], file=file, key=f"budget.select (dataset {ds_name!r})")
     return {"steps": steps, "lr_schedule": freeze(schedule),
             "selection": freeze(selection_in_steps(plan["selection"], unit))}
 
@@ -424,13 +446,13 @@ def check_metric_needs(metrics: tuple[str, ...], dataset: data.ImageDataset, lat
                        metric_params: dict[str, Any], *, file: str | None, dataset_key: str,
                        latent_key: str = "model.latent_dim") -> None:
     """ConfigError unless every metric can be computed on this dataset's test split and latents
-    (`MetricInfo.min_images`, `min_latents`): refused when the suite loads, not after training."""
-    params = check_metric_params(metric_params)
+    (`MetricInfo.min_images`, `min_latents`; `metric_params`: the run's, checked): refused when the suite
+    loads, not after training."""
     simulated = callable(getattr(dataset, "sample_factors", None))
     test_images = len(dataset.test_indices)
     for name in metrics:
         info = METRICS.get(name)
-        needed = info.needed_test_images(params, simulated)
+        needed = info.needed_test_images(metric_params, simulated)
         if test_images < needed:
             raise ConfigError(f"metric {name!r} needs at least {needed} test images, and dataset {dataset.name!r} "
                               f"holds out {test_images}; hold out more, or leave {name!r} out of the metrics",
@@ -471,20 +493,21 @@ def setting_labels(specs: list[RunSpec], written: dict[RunSpec, set[str]]) -> di
     return labels
 
 
-def check_variant_contract(name: str, given: dict[str, Any], dataset: data.ImageDataset, model: dict[str, Any],
-                           file: str) -> None:
-    """A variant from a plugin, built on two images of the dataset: encode gives (2, latent_dim) twice, loss
-    gives a `Losses` with a finite scalar total, phases are `Phase`s. Built-in variants are tested instead."""
-    cls = VARIANTS.get(name)
-    if cls.__module__.startswith("vaebench."):
+def check_variant_contract(spec: RunSpec, dataset: data.ImageDataset, file: str) -> None:
+    """The variant of `spec`, from a plugin, built on two images of the dataset: encode gives (2, latent_dim)
+    twice, loss gives a `Losses` with a finite scalar total, phases are `Phase`s. Built-in variants are
+    tested instead."""
+    name = spec.variant
+    if VARIANTS.get(name).__module__.startswith("vaebench."):
         return
-    from vaebench.variants import Losses, Phase, build_variant
+    from vaebench.bench.train import build_model
+    from vaebench.variants import Losses, Phase
 
-    expected = (2, model["latent_dim"])
+    expected = (2, spec.latent_dim)
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(0)
-            variant = build_variant(name, given, image_shape=dataset.image_shape, **model)
+            variant = build_model(spec, dataset)
             x = torch.from_numpy(dataset.images(dataset.train_indices[:2]))
             mu, logvar = variant.encode(x)
             if tuple(mu.shape) != expected or tuple(logvar.shape) != expected:
@@ -531,9 +554,48 @@ def load_suite(path: str | Path, *, allowed_plugins: Collection[str] | None = No
     return suite_from_table(raw, file=file, default_name=Path(path).stem, allowed_plugins=allowed_plugins)
 
 
+@dataclass(frozen=True)
+class ParsedSuite:
+    """A suite's tables, each checked against its declaration, the variants' grids expanded into points;
+    nothing built yet (`parse_suite`)."""
+
+    name: str
+    description: str
+    plugins: tuple[Plugin, ...]
+    tracking: TrackingRequest
+    seeds: tuple[int, ...]
+    budget: dict[str, Any]  # the RunSpec budget fields (no `steps` for a budget in epochs)
+    plan: dict[str, Any]  # the budget's unit and schedule as written, converted per dataset (`_steps_and_schedule`)
+    models: tuple[dict[str, Any], ...]  # one per [model] grid point, with its frozen `network`
+    datasets: tuple[dict[str, Any], ...]  # the [[datasets]] entries as written
+    variants: tuple[VariantPoint, ...]
+    requested: list[str] | None  # [evaluation] metrics, or None for every metric that applies
+    metric_params: dict[str, Any]  # [evaluation.params], checked, those that differ from the defaults
+    along: AlongPlan  # scoring along training
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the expanded grid: its spec, with the dataset and the variant grid point it comes from."""
+
+    spec: RunSpec
+    dataset: SuiteDataset
+    variant: VariantPoint
+
+
 def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name: str = "suite",
                      allowed_plugins: Collection[str] | None = None) -> Suite:
-    """A suite from its parsed table (what a suite file holds), validated like a file."""
+    """A suite from its parsed table (what a suite file holds), validated like a file: its tables parsed,
+    its datasets built, its grids expanded into runs, each run checked, then labelled."""
+    parsed = parse_suite(raw, file=file, default_name=default_name, allowed_plugins=allowed_plugins)
+    runs = expand_runs(parsed, build_datasets(parsed.datasets, file), file)
+    check_runs(runs, parsed.plan, file)
+    return assemble_suite(parsed, runs, file)
+
+
+def parse_suite(raw: Any, *, file: str, default_name: str, allowed_plugins: Collection[str] | None) -> ParsedSuite:
+    """Every table checked against its declaration, the variants' grids expanded (`VariantPoint`s) and the
+    grid's size bounded (`count_runs`), before any dataset is built; the suite's plugins imported first."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a suite must be a table (dict), got {type(raw).__name__}", file=file)
     for key in raw:
@@ -548,44 +610,86 @@ def suite_from_table(raw: dict[str, Any], *, file: str = "<suite>", default_name
     count_runs(raw, seeds, max_runs, file)
     models = _parse_models(raw, file)
     variant_entries = _array_of_tables(raw, "variants", file)
-    datasets = _parse_datasets(raw, file)
-    expanded = [(i, v) for i, e in enumerate(variant_entries) for v in _expand_variant(e, file, f"variants[{i}].")]
-    variants, variant_entry = [v for _, v in expanded], [i for i, _ in expanded]
+    datasets = _array_of_tables(raw, "datasets", file)
+    variants = [point for i, entry in enumerate(variant_entries) for point in _variant_points(entry, i, file)]
     requested, metric_params = _parse_evaluation(raw, file)
     along = parse_along(_table(raw, "evaluation", file), file)  # scoring along training
-    specs: list[RunSpec] = []
+    return ParsedSuite(
+        name=name, description=str(raw.get("description", "")), plugins=plugins, tracking=tracking,
+        seeds=tuple(seeds), budget=budget, plan=plan, models=tuple(models), datasets=tuple(datasets),
+        variants=tuple(variants), requested=requested, metric_params=metric_params, along=along,
+    )
+
+
+def expand_runs(parsed: ParsedSuite, datasets: Sequence[SuiteDataset], file: str) -> list[PlannedRun]:
+    """Every run: dataset x [model] point x variant point x seed, in that order, each a canonical RunSpec
+    (hyperparameters completed for its dataset, budget and schedule in steps, the metrics that apply)."""
+    runs = []
+    for ds, model in itertools.product(datasets, parsed.models):
+        metrics, _ = metrics_for(parsed.requested, ds.dataset, file)  # a variant has a decoder: nothing skipped
+        in_steps = _steps_and_schedule(parsed.plan, parsed.budget, ds.dataset)
+        at = _along_fields(parsed.along, in_steps["steps"], metrics, ds)
+        for point in parsed.variants:
+            hparams = VARIANTS.get(point.name).Hyperparameters.for_dataset(point.given, ds.dataset).to_dict()
+            for seed in parsed.seeds:
+                spec = RunSpec(
+                    variant=point.name, hyperparameters=freeze(hparams), dataset=ds.name,
+                    dataset_params=freeze(ds.params), dataset_version=ds.dataset.version, seed=seed, metrics=metrics,
+                    metric_params=freeze(parsed.metric_params), **model, **{**parsed.budget, **in_steps}, **at,
+                )
+                runs.append(PlannedRun(spec, ds, point))
+    return runs
+
+
+def _along_fields(along: AlongPlan, steps: int, metrics: tuple[str, ...], ds: SuiteDataset) -> dict[str, Any]:
+    """The RunSpec fields of scoring along training for a run of `steps` on `ds` (none when it asks for none)."""
+    at_steps = along.steps_for(steps, ds.name)
+    if not at_steps:
+        return {}
+    return {"at_steps": at_steps, "at_metrics": along.metrics_for(metrics),
+            "at_images": along.images_for(len(ds.dataset.test_indices))}
+
+
+def check_runs(runs: Sequence[PlannedRun], plan: dict[str, Any], file: str) -> None:
+    """Each setting (the runs that differ in the seed alone are checked once) can train and be scored on
+    its dataset: a ConfigError naming the key at fault when the suite loads, never after training."""
+    checked: set[tuple[RunSpec, int]] = set()
+    for run in runs:
+        setting = (dataclasses.replace(run.spec, seed=0), run.variant.entry)  # an entry's own `reproduces`
+        if setting not in checked:
+            checked.add(setting)
+            check_run(run, plan, file)
+
+
+def check_run(run: PlannedRun, plan: dict[str, Any], file: str) -> None:
+    """One run against its dataset: the network fits its images, its metrics can be computed, a plugin's
+    variant keeps its contract, the batch size suits the objective, the references were published on the
+    dataset, and a best-on-validation selection has a validation split."""
+    spec, ds = run.spec, run.dataset
+    try:
+        check_network_size(spec.architecture, ds.dataset.image_shape, spec.latent_dim, dict(spec.network))
+    except ConfigError as err:
+        raise ConfigError(f"{err.detail} (dataset {ds.name!r})", file=file, key="model.architecture") from None
+    check_metric_needs(spec.metrics, ds.dataset, spec.latent_dim, dict(spec.metric_params), file=file,
+                       dataset_key=test_images_key(ds.name, f"datasets[{ds.index}]"))
+    check_variant_contract(spec, ds.dataset, file)
+    check_batch_size(spec.variant, dict(spec.hyperparameters), spec.batch_size, file=file)
+    check_reference_dataset(run.variant.reproduces, ds.name, file=file,
+                            key=f"variants[{run.variant.entry}].reproduces")
+    check_validation_split(ds.dataset, plan["selection"], file=file, key=f"budget.select (dataset {ds.name!r})")
+
+
+def assemble_suite(parsed: ParsedSuite, runs: Sequence[PlannedRun], file: str) -> Suite:
+    """The Suite: its distinct specs in order, each one's setting label and the references it reproduces."""
     written: dict[RunSpec, set[str]] = {}
     references: dict[RunSpec, tuple[str, ...]] = {}
-    for (d, (ds_name, ds_params, dataset)), model in itertools.product(enumerate(datasets), models):
-        try:
-            check_network_size(model["architecture"], dataset.image_shape, model["latent_dim"], dict(model["network"]))
-        except ConfigError as err:
-            raise ConfigError(f"{err.detail} (dataset {ds_name!r})", file=file, key="model.architecture") from None
-        metrics = metrics_for(requested, dataset, file)
-        check_metric_needs(metrics, dataset, model["latent_dim"], metric_params, file=file,
-                           dataset_key=test_images_key(ds_name, f"datasets[{d}]"))
-        for i, (v_name, given, reproduces) in enumerate(variants):
-            check_variant_contract(v_name, given, dataset, model, file)
-            check_batch_size(v_name, _hyperparameters_for(v_name, given, dataset), budget["batch_size"], file=file)
-            check_reference_dataset(reproduces, ds_name, file=file, key=f"variants[{variant_entry[i]}].reproduces")
-        in_steps = _steps_and_schedule(plan, budget, dataset, file=file, ds_name=ds_name)
-        at_steps = along.steps_for(in_steps["steps"], ds_name)  # scoring along training
-        at = ({"at_steps": at_steps, "at_metrics": along.metrics_for(metrics),
-               "at_images": along.images_for(len(dataset.test_indices))} if at_steps else {})
-        for (v_name, given, reproduces), seed in itertools.product(variants, seeds):
-            spec = RunSpec(
-                variant=v_name, hyperparameters=freeze(_hyperparameters_for(v_name, given, dataset)),
-                dataset=ds_name, dataset_params=freeze(ds_params), dataset_version=dataset.version,
-                seed=seed, metrics=metrics,
-                metric_params=freeze(metric_params), **model, **{**budget, **in_steps}, **at,
-            )
-            specs.append(spec)
-            written.setdefault(spec, set()).update(given)
-            if reproduces:
-                references[spec] = tuple(dict.fromkeys((*references.get(spec, ()), *reproduces)))
-    unique = list(dict.fromkeys(specs))
+    for run in runs:
+        written.setdefault(run.spec, set()).update(run.variant.given)
+        if run.variant.reproduces:
+            references[run.spec] = tuple(dict.fromkeys((*references.get(run.spec, ()), *run.variant.reproduces)))
+    unique = list(dict.fromkeys(run.spec for run in runs))
     return Suite(
-        name=name, path=file, description=str(raw.get("description", "")), specs=tuple(unique),
-        labels=setting_labels(unique, written), plugins=tuple(p.name for p in plugins), tracking=tracking,
-        reproduces=references,
+        name=parsed.name, path=file, description=parsed.description, specs=tuple(unique),
+        labels=setting_labels(unique, written), plugins=tuple(p.name for p in parsed.plugins),
+        tracking=parsed.tracking, reproduces=references,
     )

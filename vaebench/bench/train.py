@@ -18,31 +18,35 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from vaebench import data
 from vaebench.bench.contract import non_finite_parameter
 from vaebench.bench.environment import describe_environment
-from vaebench.bench.identity import changes, made_from
 from vaebench.bench.evaluate import evaluate
+from vaebench.bench.identity import changes, made_from
 from vaebench.bench.optim import (
-    Diverged, build_optimizers, check_implementations, optimisation_step, resolved_implementation,
+    Diverged,
+    build_optimizers,
+    check_implementations,
+    optimisation_step,
+    resolved_implementation,
 )
 from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.selection import VALIDATION_CURVE, BestValidation, best_model_path, validation_loss
 from vaebench.bench.spec import ProgressFn, RunResult, RunSpec, RunStatus, RunTask
 from vaebench.bench.trajectory import AlongScores, along_scorer, images_drawn_along  # scoring along training
+from vaebench.errors import NonFiniteOutputError, VaebenchError
 from vaebench.files import atomic_torch_save
 from vaebench.metrics import METRICS
-from vaebench.metrics.registry import check_metric_params
-from vaebench.errors import NonFiniteOutputError, VaebenchError
 from vaebench.plugins import USER_CODE_ERRORS, import_entry_point_plugins, import_plugins, user_code_failure
 from vaebench.tracking.hooks import LogFn, open_run_tracking
-from vaebench.variants import build_variant
+from vaebench.variants import Variant, build_variant
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +99,7 @@ def model_path(run_dir: Path, run_id: str) -> Path:
     return Path(run_dir) / "models" / f"{run_id}.pt"
 
 
-def build_model(spec: RunSpec, dataset: data.ImageDataset) -> torch.nn.Module:
+def build_model(spec: RunSpec, dataset: data.ImageDataset) -> Variant:
     return build_variant(
         spec.variant, dict(spec.hyperparameters), image_shape=dataset.image_shape, latent_dim=spec.latent_dim,
         architecture=spec.architecture, likelihood=spec.likelihood, network=spec.network,
@@ -124,7 +128,7 @@ class Trainer:
         self.selector = BestValidation.for_spec(dict(spec.selection), spec.steps, dataset)
         # scoring along training (vaebench.bench.trajectory): the scores so far (checkpointed) and the hook
         self.along = AlongScores()
-        self.score_along: Callable[["Trainer"], float] | None = None
+        self.score_along: Callable[[Trainer], float] | None = None
 
     def state(self) -> dict[str, Any]:
         return {
@@ -168,12 +172,12 @@ class Trainer:
         idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
         return self.dataset.training_batch(idx, self.device, self.rng)
 
-    def validate(self) -> None:
+    def validate(self, selector: BestValidation) -> None:
         """The validation loss of the model as it is now, logged and offered to the selector."""
-        loss = validation_loss(self.model, self.dataset, self.selector.indices, batch_size=self.spec.batch_size,
+        loss = validation_loss(self.model, self.dataset, selector.indices, batch_size=self.spec.batch_size,
                                step=self.step, seed=self.spec.seed, device=self.device)
         self.curves.append((self.step, VALIDATION_CURVE, loss))
-        self.selector.observe(self.model, self.step, loss)
+        selector.observe(self.model, self.step, loss)
 
     def train(self, checkpoint: Path | None, progress: ProgressFn | None, on_log: LogFn | None = None) -> None:
         """Train up to the budget, checkpointing every `checkpoint_every` steps and at the end; `on_log(step,
@@ -202,7 +206,7 @@ class Trainer:
                 if progress is not None:
                     progress(spec.run_id, self.step)
             if self.selector is not None and self.selector.due(self.step):
-                self.validate()
+                self.validate(self.selector)
             if self.score_along is not None:  # scoring along training: its time is not training time
                 started += self.score_along(self)
             if checkpoint is not None and (self.step % spec.checkpoint_every == 0 or self.step == spec.steps):
@@ -247,9 +251,8 @@ def prepared_trainer(spec: RunSpec, dataset: data.ImageDataset, device: torch.de
 
 def images_to_draw(spec: RunSpec) -> int:
     """Images a run draws from its dataset: its training batches, and the factor scores' samples."""
-    params = check_metric_params(dict(spec.metric_params))
-    drawn = [METRICS.get(m).images_drawn for m in spec.metrics]
-    return (spec.steps * spec.batch_size + sum(count(params) for count in drawn if count is not None)
+    params = dict(spec.metric_params)
+    return (spec.steps * spec.batch_size + sum(METRICS.get(m).images_drawn_with(params) for m in spec.metrics)
             + images_drawn_along(spec))  # scoring along training
 
 

@@ -35,10 +35,11 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,7 +154,7 @@ class AlongScores:
         return {"rows": [list(r) for r in self.rows], "time_s": self.time_s}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> "AlongScores":
+    def from_state(cls, state: dict[str, Any] | None) -> AlongScores:
         """The scores of a checkpoint; none from one written before scoring along training existed."""
         if not state:
             return cls()
@@ -251,9 +252,7 @@ def images_drawn_along(spec: Any) -> int:
     if not spec.at_steps:
         return 0
     from vaebench.metrics import METRICS
-    from vaebench.metrics.registry import check_metric_params
 
-    params = check_metric_params(dict(spec.metric_params))
-    drawn = [METRICS.get(m).images_drawn for m in spec.at_metrics]
+    params = dict(spec.metric_params)
     scorings = sum(1 for step in spec.at_steps if step != spec.steps or spec.at_images)
-    return scorings * sum(count(params) for count in drawn if count is not None)
+    return scorings * sum(METRICS.get(m).images_drawn_with(params) for m in spec.at_metrics)

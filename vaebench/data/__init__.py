@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
-from functools import lru_cache, partial
-from typing import Any
+from functools import lru_cache
+from typing import Any, Mapping
 
 # each module registers its datasets with @register_dataset
 from vaebench.data import (  # noqa: F401
@@ -16,46 +15,43 @@ from vaebench.data.checked import checked
 from vaebench.data.data_root import expand_path_variables
 from vaebench.data.registry import DATASETS, register_dataset
 from vaebench.errors import ConfigError
+from vaebench.params import Param
 
 
-def _parameters(name: str) -> list[inspect.Parameter]:
-    """The keyword parameters a dataset accepts: its factory's, less those its registration fixes."""
-    factory = DATASETS.get(name)
-    fixed = factory.keywords if isinstance(factory, partial) else {}
-    return [p for p in inspect.signature(factory).parameters.values() if p.name not in fixed]
+def dataset_params(name: str) -> tuple[Param, ...]:
+    """The parameters a suite may set for dataset `name`, as it declares them (`register_dataset`)."""
+    return DATASETS.get(name).params
 
 
 def dataset_parameters(name: str) -> list[str]:
     """The names of the parameters a suite may set for dataset `name`."""
-    return [p.name for p in _parameters(name)]
+    return [p.key for p in dataset_params(name)]
 
 
-def dataset_defaults(name: str) -> dict[str, Any]:
-    """The parameters of dataset `name` that have a default, with it."""
-    return {p.name: p.default for p in _parameters(name) if p.default is not inspect.Parameter.empty}
-
-
-def check_dataset_params(name: str, params: dict[str, Any]) -> None:
+def check_dataset_params(name: str, params: Mapping[str, Any]) -> None:
+    """ConfigError naming the first key of `params` that dataset `name` does not declare."""
     allowed = dataset_parameters(name)
     for key in params:
         if key not in allowed:
-            raise ConfigError(f"unknown parameter for dataset {name!r}; allowed: {', '.join(allowed)}", key=key)
+            listed = ", ".join(allowed) or "none (a dataset declares its parameters: register_dataset(name, params=...))"
+            raise ConfigError(f"unknown parameter for dataset {name!r}; allowed: {listed}", key=key)
 
 
 def get(name: str, **params: Any) -> ImageDataset:
-    """The dataset `name` built with `params` (cached: datasets are immutable). A `path` naming an
-    environment variable is expanded first (`vaebench.data.data_root`), so the cache follows it."""
-    DATASETS.get(name)
+    """The dataset `name` built with `params` and the declared defaults of the others (cached: datasets
+    are immutable). A `path` naming an environment variable is expanded first
+    (`vaebench.data.data_root`), so the cache follows it."""
     check_dataset_params(name, params)
     if isinstance(params.get("path"), str):
         params = {**params, "path": expand_path_variables(params["path"])}
-    return _build(name, tuple(sorted(params.items())))
+    return _build(name, tuple((p.key, params.get(p.key, p.default)) for p in dataset_params(name)))
 
 
 @lru_cache(maxsize=8)
-def _build(name: str, params: tuple) -> ImageDataset:
+def _build(name: str, params: tuple[tuple[str, Any], ...]) -> ImageDataset:
     """The dataset; a user's (a plugin's) behind its checked contract (`vaebench.data.checked`)."""
     return checked(DATASETS.get(name)(**dict(params)), name)
 
 
-__all__ = ["DATASETS", "GroundTruthDataset", "ImageDataset", "get", "check_dataset_params", "register_dataset"]
+__all__ = ["DATASETS", "GroundTruthDataset", "ImageDataset", "get", "check_dataset_params", "dataset_params",
+           "register_dataset"]

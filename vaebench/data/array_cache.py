@@ -36,9 +36,9 @@ import io
 import json
 import logging
 import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -119,7 +119,7 @@ def human_bytes(nbytes: int) -> str:
 
 def _identity(*paths: Path) -> tuple:
     """What changes when a file is replaced or rewritten: (inode, size, mtime) of each, None if absent."""
-    out = []
+    out: list[tuple[int, int, int] | None] = []
     for path in paths:
         try:
             st = path.stat()

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from vaebench.errors import ConfigError
 
-
 # The test split is encoded whole at evaluation, as float32: more than this is refused when the dataset loads.
 MAX_TEST_SPLIT_BYTES = 4 * 2**30
 
 
-def test_split_bytes(dataset: "ImageDataset") -> int:
+def test_split_bytes(dataset: ImageDataset) -> int:
     """The bytes of the dataset's test split as the float32 array evaluation holds."""
     c, h, w = dataset.image_shape
     return len(dataset.test_indices) * int(c) * int(h) * int(w) * 4

@@ -34,17 +34,24 @@ so the same images read from the .amat files or from an .npz have the same conte
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from vaebench.data.base import ImageDataset
 from vaebench.data.files import (
-    PathLike, fingerprint, npz_array_header, open_npz, read_maybe_gzipped, read_npz, required_path,
+    PathLike,
+    fingerprint,
+    npz_array_header,
+    open_npz,
+    read_maybe_gzipped,
+    read_npz,
+    required_path,
 )
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset
 from vaebench.errors import ConfigError, DataError
+from vaebench.params import Param
 
 SPLITS = ("train", "valid", "test")
 AMAT_FILES = {split: f"binarized_mnist_{split}.amat" for split in SPLITS}
@@ -82,7 +89,8 @@ def read_amat(path: PathLike) -> np.ndarray:
         if len(lengths) and np.all(lengths == lengths[0]):  # lines of one length (the standard files): rows
             counts = digit.reshape(len(lengths), lengths[0]).sum(axis=1)
         else:
-            counts = np.add.reduceat(digit.view(np.uint8), starts, dtype=np.int64) if len(buf) else np.zeros(0, np.int64)
+            counts = (np.add.reduceat(digit.view(np.uint8), starts, dtype=np.int64) if len(buf)
+                      else np.zeros(0, np.int64))
         _check_counts(path, counts)
         return (buf[digit] - ord("0")).reshape(-1, PIXELS)
     return _read_amat_slowly(path, raw)
@@ -177,7 +185,11 @@ def _files(path: PathLike | None) -> tuple[list[Path], str]:
     raise DataError(f"{p}: no such file or directory; dataset 'binarized_mnist' expected {_EXPECTED}")
 
 
-@register_dataset("binarized_mnist")
+@register_dataset("binarized_mnist", params=[
+    path_param("a directory holding the .amat files"),
+    Param("train", "train", doc="the training split: " + " or ".join(map(repr, TRAIN_CHOICES))),
+    Param("test", "test", doc="the split scored: " + " or ".join(map(repr, TEST_CHOICES))),
+])
 class BinarizedMNIST(ImageDataset):
     """Larochelle & Murray's binarised MNIST from .amat or .npz files; see the module docstring."""
 

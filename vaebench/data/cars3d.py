@@ -40,8 +40,8 @@ tenth); the study trains on all of them and scores on fresh samples.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.io
@@ -50,7 +50,7 @@ from PIL import Image
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.data.files import PathLike, fingerprint, required_path
 from vaebench.data.published import file_digests
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError
 
 SIZE = 64  # Locatello et al.: every dataset at 64 x 64
@@ -98,7 +98,7 @@ def _image_shape(file: Path) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-@register_dataset("cars3d")
+@register_dataset("cars3d", params=[path_param("the directory of the .mat files"), *split_params(test_size=2_000)])
 class Cars3D(GroundTruthDataset):
     """Cars3D from the published .mat files; see the module docstring."""
 

@@ -14,7 +14,8 @@ vaebench's own datasets are not wrapped: their images are bytes / 255 (or / 16),
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -52,7 +53,8 @@ class CheckedDataset:
     """A user's dataset whose every draw is checked (see the module docstring); all else is the dataset's."""
 
     def __init__(self, inner: ImageDataset, name: str):
-        self._inner = inner
+        # a user's dataset, duck-typed: a ground-truth one has images_from_factors without subclassing
+        self._inner: Any = inner
         self._name = name
 
     def __getattr__(self, name: str) -> Any:
@@ -84,10 +86,12 @@ class CheckedDataset:
         check_images(out, len(factors), tuple(self._inner.image_shape), self._what("images_from_factors(factors)"))
         return out
 
-    def materialised(self, cache_dir: Any, *, images_to_draw: int) -> "CheckedDataset":
+    def materialised(self, cache_dir: Any, *, images_to_draw: int) -> CheckedDataset:
         return CheckedDataset(self._inner.materialised(cache_dir, images_to_draw=images_to_draw), self._name)
 
 
 def checked(dataset: ImageDataset, name: str) -> ImageDataset:
     """A user's dataset behind its checked contract; vaebench's own as they are."""
-    return CheckedDataset(dataset, name) if is_users(dataset) and not isinstance(dataset, CheckedDataset) else dataset
+    if is_users(dataset) and not isinstance(dataset, CheckedDataset):
+        return cast(ImageDataset, CheckedDataset(dataset, name))  # stands in for the dataset, attribute for attribute
+    return dataset

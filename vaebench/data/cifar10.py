@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from vaebench.data.base import ImageDataset
 from vaebench.data.files import PathLike, fingerprint, required_path
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset
 from vaebench.errors import DataError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -99,7 +100,8 @@ def _uint8_matrix(value: object, file: Path, key: str) -> np.ndarray:
     """The (n, m) uint8 array a recorded `_PickledArray` holds; a DataError for anything else."""
     state = value.state if isinstance(value, _PickledArray) else None
     if not (isinstance(state, tuple) and len(state) == 5):
-        raise DataError(f"{file}: key {key}: a {type(value).__name__}; expected a numpy array of uint8 images (n, 3072)")
+        raise DataError(f"{file}: key {key}: a {type(value).__name__}; "
+                        "expected a numpy array of uint8 images (n, 3072)")
     _, shape, dtype, fortran, raw = state
     spec = dtype.spec if isinstance(dtype, _PickledDtype) else dtype
     if spec != "u1" or fortran is not False or not isinstance(raw, bytes):
@@ -139,11 +141,12 @@ def read_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{file}: key b'data' holds {len(data)} images but b'labels' {len(labels)} labels")
     bad = (labels < 0) | (labels >= NUM_CLASSES)
     if bad.any():
-        raise DataError(f"{file}: key b'labels' holds the class {labels[bad][0]}; CIFAR-10's classes are 0-{NUM_CLASSES - 1}")
+        raise DataError(f"{file}: key b'labels' holds the class {labels[bad][0]}; "
+                        f"CIFAR-10's classes are 0-{NUM_CLASSES - 1}")
     return data.reshape(len(data), *IMAGE_SHAPE), labels
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", params=[path_param("the directory of the python batches")])
 class CIFAR10(ImageDataset):
     """CIFAR-10 from its python batches; see the module docstring."""
 

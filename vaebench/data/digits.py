@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from vaebench.data.base import ImageDataset, fixed_split
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import register_dataset, split_params
 
 
-@register_dataset("digits")
+@register_dataset("digits", params=split_params(test_size=360))
 class Digits(ImageDataset):
     """8x8 grey images scaled from 0..16 to [0, 1]; `labels` are the digits 0-9."""
 

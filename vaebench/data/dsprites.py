@@ -53,8 +53,8 @@ CUDA device the binary images of a view are gathered and unpacked on the device 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numba
 import numpy as np
@@ -62,10 +62,10 @@ import torch
 
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.data.materialise import MaskStore, open_mask_store, unpack_rows
+from vaebench.data.registry import register_dataset, split_params
 from vaebench.errors import ConfigError
-from vaebench.data.registry import register_dataset
+from vaebench.params import Param
 
-SHAPES = ("square", "ellipse", "heart")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 SCALES = np.linspace(0.5, 1.0, 6)
 ORIENTATIONS = np.linspace(0.0, 2 * np.pi, 40)
@@ -199,9 +199,12 @@ def distinct_images(size: int = 64, chunk: int = 8192) -> int:
     return len(np.unique(np.concatenate(hashes), axis=0))
 
 
-@register_dataset("dsprites", mode="binary")
-@register_dataset("color_dsprites", mode="color")
-@register_dataset("noisy_dsprites", mode="noisy")
+DSPRITES_PARAMS = (Param("size", 64, doc="32 or 64 px"), *split_params(test_size=10_000))
+
+
+@register_dataset("dsprites", params=DSPRITES_PARAMS, mode="binary")
+@register_dataset("color_dsprites", params=DSPRITES_PARAMS, mode="color")
+@register_dataset("noisy_dsprites", params=DSPRITES_PARAMS, mode="noisy")
 class DSprites(GroundTruthDataset):
     """Procedural dSprites; see the module docstring for the factor grid and rendering."""
 

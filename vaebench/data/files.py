@@ -11,12 +11,12 @@ A dataset's `describe()` carries `fingerprint(files)`: the hash of each file's n
 modification time and status-change time (nanoseconds). Caches keyed by `describe()` (FID
 statistics, feature networks, decoded images) therefore change when a file is replaced or
 edited. Stat data, not the bytes: hashing the bytes would read every file (a 1.4 GB image
-folder, a 3 GB archive) in every process that builds the dataset, while a `stat` costs about
-2 us a file. The status-change time (ctime) is what makes it complete: every write, copy or
-rename onto the file sets it to now, and no user call sets it back (`touch -r` restores only
-the modification time); the price is that a change of metadata alone (chmod, a copy of the
-folder elsewhere) also counts as a change and rebuilds the caches. A run's checkpoints record
-the files' SHA-256 instead (`vaebench.bench.identity`).
+folder, a 3 GB archive) in every process that builds the dataset, while a `stat` costs
+microseconds a file (README, Performance). The status-change time (ctime) is what makes it
+complete: every write, copy or rename onto the file sets it to now, and no user call sets it
+back (`touch -r` restores only the modification time); the price is that a change of metadata
+alone (chmod, a copy of the folder elsewhere) also counts as a change and rebuilds the caches.
+A run's checkpoints record the files' SHA-256 instead (`vaebench.bench.identity`).
 
 An .npz archive is checked without decompressing its arrays (`npz_array_header`): each
 member's .npy header gives shape and dtype, and the member's stored length must be that
@@ -46,12 +46,13 @@ smaller `factor_sizes`.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import zipfile
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Iterable, Sequence
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def find_file(path: PathLike | None, dataset: str, standard_name: str, expected:
 MAX_READ_BYTES = 2**30
 
 
-def open_maybe_gzipped(path: Path, expected: str) -> BinaryIO:
+def open_maybe_gzipped(path: Path, expected: str) -> io.BufferedIOBase:
     """The file's content as a stream, inflated on the fly when it starts like a gzip file (detected
     from the content, not the name); a DataError naming the file and what was `expected` otherwise."""
     try:
@@ -116,7 +117,7 @@ def open_maybe_gzipped(path: Path, expected: str) -> BinaryIO:
     return f
 
 
-def read_at_most(stream: BinaryIO, n: int, path: Path) -> bytes:
+def read_at_most(stream: io.BufferedIOBase, n: int, path: Path) -> bytes:
     """At most n bytes of `stream` (fewer at its end); a DataError for a gzip stream that does not inflate."""
     try:
         return stream.read(n)
@@ -181,7 +182,8 @@ def npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
     if info.file_size != expected:
         problem = "truncated" if info.file_size < expected else "trailing data"
         raise DataError(
-            f"{path}: key {key!r}: the header declares {dtype} data of shape {shape} ({expected - header_bytes} bytes), "
+            f"{path}: key {key!r}: the header declares {dtype} data of shape {shape} "
+            f"({expected - header_bytes} bytes), "
             f"but {info.file_size - header_bytes} bytes are stored ({problem})"
         )
     return shape, dtype
@@ -232,7 +234,8 @@ def infer_grid(labels: np.ndarray, names: Sequence[str], file: Path, key: str
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape[1] != len(names) or labels.dtype.kind not in "biuf":
-        raise DataError(f"{file}: key {key!r}: expected a numeric (N, {len(names)}) array, got {labels.dtype} {labels.shape}")
+        raise DataError(f"{file}: key {key!r}: expected a numeric (N, {len(names)}) array, "
+                        f"got {labels.dtype} {labels.shape}")
     values, ranks = [], []
     for j in range(len(names)):
         v, r = np.unique(labels[:, j], return_inverse=True)

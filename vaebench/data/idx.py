@@ -30,18 +30,18 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 import torch
 
 from vaebench.data.base import ImageDataset, to_device
 from vaebench.data.binarize import BINARIZE_MODES, bernoulli_bytes
 from vaebench.data.files import MAX_READ_BYTES, PathLike, fingerprint, open_maybe_gzipped, read_at_most, required_path
+from vaebench.data.registry import path_param, register_dataset
 from vaebench.errors import ConfigError, DataError
-from vaebench.data.registry import register_dataset
+from vaebench.params import Param
 
 IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
@@ -90,9 +90,9 @@ def read_idx(path: PathLike) -> np.ndarray:
         count = math.prod(dims)  # exact: a product of four uint32 dimensions overflows int64
         expected = count * dtype.itemsize
         if expected > MAX_IDX_BYTES:
-            raise DataError(f"{path}: IDX header declares {dtype.name} data of shape {dims} ({expected:,d} bytes), more "
-                            f"than the limit of {MAX_IDX_BYTES:,d} bytes for an IDX file (MNIST's largest is 47 MB); "
-                            "refused before reading it")
+            raise DataError(f"{path}: IDX header declares {dtype.name} data of shape {dims} ({expected:,d} bytes), "
+                            f"more than the limit of {MAX_IDX_BYTES:,d} bytes for an IDX file "
+                            "(MNIST's largest is 47 MB); refused before reading it")
         body = read_at_most(stream, expected + 1, path)
     if len(body) != expected:
         actual = "more" if len(body) > expected else str(len(body))
@@ -116,7 +116,14 @@ def find_idx_file(directory: Path, stem: str, dataset: str) -> Path:
     )
 
 
-@register_dataset("mnist")
+IDX_PARAMS = (
+    path_param("a directory holding the four IDX files"),
+    Param("binarize", "none", doc="none, or how to binarise: " + ", ".join(BINARIZE_MODES[1:])),
+    Param("binarize_seed", 0, doc="seed of a random binarisation"),
+)
+
+
+@register_dataset("mnist", params=IDX_PARAMS)
 class MNIST(ImageDataset):
     """MNIST from its IDX files; see the module docstring."""
 
@@ -151,18 +158,23 @@ class MNIST(ImageDataset):
         self.train_indices = np.arange(len(train_x))
         self.test_indices = np.arange(len(train_x), self.num_images)
         self.binarize, self.binarize_seed = binarize, binarize_seed
-        self._binary = None if binarize == "none" else bernoulli_bytes(self._pixels, np.random.default_rng(binarize_seed))
+        self._binary = (None if binarize == "none"
+                        else bernoulli_bytes(self._pixels, np.random.default_rng(binarize_seed)))
 
     def _read_pair(self, images_file: Path, labels_file: Path) -> tuple[np.ndarray, np.ndarray]:
         images, labels = read_idx(images_file), read_idx(labels_file)
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise DataError(f"{images_file}: holds {images.dtype} data of shape {images.shape}; expected ubyte images (N, H, W)")
+            raise DataError(f"{images_file}: holds {images.dtype} data of shape {images.shape}; "
+                            "expected ubyte images (N, H, W)")
         if min(images.shape) < 1:
-            raise DataError(f"{images_file}: holds an empty array of shape {images.shape}; expected ubyte images (N, H, W), each of N, H, W >= 1")
+            raise DataError(f"{images_file}: holds an empty array of shape {images.shape}; "
+                            "expected ubyte images (N, H, W), each of N, H, W >= 1")
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
-            raise DataError(f"{labels_file}: holds {labels.dtype} data of shape {labels.shape}; expected integer labels (N,)")
+            raise DataError(f"{labels_file}: holds {labels.dtype} data of shape {labels.shape}; "
+                            "expected integer labels (N,)")
         if len(images) != len(labels):
-            raise DataError(f"{images_file}: holds {len(images)} images but {labels_file.name} holds {len(labels)} labels")
+            raise DataError(f"{images_file}: holds {len(images)} images "
+                            f"but {labels_file.name} holds {len(labels)} labels")
         if labels.min() < 0:
             raise DataError(f"{labels_file}: holds the negative label {labels.min()}; expected classes 0, 1, ...")
         return images, labels
@@ -193,7 +205,7 @@ class MNIST(ImageDataset):
         return out
 
 
-@register_dataset("fashion_mnist")
+@register_dataset("fashion_mnist", params=IDX_PARAMS)
 class FashionMNIST(MNIST):
     """Fashion-MNIST (Xiao et al. 2017): the same four IDX files, clothing classes 0-9."""
 

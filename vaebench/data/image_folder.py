@@ -31,9 +31,7 @@ Split
 Checks when the dataset is built (at suite load, exit 2 with the file and the problem)
     the folder exists and holds images; every file's header opens with Pillow and gives a
     supported mode and a non-empty size. Reading the headers, not decoding the pixels, keeps
-    this affordable: benchmarks/bench_image_folder.py measured 0.24 ms per CelebA-sized JPEG to
-    build the dataset (listing, headers, fingerprint) against 2.0 ms per image to decode, convert
-    and resize it into the cache: about 50 s against 7 minutes for CelebA's 202,599 files. A file
+    this affordable (benchmarks/bench_image_folder.py; README, Performance). A file
     whose header reads but whose data does not decode (a truncated JPEG) is a DataError naming it
     when it is decoded: when the cache is built, which the driver does before any run starts
     (`bench.runner.prepare_datasets`), so the sweep stops with that line (exit 2). A cache the
@@ -46,8 +44,8 @@ Decoded once, cached (`materialised`, called by the harness with `<run dir>/cach
     relative path, size, modification and status-change time: see `vaebench.data.files`), `channels`, `size` and
     Pillow's version, so an edited, added or removed file, or another decoder, is a new cache
     entry. It is built whatever the number of images a run draws: the runs of a sweep share it,
-    and a run that draws each image once already pays one decode per image. A batch of 64 then
-    takes 0.31 ms, against 126 ms decoded from the files (same benchmark). A dataset that is not
+    and a run that draws each image once already pays one decode per image; a batch is then a
+    gather instead of 64 decodes (same benchmark). A dataset that is not
     materialised (the dry run's calibration) decodes the images it is asked for each time.
 """
 
@@ -55,8 +53,8 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import PIL
@@ -65,16 +63,18 @@ from PIL import Image
 from vaebench.data.array_cache import CachedArray, open_array_cache
 from vaebench.data.base import ImageDataset, fixed_split
 from vaebench.data.files import PathLike, fingerprint, required_path
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import ConfigError, DataError
 from vaebench.files import content_hash
+from vaebench.params import Param
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Pillow modes that convert to 8-bit L and RGB without rescaling.
 SUPPORTED_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 RESAMPLE = Image.Resampling.BILINEAR  # torchvision.transforms.Resize's default interpolation
 DECODE_CHUNK = 1024  # images decoded and written to the cache at once
-DECODER = f"Pillow {PIL.__version__}"  # part of the cache key and of `describe()`: another version may resize differently
+# part of the cache key and of `describe()`: another version may resize differently
+DECODER = f"Pillow {PIL.__version__}"
 _EXPECTED = "a directory of PNG or JPEG images (searched recursively)"
 
 # Cache builds that failed in this process, by cache key: the next run fails at once with the same line.
@@ -94,8 +94,8 @@ def list_images(root: Path) -> list[Path]:
 def decode_image(file: Path, channels: int, size: int) -> np.ndarray:
     """(channels, size, size) uint8: the image converted, resized and centre-cropped as the module docstring says."""
     try:
-        with Image.open(file) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+        with Image.open(file) as opened:
+            image = opened.convert("L" if channels == 1 else "RGB")
             w, h = image.size
             if w <= h:
                 new_w, new_h = size, int(size * h / w)
@@ -122,7 +122,13 @@ def _check_header(file: Path) -> None:
         raise DataError(f"{file}: the image is {w}x{h} pixels; expected at least 1x1")
 
 
-@register_dataset("image_folder")
+@register_dataset("image_folder", params=[
+    path_param("a directory of image files"),
+    Param("size", 64, doc="side of the square images, in pixels"),
+    Param("channels", 3, doc="1 (grey) or 3 (RGB)"),
+    Param("labels", False, doc="the images' subdirectories are their labels"),
+    *split_params(test_size=1000),
+])
 class ImageFolder(ImageDataset):
     """Images decoded from a folder of PNG/JPEG files; see the module docstring."""
 

@@ -2,11 +2,10 @@
 disk, memory-mapped and shared by every run and worker process; a batch is then an index gather
 and an unpack.
 
-Why: procedural dSprites renders each batch from its factors (measured on this project's 2-core
-machine: 0.41 to 0.6 ms for 64 images at 32 px, 1.1 to 1.5 ms at 64 px), work a bare PyTorch loop
-over a tensor never does; on a GPU that rendering would also run on the host while the device
-waits. Gathering 64 images from the materialised array takes about 20 us at 32 px (see
-benchmarks/bench_data.py for the figures).
+Why: procedural dSprites renders each batch from its factors, work a bare PyTorch loop over a
+tensor never does; on a GPU that rendering would also run on the host while the device waits.
+Gathering the batch from the materialised array is several times faster (benchmarks/bench_data.py;
+README, Performance).
 
 What is stored, and where
     An entry of the array cache (`vaebench.data.array_cache`, which also gives the integrity
@@ -21,9 +20,8 @@ What is stored, and where
     code as on demand, so the images are the same bits either way.
 
 When to build
-    Building renders every image once, at the same cost per image as rendering on demand
-    (measured: 8.5 us per image when building, 8.8 us per image in batches of 64, dSprites at
-    32 px), so a cache pays for itself once its users draw at least N images: `open_mask_store`
+    Building renders every image once, at about the same cost per image as rendering on demand
+    (README, Performance), so a cache pays for itself once its users draw at least N images: `open_mask_store`
     builds only when the caller says it will draw that many (`images_to_draw >= N`), and uses an
     existing, verified cache whatever the number.
 
@@ -38,8 +36,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -48,7 +46,7 @@ from vaebench.data.array_cache import CachedArray, open_array_cache
 
 log = logging.getLogger(__name__)
 
-# Images rendered to fingerprint the renderer in the cache key (about 10 ms at 32 px, 25 ms at 64 px).
+# Images rendered to fingerprint the renderer in the cache key (their cost: README, Performance).
 PROBE_IMAGES = 1024
 # Images rendered per block while building: a few tens of MB of intermediate arrays at 64 px.
 BUILD_CHUNK = 8192

@@ -42,15 +42,16 @@ Split: a seeded permutation holds out `test_size` images (default 10,000).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.data.files import PathLike, fingerprint, npz_array_header, npz_memmap, open_npz, read_npz, required_path
 from vaebench.data.published import check_published
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import ConfigError, DataError
+from vaebench.params import Param
 
 VARIANTS = ("toy", "realistic", "real")
 FACTOR_NAMES = ("object_color", "object_shape", "object_size", "camera_height", "background_color",
@@ -66,7 +67,10 @@ def standard_name(variant: str) -> str:
     return f"mpi3d_{variant}.npz"
 
 
-@register_dataset("mpi3d")
+@register_dataset("mpi3d", params=[
+    path_param("the MPI3D archive"), Param("variant", "toy", doc="the archive: " + ", ".join(VARIANTS)),
+    *split_params(test_size=10_000),
+])
 class MPI3D(GroundTruthDataset):
     """MPI3D from a published archive; see the module docstring."""
 

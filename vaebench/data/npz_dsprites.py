@@ -12,10 +12,11 @@ image index = archive row, i.e. the same factors, index order and (with the same
 archive holding any complete sub-grid, in any row order, also loads.
 
 Construction reads `latents_classes` (35 MB) and checks `imgs`' header and stored length
-without decompressing it (see `vaebench.data.files.npz_array_header`). An .npz cannot be memory-mapped, so `imgs` is decompressed once, on the
-first `images` call, and kept as uint8 (2.9 GB for the published archive; each process
-that uses the dataset holds its own copy). Pixels are scaled to [0, 1]: kept as they are
-when the largest is at most 1 (the published 0/1 images), divided by 255 otherwise.
+without decompressing it (see `vaebench.data.files.npz_array_header`). An .npz cannot be
+memory-mapped, so `imgs` is decompressed once, on the first `images` call, and kept as uint8
+(2.9 GB for the published archive; each process that uses the dataset holds its own copy).
+Pixels are scaled to [0, 1]: kept as they are when the largest is at most 1 (the published 0/1
+images), divided by 255 otherwise.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from vaebench.data.files import FileGroundTruthDataset, PathLike, find_file, npz_array_header, open_npz, read_npz
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError
-from vaebench.data.registry import register_dataset
 
 STANDARD_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 _EXPECTED = f"the dSprites archive {STANDARD_NAME} (keys imgs and latents_classes)"
 
 
-@register_dataset("dsprites_file")
+@register_dataset("dsprites_file", params=[path_param("the dSprites archive"), *split_params(test_size=10_000)])
 class DSpritesFile(FileGroundTruthDataset):
     """dSprites read from the published .npz; see the module docstring."""
 

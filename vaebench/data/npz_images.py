@@ -38,18 +38,18 @@ standard split, and the test split is encoded whole at evaluation).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from vaebench.data.base import GroundTruthDataset, ImageDataset, fixed_split
 from vaebench.data.files import PathLike, fingerprint, npz_array_header, open_npz, read_npz, required_path
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError
 
 _EXPECTED = "an .npz archive with the key images (N, H, W[, C]) and optionally factors (N, K) and factor_names (K,)"
-_IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.bool_), np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_IMAGE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.bool_, np.float16, np.float32, np.float64))
 
 
 class NpzImages(ImageDataset):
@@ -167,17 +167,17 @@ def _read_factors(archive: np.lib.npyio.NpzFile, file: Path, num_images: int) ->
     if "factor_names" not in archive.files:
         return factors, tuple(f"factor_{j}" for j in range(k))
     npz_array_header(file, "factor_names")
-    names = read_npz(archive, file, "factor_names")
-    if names.dtype.kind not in "SU" or names.shape != (k,):
-        raise DataError(f"{file}: key 'factor_names': {names.dtype} array of shape {names.shape}; "
+    stored = read_npz(archive, file, "factor_names")
+    if stored.dtype.kind not in "SU" or stored.shape != (k,):
+        raise DataError(f"{file}: key 'factor_names': {stored.dtype} array of shape {stored.shape}; "
                         f"expected {k} strings, one per column of 'factors'")
-    names = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist())
+    names = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in stored.tolist())
     if any(not n for n in names) or len(set(names)) != k:
         raise DataError(f"{file}: key 'factor_names': {list(names)}; expected {k} distinct, non-empty names")
     return factors, names
 
 
-@register_dataset("npz")
+@register_dataset("npz", params=[path_param("the .npz file"), *split_params(test_size=1000)])
 def npz_dataset(path: PathLike | None = None, test_size: int = 1000, split_seed: int = 0) -> NpzImages:
     """The archive at `path`: an `NpzGroundTruth` when it holds factors, else `NpzImages`."""
     file = required_path(path, "npz", _EXPECTED)
@@ -186,8 +186,8 @@ def npz_dataset(path: PathLike | None = None, test_size: int = 1000, split_seed:
         raise DataError(f"{file}: {kind}; dataset 'npz' expected {_EXPECTED}")
     with open_npz(file, _EXPECTED) as archive:
         if "images" not in archive.files:
-            raise DataError(f"{file}: key 'images' missing (the archive holds: {', '.join(archive.files) or 'nothing'}); "
-                            f"expected {_EXPECTED}")
+            held = ", ".join(archive.files) or "nothing"
+            raise DataError(f"{file}: key 'images' missing (the archive holds: {held}); expected {_EXPECTED}")
         shape, dtype = npz_array_header(file, "images")
         if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)) or dtype not in _IMAGE_DTYPES:
             raise DataError(f"{file}: key 'images': {dtype} array of shape {shape}; expected (N, H, W) or "

@@ -135,9 +135,8 @@ def _read_stored(stored: Path, key: tuple) -> dict[str, str] | None:
     if not isinstance(entry, dict) or entry.get("key") != list(key):
         return None
     digests = {name: entry.get(name) for name in ALGORITHMS}
-    if not all(isinstance(d, str) and len(d) == hashlib.new(n).digest_size * 2 for n, d in digests.items()):
-        return None
-    return digests
+    checked = {n: d for n, d in digests.items() if isinstance(d, str) and len(d) == hashlib.new(n).digest_size * 2}
+    return checked if len(checked) == len(digests) else None
 
 
 def check_published(path: Path, published_name: str | None = None) -> dict[str, object]:

@@ -34,8 +34,9 @@ published (Wikimedia's file can be replaced): its SHA-256 is recorded in each ru
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -44,8 +45,9 @@ from vaebench.data import dsprites  # noqa: F401  (registers "dsprites", whose m
 from vaebench.data.base import GroundTruthDataset
 from vaebench.data.files import PathLike, find_file, fingerprint
 from vaebench.data.published import check_published
-from vaebench.data.registry import DATASETS, register_dataset
+from vaebench.data.registry import DATASETS, path_param, register_dataset, split_params
 from vaebench.errors import DataError
+from vaebench.params import Param
 
 STANDARD_NAME = "scream.jpg"  # disentanglement_lib's scream/scream.jpg
 THUMBNAIL = (350, 274)  # disentanglement_lib: scream.thumbnail((350, 274, 3))
@@ -56,8 +58,8 @@ _EXPECTED = "the picture of The Scream (disentanglement_lib's scream.jpg, Wikime
 def load_scream(file: Path, size: int) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1]: the picture converted to RGB and shrunk with thumbnail(THUMBNAIL)."""
     try:
-        with Image.open(file) as picture:
-            picture = picture.convert("RGB")
+        with Image.open(file) as opened:
+            picture = opened.convert("RGB")
             picture.thumbnail(THUMBNAIL)
             pixels = np.asarray(picture, dtype=np.float32) / np.float32(255)
     except (OSError, UnidentifiedImageError, ValueError) as err:
@@ -69,7 +71,9 @@ def load_scream(file: Path, size: int) -> np.ndarray:
     return pixels
 
 
-@register_dataset("scream_dsprites")
+@register_dataset("scream_dsprites", params=[
+    path_param("the picture of The Scream"), Param("size", 64, doc="32 or 64 px"), *split_params(test_size=10_000),
+])
 class ScreamDSprites(GroundTruthDataset):
     """dSprites on patches of The Scream; see the module docstring."""
 

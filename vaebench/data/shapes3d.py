@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from vaebench.data.files import FileGroundTruthDataset, PathLike, check_declared_size, find_file
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError, MissingDependencyError
-from vaebench.data.registry import register_dataset
 
 STANDARD_NAME = "3dshapes.h5"
 _EXPECTED = f"the 3dshapes HDF5 file {STANDARD_NAME} (datasets images and labels)"
@@ -48,7 +48,7 @@ def import_h5py() -> Any:
     return h5py
 
 
-@register_dataset("shapes3d")
+@register_dataset("shapes3d", params=[path_param("the 3dshapes.h5 file"), *split_params(test_size=10_000)])
 class Shapes3D(FileGroundTruthDataset):
     """3dshapes read from the published .h5; see the module docstring."""
 
@@ -62,7 +62,8 @@ class Shapes3D(FileGroundTruthDataset):
         self._pid: int | None = None
         images = self._dataset("images")
         labels_node = self._dataset("labels")
-        check_declared_size(int(np.prod(labels_node.shape, dtype=np.int64)) * labels_node.dtype.itemsize, file, "labels",
+        labels_bytes = int(np.prod(labels_node.shape, dtype=np.int64)) * labels_node.dtype.itemsize
+        check_declared_size(labels_bytes, file, "labels",
                             f"{labels_node.dtype} data of shape {tuple(labels_node.shape)}")
         try:
             labels = labels_node[()]
@@ -70,9 +71,11 @@ class Shapes3D(FileGroundTruthDataset):
             raise DataError(f"{file}: key 'labels': cannot be read ({err})") from None
         shape = tuple(images.shape)
         if len(shape) != 4 or shape[3] not in (1, 3) or min(shape[1:3]) < 1 or images.dtype != np.uint8:
-            raise DataError(f"{file}: key 'images': {images.dtype} array of shape {shape}; expected uint8 images (N, H, W, 3)")
+            raise DataError(f"{file}: key 'images': {images.dtype} array of shape {shape}; "
+                            "expected uint8 images (N, H, W, 3)")
         if np.ndim(labels) != 2:
-            raise DataError(f"{file}: key 'labels': shape {np.shape(labels)}; expected (N, {len(self.factor_names)}) factor values")
+            raise DataError(f"{file}: key 'labels': shape {np.shape(labels)}; "
+                            f"expected (N, {len(self.factor_names)}) factor values")
         if len(labels) != shape[0]:
             raise DataError(f"{file}: key 'images' holds {shape[0]} images but 'labels' {len(labels)} rows")
         self.image_shape = (shape[3], shape[1], shape[2])
@@ -97,7 +100,8 @@ class Shapes3D(FileGroundTruthDataset):
             )
         node = handle[key]
         if not isinstance(node, import_h5py().Dataset):
-            raise DataError(f"{self.path}: key {key!r} is an HDF5 {type(node).__name__.lower()}, not a dataset; expected {_EXPECTED}")
+            raise DataError(f"{self.path}: key {key!r} is an HDF5 {type(node).__name__.lower()}, not a dataset; "
+                            f"expected {_EXPECTED}")
         return node
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:

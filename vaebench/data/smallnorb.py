@@ -52,10 +52,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
 
 import numpy as np
 from PIL import Image
@@ -63,7 +64,7 @@ from PIL import Image
 from vaebench.data.base import GroundTruthDataset, fixed_split
 from vaebench.data.files import PathLike, fingerprint, infer_grid, required_path
 from vaebench.data.published import check_published
-from vaebench.data.registry import register_dataset
+from vaebench.data.registry import path_param, register_dataset, split_params
 from vaebench.errors import DataError
 
 CHUNKS = ("5x46789x9x18x6x2x96x96-training", "5x01235x9x18x6x2x96x96-testing")  # disentanglement_lib's order
@@ -74,7 +75,7 @@ CAMERA = 0  # the first image of each stereo pair, as disentanglement_lib
 STATE_NAMES = ("category", "instance", "elevation", "azimuth", "lighting")
 LATENT = (0, 2, 3, 4)  # the instance is drawn, not a factor
 # the NORB header's magic number -> element type (https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/)
-MATRIX_TYPES = {
+MATRIX_TYPES: dict[int, np.dtype] = {
     0x1E3D4C55: np.dtype(np.uint8),
     0x1E3D4C54: np.dtype("<i4"),
     0x1E3D4C56: np.dtype("<i2"),
@@ -89,11 +90,11 @@ def file_name(chunk: str, kind: str) -> str:
     return f"smallnorb-{chunk}-{kind}.mat"
 
 
-def _open(path: Path) -> IO[bytes]:
+def _open(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
-def read_header(f: IO[bytes], path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+def read_header(f: io.BufferedIOBase, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
     """(element type, shape, header bytes) of a NORB binary matrix whose file `f` is at its start."""
     head = f.read(8)
     if len(head) < 8:
@@ -168,7 +169,8 @@ def resize_as_disentanglement_lib(image: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(resized), 0, 255).astype(np.uint8)
 
 
-@register_dataset("smallnorb")
+@register_dataset("smallnorb", params=[path_param("the directory of the smallNORB files"),
+                                      *split_params(test_size=5_000)])
 class SmallNORB(GroundTruthDataset):
     """SmallNORB from the published files; see the module docstring."""
 

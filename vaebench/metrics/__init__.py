@@ -3,7 +3,7 @@
 Importing this package registers every metric module.
 """
 
-from vaebench.metrics import (  # noqa: F401  (each module registers its metrics)
+from vaebench.metrics import (  # noqa: F401 - each module registers its metrics
     aggregate_posterior,
     ais,
     disentanglement,
@@ -35,12 +35,14 @@ from vaebench.metrics.disentanglement import (
     separated_attribute_predictability,
 )
 from vaebench.metrics.likelihood import importance_weighted_nll, importance_weighted_nll_curve
+from vaebench.metrics.mutual_information import latent_mutual_information, latent_mutual_information_upper
 from vaebench.metrics.registry import METRICS, EvaluationContext, MetricInfo, MetricValue, register_metric
 
 __all__ = [
     "METRICS", "EvaluationContext", "MetricInfo", "MetricValue", "register_metric",
     "elbo_decomposition", "latent_covariance_offdiagonal", "prior_mmd",
     "importance_weighted_nll", "importance_weighted_nll_curve",
+    "latent_mutual_information", "latent_mutual_information_upper",
     "ais_nll", "ais_log_likelihood", "ais_bdmc", "BDMCBounds", "ais_rate_distortion", "RateDistortionCurve",
     "annealing_schedule", "simulate",
     "dci", "downstream_accuracy", "explicitness", "interventional_robustness_score", "modularity",

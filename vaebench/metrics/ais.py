@@ -87,9 +87,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaebench.metrics.likelihood import SUBSET_SEED, _model_device, scored_subset
+from vaebench.metrics.likelihood import IWAE_IMAGES, SUBSET_SEED, _model_device, scored_subset
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
+from vaebench.variants.base import point_mass_posterior
 from vaebench.variants.iwae import importance_log_weights
 
 # Defaults (chosen from measurements reported with issue 25).
@@ -173,13 +174,18 @@ class _EvalMode:
 class _Chains:
     """The outcome of annealing a batch: (B, C) final log weights; at the recorded indices, (R, B, C)
     accumulated log weights and log-likelihoods of the chains' states; the (T, B * C) step sizes
-    the transitions used; the mean acceptance probability."""
+    the transitions used."""
 
     log_weights: torch.Tensor
     recorded_log_weights: torch.Tensor | None
     recorded_log_likelihood: torch.Tensor | None
     step_sizes: torch.Tensor
-    acceptance: float
+
+    def recorded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(recorded log weights, recorded log-likelihoods); the batch was annealed with `record`."""
+        if self.recorded_log_weights is None or self.recorded_log_likelihood is None:
+            raise ValueError("these chains were annealed without recording")
+        return self.recorded_log_weights, self.recorded_log_likelihood
 
 
 class _Annealer:
@@ -237,14 +243,12 @@ class _Annealer:
         if 0 in wanted:
             rec_w.append(log_w.clone())
             rec_ll.append(ll.clone())
-        accepted = torch.zeros((), dtype=torch.float64, device=z.device)
         for t in range(1, len(betas)):
             log_w = log_w + (float(betas[t]) - float(betas[t - 1])) * ll
             if steps is not None:
                 step = steps[t - 1]
             used.append(step)
             z, ll, grad, prob = self.transition(z, ll, grad, float(betas[t]), step)
-            accepted = accepted + prob.mean()
             if steps is None:
                 factor = torch.where(prob > TARGET_ACCEPTANCE, STEP_SIZE_UP, STEP_SIZE_DOWN)
                 step = (step * factor).clamp(*STEP_SIZE_RANGE)
@@ -256,8 +260,7 @@ class _Annealer:
         def stacked(parts):
             return torch.stack([p.view(shape) for p in parts]).cpu() if record is not None else None
 
-        return _Chains(log_w.view(shape).cpu(), stacked(rec_w), stacked(rec_ll), torch.stack(used),
-                       float(accepted) / max(1, len(betas) - 1))
+        return _Chains(log_w.view(shape).cpu(), stacked(rec_w), stacked(rec_ll), torch.stack(used))
 
 
 def _log_mean_exp(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -392,7 +395,8 @@ def ais_bdmc(
     """
     z = torch.as_tensor(latents)
     betas = annealing_schedule(distributions, schedule)
-    common = dict(latent_dim=int(z.shape[1]), chains=chains, leapfrog=leapfrog, chunk=chunk, device=device)
+    common: dict[str, Any] = dict(latent_dim=int(z.shape[1]), chains=chains, leapfrog=leapfrog, chunk=chunk,
+                                  device=device)
     forward = _anneal_all(model, images, betas, seed=seed, **common)
     reverse = _anneal_all(model, images, betas, starts=z, seed=seed + 1, **common)
     lower = torch.cat([_log_mean_exp(p.log_weights) for p in forward]).numpy()
@@ -477,10 +481,11 @@ def ais_rate_distortion(
     record = curve_indices(betas, points)
     parts = _anneal_all(model, images, betas, latent_dim=latent_dim, seed=seed, chains=chains, leapfrog=leapfrog,
                         chunk=chunk, device=device, record=record)
-    log_z = torch.cat([_log_mean_exp(p.recorded_log_weights).T for p in parts]).numpy()  # (N, P)
+    recorded = [p.recorded() for p in parts]
+    log_z = torch.cat([_log_mean_exp(log_w).T for log_w, _ in recorded]).numpy()  # (N, P)
     # E_q_beta[-log p(x|z)]: the chains' states weighted by their normalised AIS weights (Neal 2001)
     distortion = torch.cat([
-        (torch.softmax(p.recorded_log_weights, dim=-1) * -p.recorded_log_likelihood).sum(-1).T for p in parts
+        (torch.softmax(log_w, dim=-1) * -log_likelihood).sum(-1).T for log_w, log_likelihood in recorded
     ]).numpy()
     beta = betas[record]
     rate = -beta * distortion - log_z
@@ -498,6 +503,13 @@ AIS_PARAMS = [
           doc="test images scored by AIS (a fixed random subset of iwae_nll's), or simulated for ais_bdmc_gap"),
     Param("ais_schedule", DEFAULT_SCHEDULE, choices=SCHEDULES, doc="the annealing schedule of beta"),
     Param("ais_chunk", CHUNK, minimum=1, doc="(image, chain) pairs annealed at once"),
+]
+
+
+# the rate-distortion path's (read by ais_nll too, which runs on that path when both are computed: `_annealed`)
+RD_PARAMS = [
+    Param("ais_rd_beta_max", DEFAULT_BETA_MAX, minimum=1.0, doc="the rate-distortion path's last beta"),
+    Param("ais_rd_points", DEFAULT_RD_POINTS, minimum=2, doc="points stored on the rate-distortion curve"),
 ]
 
 
@@ -534,6 +546,30 @@ def _latent_dim(ctx: EvaluationContext) -> int:
     return int(ctx.mu.shape[1])
 
 
+def _annealed(ctx: EvaluationContext, *, with_curve: bool
+              ) -> tuple[torch.Tensor, str, np.ndarray, RateDistortionCurve | None]:
+    """(images, their description, ais_nll's (N,) estimates, the rate-distortion curve or None):
+    one AIS path for ais_nll and ais_rate_distortion alike, run once per evaluation.
+
+    The rate-distortion path continues ais_nll's and draws the same up to beta = 1, so
+    -log Z(1) on it is ais_nll's estimate bit for bit (`ais_rate_distortion`). When this
+    evaluation computes both metrics, or the curve is asked for, the longer path is run and
+    ais_nll is read off it: a third of the two metrics' cost saved, their values unchanged."""
+    cached = ctx.cache.get("ais_path")
+    if cached is None or (with_curve and cached[3] is None):
+        images, which = _test_subset(ctx, ctx.params["ais_images"])
+        if with_curve or "ais_rate_distortion" in ctx.metrics:
+            curve = ais_rate_distortion(ctx.model, images, latent_dim=_latent_dim(ctx), seed=ctx.seed,
+                                        beta_max=ctx.params["ais_rd_beta_max"], points=ctx.params["ais_rd_points"],
+                                        **_settings(ctx))
+            nll = -curve.log_partition[:, curve.at(1.0)]
+        else:
+            curve, nll = None, ais_nll(ctx.model, images, latent_dim=_latent_dim(ctx), seed=ctx.seed,
+                                       **_settings(ctx))
+        cached = ctx.cache["ais_path"] = (images, which, nll, curve)
+    return cached
+
+
 @register_metric(
     "ais_nll", needs_decoder=True, family="likelihood", opt_in=True,
     description="-log p(x) by annealed importance sampling with HMC (nats; Neal 2001, Wu et al. 2017), and "
@@ -543,14 +579,14 @@ def _latent_dim(ctx: EvaluationContext) -> int:
         MetricValue("ais_elbo_gap", higher_is_better=False,
                     description="-ELBO - ais_nll on the same images: how far the encoder is from the posterior"),
     ],
-    params=AIS_PARAMS, abs_tol=0.5, rel_tol=0.01,
+    # AIS scores a subset of iwae_nll's images; its path is the rate-distortion one when both are computed
+    params=[*AIS_PARAMS, IWAE_IMAGES, *RD_PARAMS], abs_tol=0.5, rel_tol=0.01,
 )
 def _compute_ais_nll(ctx: EvaluationContext) -> dict[str, float]:
-    images, which = _test_subset(ctx, ctx.params["ais_images"])
-    nll = ais_nll(ctx.model, images, latent_dim=_latent_dim(ctx), seed=ctx.seed, **_settings(ctx))
+    images, which, nll, _ = _annealed(ctx, with_curve=False)
     ctx.notes["ais_nll"] = _describe(ctx, which)
     values = {"ais_nll": float(nll.mean())}
-    if not getattr(ctx.model, "deterministic_encoder", False) and callable(getattr(ctx.model, "encode", None)):
+    if not point_mass_posterior(ctx.model) and callable(getattr(ctx.model, "encode", None)):
         generator_state = torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else [])
         with generator_state, torch.no_grad(), _EvalMode(ctx.model):
             torch.manual_seed(ctx.seed)
@@ -595,16 +631,13 @@ def _compute_bdmc(ctx: EvaluationContext) -> dict[str, float]:
                     description="E_p(z|x)[-log p(x|z)]: the distortion of the exact posterior (beta = 1)"),
     ],
     curves=RD_CURVES,
-    params=[*AIS_PARAMS,
-            Param("ais_rd_beta_max", DEFAULT_BETA_MAX, minimum=1.0, doc="the rate-distortion path's last beta"),
-            Param("ais_rd_points", DEFAULT_RD_POINTS, minimum=2, doc="points stored on the rate-distortion curve")],
+    params=[*AIS_PARAMS, IWAE_IMAGES, *RD_PARAMS],
     abs_tol=0.5, rel_tol=0.05,
 )
 def _compute_rate_distortion(ctx: EvaluationContext) -> dict[str, float]:
-    images, which = _test_subset(ctx, ctx.params["ais_images"])
+    _, which, _, curve = _annealed(ctx, with_curve=True)
+    assert curve is not None  # with_curve=True always gives one
     beta_max = ctx.params["ais_rd_beta_max"]
-    curve = ais_rate_distortion(ctx.model, images, latent_dim=_latent_dim(ctx), seed=ctx.seed, beta_max=beta_max,
-                                points=ctx.params["ais_rd_points"], **_settings(ctx))
     rate, distortion = curve.mean_rate, curve.mean_distortion
     for step, (b, r, d) in enumerate(zip(curve.beta, rate, distortion)):
         ctx.curves.extend([(step, "ais_rd_beta", float(b)), (step, "ais_rd_rate", float(r)),

@@ -30,7 +30,8 @@ Accuracies are in [0, 1]; chance is 1/K for K factors.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ import torch
 from vaebench.errors import ConfigError
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
-from vaebench.variants.base import ENCODE_BATCH, encode_in_batches
+from vaebench.variants.base import ENCODE_BATCH, EncodingModel, encode_in_batches
 
 # disentanglement_lib defaults (beta_vae_sklearn / factor_vae_metric gin configs)
 BATCH_SIZE = 64  # pairs (beta-VAE) or images (FactorVAE) per training point
@@ -165,7 +166,7 @@ def factor_vae_score(
     return float(held_out[classifier, np.arange(held_out.shape[1])].sum() / held_out.sum())
 
 
-def model_encoder(model: torch.nn.Module, device: torch.device | str = "cpu",
+def model_encoder(model: EncodingModel, device: torch.device | str = "cpu",
                   batch_size: int = ENCODE_BATCH) -> Encoder:
     """numpy images -> (n, D) float64 posterior means of `model`, in batches, without gradients."""
 

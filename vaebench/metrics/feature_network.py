@@ -30,7 +30,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ FEATURE_NETWORKS = ("trained", "inception")
 class FeatureNetwork:
     """A feature extractor for torchmetrics, with the name and hash stored beside every value."""
 
-    module: nn.Module
+    module: ConvFeatureNet | TorchScriptFeatures
     name: str
     hash: str
 
@@ -86,6 +86,9 @@ class ConvFeatureNet(nn.Module):
     forward(x) returns the features, for torchmetrics (``num_features`` is set); ``logits(x)``
     returns the heads' outputs, for training. Input: (N, C, H, W) float in [0, 1] or uint8.
     """
+
+    shift: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: tuple[int, ...],
                  num_features: int = FEATURE_DIM, channels: tuple[int, ...] = CONV_CHANNELS, hidden: int = HIDDEN):
@@ -120,7 +123,8 @@ def _init_parameters(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
             fan_in = layer.weight[0].numel()
             bound = 1 / math.sqrt(fan_in)
-            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+            if layer.bias is not None:
+                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
 def _num_classes(dataset: Any) -> tuple[int, ...]:
@@ -191,7 +195,8 @@ def _train(dataset: Any, *, steps: int, batch_size: int, learning_rate: float, s
             idx = np.sort(train[rng.integers(0, len(train), size=batch_size)])
             x = torch.from_numpy(dataset.images(idx))
             y = torch.from_numpy(np.asarray(dataset.labels(idx), dtype=np.int64))
-            loss = sum(F.cross_entropy(logits, y[:, j]) for j, logits in enumerate(net.logits(x)))
+            losses = [F.cross_entropy(logits, y[:, j]) for j, logits in enumerate(net.logits(x))]
+            loss = cast(torch.Tensor, sum(losses))  # 0 + the heads' losses: a tensor (a network has a head)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -268,7 +273,8 @@ def torchscript_feature_network(path: Path | str, image_shape: tuple[int, int, i
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any load failure is the user's file
-        raise DataError(f"{path}: not a TorchScript module torch.jit.load can read ({exc.__class__.__name__})") from None
+        raise DataError(f"{path}: not a TorchScript module torch.jit.load can read "
+                        f"({exc.__class__.__name__})") from None
     scripted.eval()
     try:
         arguments = [a.name for a in scripted.forward.schema.arguments]

@@ -35,6 +35,7 @@ values computed with the same ``fid_images``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,8 @@ from vaebench.metrics.feature_network import (
     trained_feature_network,
 )
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
-from vaebench.params import Param, check_params
+from vaebench.params import Param
 
-FEATURE_NETWORK = "trained"  # or "inception" (with inception_weights = PATH)
 FID_IMAGES = 10_000  # real test images (a fixed random subset of a larger split) and as many samples
 KID_SUBSETS = 100  # torchmetrics' and Binkowski et al.'s defaults
 KID_SUBSET_SIZE = 1_000  # capped at the number of images
@@ -141,7 +141,7 @@ class RealStatistics:
     cov: torch.Tensor
 
     @classmethod
-    def from_features(cls, features: torch.Tensor) -> "RealStatistics":
+    def from_features(cls, features: torch.Tensor) -> RealStatistics:
         mean, cov = feature_statistics(features)
         return cls(features.float(), torch.from_numpy(mean), torch.from_numpy(cov))
 
@@ -166,7 +166,8 @@ def real_statistics(network: FeatureNetwork, images: ArrayLike, *, key: str, cac
     else:
         stats = RealStatistics.from_features(extract_features(network, images, batch_size=batch_size, device=device))
         if path is not None:
-            store_entry(path, f"{network.tag}:{key}", {"features": stats.features, "mean": stats.mean, "cov": stats.cov})
+            entry = {"features": stats.features, "mean": stats.mean, "cov": stats.cov}
+            store_entry(path, f"{network.tag}:{key}", entry)
     _REAL_STATISTICS[memo] = stats
     return stats
 
@@ -205,7 +206,7 @@ class DistanceAccumulator:
                                subset_size=self.kid_subset_size, seed=seed)
 
 
-def _as_batches(images: ArrayLike, batch_size: int):
+def _as_batches(images: ArrayLike, batch_size: int) -> Iterator[torch.Tensor]:
     x = torch.as_tensor(images)
     for start in range(0, len(x), batch_size):
         yield x[start : start + batch_size]
@@ -232,7 +233,7 @@ def kernel_inception_distance(real_images: ArrayLike, fake_images: ArrayLike, ne
     return acc.kid_value(seed)
 
 
-# [evaluation.params] keys shared by fid and kid: which feature network, and how many images
+# [evaluation.params] keys of the feature pass: which feature network, and how many images
 FEATURE_PARAMS = (
     Param("feature_network", "auto", choices=("auto", *FEATURE_NETWORKS),
           doc="'trained' (a classifier trained on the dataset), 'inception' (needs inception_weights); "
@@ -249,10 +250,13 @@ KID_PARAMS = (
 )
 
 
-def feature_network_from_params(params: dict[str, Any], dataset: Any, cache_dir: Path | str) -> FeatureNetwork:
-    """The feature network that `params` (any of the FEATURE_PARAMS keys; others are ignored) name."""
-    keys = {p.key for p in FEATURE_PARAMS}
-    params = check_params({k: v for k, v in params.items() if k in keys}, FEATURE_PARAMS, prefix="evaluation.params.")
+# the one decoding pass fid, kid and prdc share (`feature_pass`) reads all of these, so each of them declares them
+FEATURE_PASS_PARAMS = FEATURE_PARAMS + KID_PARAMS
+
+
+def feature_network_from_params(params: Mapping[str, Any], dataset: Any, cache_dir: Path | str) -> FeatureNetwork:
+    """The feature network that `params` name: a metric's parameters, complete and checked (the
+    FEATURE_PARAMS keys are read, others ignored)."""
     weights = params["inception_weights"]
     kind = params["feature_network"]
     if kind == "auto":
@@ -319,7 +323,7 @@ def _note(ctx: EvaluationContext, network: FeatureNetwork, *names: str) -> None:
     description="Frechet distance of test images to generated (fid) and reconstructed (fid_recon) images, "
     "in a named feature network",
     values=[MetricValue("fid", higher_is_better=False), MetricValue("fid_recon", higher_is_better=False)],
-    params=FEATURE_PARAMS, abs_tol=1e-3, rel_tol=1e-3, min_images=2,  # a covariance of the real images' features
+    params=FEATURE_PASS_PARAMS, abs_tol=1e-3, rel_tol=1e-3, min_images=2,  # a covariance of the real images' features
 )
 def _fid(ctx: EvaluationContext) -> dict[str, float]:
     state = feature_pass(ctx)
@@ -332,7 +336,7 @@ def _fid(ctx: EvaluationContext) -> dict[str, float]:
     description="kernel (polynomial MMD^2) distance of test images to generated (kid) and reconstructed "
     "(kid_recon) images, in a named feature network",
     values=[MetricValue("kid", higher_is_better=False), MetricValue("kid_recon", higher_is_better=False)],
-    params=FEATURE_PARAMS + KID_PARAMS, abs_tol=1e-4, rel_tol=1e-3, min_images=2,  # the unbiased MMD
+    params=FEATURE_PASS_PARAMS, abs_tol=1e-4, rel_tol=1e-3, min_images=2,  # the unbiased MMD
 )
 def _kid(ctx: EvaluationContext) -> dict[str, float]:
     state = feature_pass(ctx)

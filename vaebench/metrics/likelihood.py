@@ -29,31 +29,23 @@ size scores every test image (the note says "images=N/N").
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
-from vaebench.variants.iwae import importance_log_weights
+from vaebench.variants.iwae import GenerativeModel, importance_log_weights
 
 DEFAULT_K = 1000  # importance samples per image (Burda et al. 2016 evaluate with K = 5000)
 CHUNK = 1024  # (image, sample) pairs decoded at once
 # Test images scored by the registered metric (a fixed random subset): K = 1000 decodes
-# 1000 images per test image, about 3 s per image for the 64 px conv VAE on 2 CPU cores
-# (benchmarks/bench_metrics.py). Set the `iwae_images` parameter to the test-set size for
-# a full-test-set number.
+# 1000 images per test image (its cost per image: benchmarks/bench_metrics.py; README,
+# Performance). Set the `iwae_images` parameter to the test-set size for a full-test-set number.
 DEFAULT_IMAGES = 100
 SUBSET_SEED = 0  # which test images: the same subset for every run, so runs compare
-
-
-class GenerativeModel(Protocol):
-    """What the estimate needs (every vaebench variant has it)."""
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor: ...
 
 
 def _model_device(model: Any) -> torch.device:
@@ -66,7 +58,7 @@ def _model_device(model: Any) -> torch.device:
 def _log_weight_batches(
     model: GenerativeModel, images: torch.Tensor | np.ndarray, k: int, chunk: int, seed: int,
     device: torch.device | str | None,
-):
+) -> Iterator[torch.Tensor]:
     """Yield (K, B) log weights (`importance_log_weights`) per batch of images, on the device."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -161,9 +153,11 @@ def scored_subset(n: int, size: int) -> np.ndarray:
     return np.sort(np.random.default_rng(SUBSET_SEED).choice(n, size=size, replace=False))
 
 
+# the test images iwae_nll scores; AIS scores a subset of them, so its metrics declare it too
+IWAE_IMAGES = Param("iwae_images", DEFAULT_IMAGES, minimum=1, doc="test images scored (a fixed random subset)")
 IWAE_PARAMS = [
     Param("iwae_k", DEFAULT_K, minimum=1, maximum=1_000_000, doc="importance samples per image"),
-    Param("iwae_images", DEFAULT_IMAGES, minimum=1, doc="test images scored (a fixed random subset)"),
+    IWAE_IMAGES,
     Param("iwae_chunk", CHUNK, minimum=1, maximum=65_536, doc="(image, sample) pairs decoded at once"),
     Param("iwae_float64", False, doc="the log-sum-exp over the K log-weights in float64"),
 ]

@@ -26,15 +26,11 @@ memory is O(N D) plus one block whatever N. Both bounds come from the same pass:
 diagonal (own) term of each row is exactly 1 after the shift and is added analytically to
 the leave-one-out sum. The ratios are formed in bits (the component factor times
 `BITS_PER_NAT`) and exponentiated with exp2: the same sums as with exp to float64 rounding,
-and torch's float64 exp2 runs about 1.8x faster than its exp here. Rows whose sum overflows
-or underflows float64 are recomputed with a log-sum-exp. The cost is O(N^2 D). Measured with
-D = 10, two threads, idle machine, interleaved with the former exp version in one process:
-13.0 s for 100,000 codes against 19.8 s, 0.70 s against 0.93 s for 20,000 (the previous
-session's machine ran the exp version 1.8x slower: 35.1 s); 0.1 s for 2,000 test images and
-about 24 core-minutes for the whole dSprites grid. The matrix products (about 6.4 s of the 13
-at 100,000) and the exponentials dominate. Taking the exponentials in float32 (tried) sent
-too many rows to the float64 log-sum-exp fallback, and torch's float64-to-float32 conversion
-costs about as much as the float64 exp2 it would replace.
+and torch's float64 exp2 is the faster of the two. Rows whose sum overflows or underflows
+float64 are recomputed with a log-sum-exp. The cost is O(N^2 D); the matrix products and the
+exponentials dominate (timings: README, Performance). Taking the exponentials in float32
+(tried) sent too many rows to the float64 log-sum-exp fallback, and torch's float64-to-float32
+conversion costs about as much as the float64 exp2 it would replace.
 
 Evaluation set (`mi_xz_set`): "test" (default) the test split the harness encoded; "sample"
 `mi_xz_images` images drawn once, without replacement and with the fixed seed
@@ -57,8 +53,8 @@ from vaebench.variants.gaussian import LOG_2PI, log_normal
 
 NUM_SAMPLES = 1  # z ~ q(z|x_i) draws per image
 # One block of the ratio matrix: 64 MiB of float64. Smaller blocks fit the cache but multiply the
-# parallel regions, and on a shared machine two threads then wait on each other: at N = 20,000
-# with 2 threads under load, 1024 x 1024 blocks took 8.0 s, 2048 x 4096 blocks 5.1 s.
+# parallel regions, and on a shared machine two threads then wait on each other (the two block
+# sizes timed: README, Performance).
 BLOCK_ROWS, BLOCK_COLS = 2048, 4096
 EVALUATION_SETS = ("test", "sample", "all")
 SAMPLE_IMAGES = 20_000  # default size of the "sample" evaluation set

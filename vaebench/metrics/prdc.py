@@ -52,13 +52,14 @@ Departures and choices:
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from vaebench.errors import ConfigError
-from vaebench.metrics.fid import FEATURE_PARAMS, feature_pass
+from vaebench.metrics.fid import FEATURE_PASS_PARAMS, feature_pass
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
 from vaebench.params import Param
 
@@ -168,7 +169,7 @@ def _real_radii(ctx: EvaluationContext, real_features: torch.Tensor, nearest_k: 
     "generated and reconstructed (_recon) images against test images, in FID's feature network",
     values=[MetricValue(f"{name}{suffix}", higher_is_better=True)
             for suffix in ("", "_recon") for name in VALUE_NAMES],
-    params=FEATURE_PARAMS + PRDC_PARAMS, abs_tol=1e-3, rel_tol=1e-3,
+    params=FEATURE_PASS_PARAMS + PRDC_PARAMS, abs_tol=1e-3, rel_tol=1e-3,
 )
 def _prdc(ctx: EvaluationContext) -> dict[str, float]:
     k = ctx.params["prdc_nearest_k"]

@@ -73,7 +73,8 @@ def reconstruction_pass(ctx: EvaluationContext) -> dict[str, np.ndarray]:
 
 
 @register_metric(
-    "recon_mse", needs_decoder=True, family="reconstruction", description="mean squared error per image, summed over pixels",
+    "recon_mse", needs_decoder=True, family="reconstruction",
+    description="mean squared error per image, summed over pixels",
     values=[MetricValue("recon_mse", higher_is_better=False)], abs_tol=0.5, rel_tol=0.05,
 )
 def _recon_mse(ctx: EvaluationContext) -> dict[str, float]:
@@ -81,7 +82,8 @@ def _recon_mse(ctx: EvaluationContext) -> dict[str, float]:
 
 
 @register_metric(
-    "recon_bce", needs_decoder=True, family="reconstruction", description="Bernoulli negative log-likelihood per image (nats)",
+    "recon_bce", needs_decoder=True, family="reconstruction",
+    description="Bernoulli negative log-likelihood per image (nats)",
     values=[MetricValue("recon_bce", higher_is_better=False, role="distortion")], abs_tol=1.0, rel_tol=0.05,
 )
 def _recon_bce(ctx: EvaluationContext) -> dict[str, float]:
@@ -89,7 +91,8 @@ def _recon_bce(ctx: EvaluationContext) -> dict[str, float]:
 
 
 @register_metric(
-    "neg_elbo", needs_decoder=True, needs_density=True, family="likelihood", description="negative ELBO per image (nats), one posterior sample",
+    "neg_elbo", needs_decoder=True, needs_density=True, family="likelihood",
+    description="negative ELBO per image (nats), one posterior sample",
     values=[MetricValue("neg_elbo", higher_is_better=False)], abs_tol=1.0, rel_tol=0.05,
 )
 def _neg_elbo(ctx: EvaluationContext) -> dict[str, float]:
@@ -98,7 +101,8 @@ def _neg_elbo(ctx: EvaluationContext) -> dict[str, float]:
 
 
 @register_metric(
-    "kl", needs_density=True, family="information", description="KL(q(z|x) || p(z)) per image, total and per latent (kl_dim_i)",
+    "kl", needs_density=True, family="information",
+    description="KL(q(z|x) || p(z)) per image, total and per latent (kl_dim_i)",
     values=[MetricValue("kl", higher_is_better=False, role="rate"), MetricValue("kl_dim_{i}", higher_is_better=False)],
     abs_tol=0.5, rel_tol=0.1,
 )

@@ -13,17 +13,23 @@ adapts an `EvaluationContext` to the pure function. The harness only ever calls 
     def _compute_mig(ctx: EvaluationContext) -> dict[str, float]:
         return {"mig": mutual_information_gap(ctx.codes, ctx.factors, n_bins=ctx.params["mig_n_bins"])}
 
-`ctx.params` holds every declared parameter of every metric, checked at suite load with the
-defaults filled in, so a metric never validates or defaults a parameter itself.
+A metric's parameters belong to it: `MetricInfo.compute` hands the function a context whose
+`params` hold exactly the parameters the metric declares, each the run's value or the default,
+so a metric never validates or defaults a parameter itself, and reads no other metric's. A suite
+sets them in one table, `[evaluation.params] key = value`, checked once when it loads
+(`check_metric_params`). Metrics that read one setting share one key by declaring the same `Param`
+object (iwae_nll and iwae_curve: `iwae_k`); a second, different declaration of a key is a
+ValueError at registration.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,13 +54,13 @@ class EvaluationContext:
     mu, logvar: (N, D) float64 numpy arrays, the encoder's posterior on the test images (logvar
         is -inf for a deterministic encoder's point mass).
     factors: (N, K) integer factor indices of the test images, or None without ground truth.
-    params: the suite's [evaluation.params]; checked on construction and completed with every
-        declared default, so a metric reads `params[key]` and never validates it.
+    params: the run's metric parameters (a suite's [evaluation.params], checked when it loaded); the
+        function of a metric sees in their place its own, complete (`MetricInfo.compute`).
     notes, ceilings: what a metric stores beside a value: a free-text note, and the value's ceiling
         (a number) for a value declared with a `Ceiling`.
     """
 
-    model: torch.nn.Module
+    model: Any  # an nn.Module behind vaebench.bench.contract.CheckedModel, whose attributes are the model's
     dataset: Any
     test_indices: np.ndarray
     test_images: torch.Tensor
@@ -69,15 +75,16 @@ class EvaluationContext:
     notes: dict[str, str] = field(default_factory=dict)
     # value name -> the most the value can be on its evaluation set (a value declared with a Ceiling)
     ceilings: dict[str, float] = field(default_factory=dict)
-    # intermediate results shared between metrics (e.g. one decoding pass of the test set)
-    cache: dict[str, Any] = field(default_factory=dict)
+    # intermediate results shared between metrics (e.g. one decoding pass of the test set), keyed
+    # by a name or by a tuple of a name and the inputs the result depends on
+    cache: dict[Hashable, Any] = field(default_factory=dict)
     # (index, curve name, value) rows a metric produces beside its values, e.g. the points of
     # ais_rate_distortion's curve; stored in the store's `curves` table with the index as the step.
     # Each name must be one the metric declares in `MetricInfo.curves`.
     curves: list[tuple[int, str, float]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.params = check_metric_params(self.params)
+    # the names of the metrics this evaluation computes, so that one metric can do the work of
+    # another it contains (ais_rate_distortion's path holds ais_nll's); empty: unknown
+    metrics: tuple[str, ...] = ()
 
     @property
     def codes(self) -> np.ndarray:
@@ -154,22 +161,23 @@ class MetricInfo:
     name: the stable metric name of DESIGN.md (what a suite's `metrics` lists).
     family: one of FAMILIES; tables group columns by it.
     values: every value `compute` may return, with its direction.
-    compute: context -> {value name: value}.
+    function: context -> {value name: value}, the registered function (`compute` calls it).
     needs_factors: only defined on datasets with ground-truth factors.
     needs_decoder: uses the model's decoder (skipped for an encoder-only external model).
     needs_density: uses the density of q(z|x) (skipped for a deterministic encoder, whose
         posterior is a point mass: its KL to the prior and its I(x; z) are infinite).
-    images_drawn: params -> how many images the metric draws from the dataset beyond the test
+    images_drawn: its params -> how many images the metric draws from the dataset beyond the test
         split (the factor scores); the harness materialises a dataset when training and scoring
         together draw at least as many images as it holds.
     opt_in: computed only when a suite names it (too costly for "every metric that applies").
     curves: the names of the curves `compute` may add to `ctx.curves` (points indexed 0, 1, ...,
         stored beside the training curves; reports tell them apart by this declaration).
-    min_images: (params, simulated) -> the fewest test images it can be computed on (`simulated`: the
+    min_images: (its params, simulated) -> the fewest test images it can be computed on (`simulated`: the
         dataset draws fresh samples from a factor grid, which some protocols use instead of the test split).
     min_latents: the fewest latent dimensions it can be computed with.
         Both are checked when a suite loads (and by `vaebench evaluate`), never found after training.
-    params: the keys this metric reads from [evaluation.params], with types and ranges.
+    params: the keys this metric reads from [evaluation.params], with types, ranges and defaults; the
+        only ones its function sees.
     abs_tol, rel_tol: default regression tolerances for `vaebench baseline`.
     """
 
@@ -177,7 +185,7 @@ class MetricInfo:
     family: str
     description: str
     values: tuple[MetricValue, ...]
-    compute: Callable[[EvaluationContext], dict[str, float]]
+    function: Callable[[EvaluationContext], dict[str, float]]
     needs_factors: bool = False
     needs_decoder: bool = False
     needs_density: bool = False
@@ -190,9 +198,25 @@ class MetricInfo:
     min_images: Callable[[Mapping[str, Any], bool], int] | None = None
     min_latents: int = 1
 
-    def needed_test_images(self, params: Mapping[str, Any], simulated: bool) -> int:
-        """The fewest test images this metric can be computed on, with these (complete) metric params."""
-        return int(self.min_images(params, simulated)) if self.min_images is not None else 1
+    def params_of(self, run_params: Mapping[str, Any]) -> dict[str, Any]:
+        """This metric's parameters in a run: the run's value of each key it declares, or its default
+        (`run_params`: a RunSpec's metric_params, checked when the suite loaded)."""
+        return {p.key: run_params.get(p.key, p.default) for p in self.params}
+
+    def compute(self, ctx: EvaluationContext) -> dict[str, float]:
+        """{value name: value} on `ctx`; the function sees in `ctx.params` this metric's own parameters
+        (`params_of`), and shares everything else in `ctx` (notes, cache, curves) with the other metrics."""
+        view = copy.copy(ctx)  # shallow: the notes, cache and curves stay the context's own
+        view.params = self.params_of(ctx.params)
+        return self.function(view)
+
+    def needed_test_images(self, run_params: Mapping[str, Any], simulated: bool) -> int:
+        """The fewest test images this metric can be computed on with a run's metric parameters."""
+        return int(self.min_images(self.params_of(run_params), simulated)) if self.min_images is not None else 1
+
+    def images_drawn_with(self, run_params: Mapping[str, Any]) -> int:
+        """The images this metric draws from the dataset beyond the test split, with a run's metric parameters."""
+        return int(self.images_drawn(self.params_of(run_params))) if self.images_drawn is not None else 0
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -244,7 +268,7 @@ def register_metric(
 
     def decorator(compute: Callable[[EvaluationContext], dict[str, float]]) -> Callable[[EvaluationContext], dict[str, float]]:
         info = MetricInfo(
-            name=name, family=family, description=description, values=tuple(values), compute=compute,
+            name=name, family=family, description=description, values=tuple(values), function=compute,
             needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
             opt_in=opt_in, curves=tuple(curves), params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
             min_images=at_least(min_images) if isinstance(min_images, int) else min_images, min_latents=min_latents,
@@ -320,11 +344,15 @@ def value_with_role(role: str, names: Iterable[str]) -> str | None:
     return None
 
 
-def all_metric_params() -> list[Param]:
-    """Every parameter any registered metric declares (the keys [evaluation.params] allows)."""
-    return [p for _, info in METRICS.items() for p in info.params]
+def metric_param_declarations() -> dict[str, Param]:
+    """Every key [evaluation.params] allows, with its one declaration (`check_unclaimed` refuses a key
+    declared two ways)."""
+    return {p.key: p for _, info in METRICS.items() for p in info.params}
 
 
 def check_metric_params(given: Mapping[str, Any], *, file: str | None = None) -> dict[str, Any]:
-    """[evaluation.params], checked against every metric's declaration, defaults filled in."""
-    return check_params(given, all_metric_params(), file=file, prefix="evaluation.params.")
+    """[evaluation.params] checked against the metrics' declarations (the one check, when a suite loads):
+    the given keys, their values converted (an int where a float is declared); a ConfigError names the key."""
+    declared = metric_param_declarations()
+    checked = check_params(given, declared.values(), file=file, prefix="evaluation.params.")
+    return {key: checked[key] for key in given}

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from vaebench.errors import UnknownNameError
 from vaebench.reference.schema import (
-    DatasetProtocol, MetricProtocol, Reference, Source, TrainingProtocol, load_reference_file, load_references,
+    DatasetProtocol,
+    MetricProtocol,
+    Reference,
+    Source,
+    TrainingProtocol,
+    load_reference_file,
+    load_references,
     parse_reference_table,
 )
 

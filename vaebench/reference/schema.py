@@ -35,9 +35,10 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from vaebench.errors import ConfigError
 from vaebench.params import Param
@@ -214,7 +215,8 @@ def _strings(raw: Mapping[str, Any], key: str, *, file: str, prefix: str, requir
     value = raw.get(key)
     if value is None and not required:
         return ()
-    if not isinstance(value, list) or (required and not value) or not all(isinstance(v, str) and v.strip() for v in value):
+    if (not isinstance(value, list) or (required and not value)
+            or not all(isinstance(v, str) and v.strip() for v in value)):
         raise ConfigError(f"must be a {'non-empty ' if required else ''}array of non-blank strings, got {value!r}",
                           file=file, key=f"{prefix}{key}")
     return tuple(value)

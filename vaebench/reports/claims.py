@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from vaebench.bench.spec import RunSpec
+from vaebench.bench.spec import ExternalSpec, RunSpec
 from vaebench.files import content_hash
 from vaebench.plugins import calling_user_code
 from vaebench.reports.comparison import Comparison, Setting
@@ -62,7 +62,7 @@ class _Tested:
     partner_runs: int = 0
 
 
-def _context(spec: RunSpec) -> str:
+def _context(spec: RunSpec | ExternalSpec) -> str:
     """What must be equal between a claimant and its partner: everything but the variant, its hyperparameters and seed."""
     return content_hash({k: v for k, v in spec.to_dict().items() if k not in ("variant", "hyperparameters", "seed")})
 
@@ -88,9 +88,9 @@ def seeds_needed(a: np.ndarray, b: np.ndarray, alpha: float) -> int:
     return int(max(floor, math.ceil(n))) if math.isfinite(n) else -1
 
 
-def _at_defaults(spec: RunSpec) -> bool:
+def _at_defaults(spec: RunSpec | ExternalSpec) -> bool:
     """A registered variant at its default hyperparameters (a possible partner)."""
-    if spec.variant not in VARIANTS:
+    if not isinstance(spec, RunSpec) or spec.variant not in VARIANTS:
         return False
     hyperparameters = dict(spec.hyperparameters)
     return all(hyperparameters.get(k) == v for k, v in VARIANTS.get(spec.variant).Hyperparameters().to_dict().items())
@@ -117,7 +117,7 @@ def _collect(comparison: Comparison) -> list[_Tested]:
     tested = []
     for (label, dataset, key), settings in sorted(claimants.items(), key=lambda kv: kv[0]):
         spec = settings[0].spec
-        if spec.variant not in VARIANTS:
+        if not isinstance(spec, RunSpec) or spec.variant not in VARIANTS:  # an ExternalSpec claims nothing
             continue
         for claim in VARIANTS.get(spec.variant).claims:
             with calling_user_code(f"the claim {claim.value!r} of variant {spec.variant!r}"):  # a plugin's callbacks

@@ -34,7 +34,7 @@ from typing import Protocol, Sequence
 
 import pandas as pd
 
-from vaebench.bench.spec import RunSpec, RunStatus
+from vaebench.bench.spec import ExternalSpec, RunSpec, RunStatus
 from vaebench.bench.store import wide_runs
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import FAMILIES, declaration_of
@@ -60,7 +60,7 @@ class Setting:
     dataset: str
     variant: str
     label: str  # what tables show (`setting_labels`)
-    spec: RunSpec  # its first run's (the fields but the seed are every run's)
+    spec: RunSpec | ExternalSpec  # its first run's (the fields but the seed are every run's)
     done: int  # completed runs
     diverged: int
     failed: int

@@ -32,7 +32,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vaebench.bench.spec import RunStatus
+from vaebench.bench.spec import RunSpec, RunStatus
 from vaebench.metrics.registry import curve_declaration, value_with_role
 from vaebench.reports.comparison import Comparison
 from vaebench.reports.stats import higher_is_better
@@ -189,7 +189,7 @@ def swept_parameters(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
     """
     found = []
     for (dataset, variant), group in runs.groupby(["dataset", "variant"], sort=True):
-        hps = pd.DataFrame([dict(s.hyperparameters) for s in group["spec"]])
+        hps = pd.DataFrame([dict(s.hyperparameters) for s in group["spec"] if isinstance(s, RunSpec)])
         for col in hps.columns:
             vals = hps[col]
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
@@ -202,7 +202,7 @@ def swept_parameters(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
 def sweep_plots(runs: pd.DataFrame, wide: pd.DataFrame, metrics: Sequence[str]) -> list[Plot]:
     """Per swept hyperparameter: each metric against it (mean over seeds, sd band; log x for wide ranges)."""
     done = _done(wide)
-    hp = {r: dict(s.hyperparameters) for r, s in zip(runs["run_id"], runs["spec"])}
+    hp = {r: dict(s.hyperparameters) for r, s in zip(runs["run_id"], runs["spec"]) if isinstance(s, RunSpec)}
     sweeps = swept_parameters(runs)
     many_datasets = runs["dataset"].nunique() > 1
     plots = []

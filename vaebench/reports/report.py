@@ -270,14 +270,14 @@ def run_metadata(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: identity, seed, budget, outcome and timings, from the spec and the runs table."""
     rows = []
     for r in runs.to_dict("records"):
-        spec = r["spec"]
+        spec = r["spec"].to_dict()  # as stored: an ExternalSpec's with its placeholders for the training fields
         env = r["environment"]
         rows.append({
             "run_id": r["run_id"], "suite": r["suite"], "dataset": r["dataset"],
-            "dataset params": dict(spec.dataset_params), "setting": r["setting"], "seed": r["seed"],
-            "status": r["status"], "steps": f"{r['steps_done']}/{spec.steps}",
-            "batch": spec.batch_size, "optimizer": f"{spec.optimizer} lr={spec.learning_rate}",
-            "model": f"{spec.architecture} z={spec.latent_dim} {spec.likelihood}",
+            "dataset params": spec.get("dataset_params", {}), "setting": r["setting"], "seed": r["seed"],
+            "status": r["status"], "steps": f"{r['steps_done']}/{spec.get('steps')}",
+            "batch": spec.get("batch_size"), "optimizer": f"{spec.get('optimizer')} lr={spec.get('learning_rate')}",
+            "model": f"{spec.get('architecture')} z={spec.get('latent_dim')} {spec.get('likelihood')}",
             "wall time (s)": r["wall_time_s"], "scoring (s)": env.get("scoring_time_s"),
             "steps/s": r["steps_per_s"], "finished": r["finished_at"],
         })

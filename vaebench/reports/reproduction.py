@@ -173,6 +173,8 @@ def reproduction_rows(runs: pd.DataFrame, metrics: pd.DataFrame, curves: pd.Data
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     unknown: set[str] = set()
     for run in runs.to_dict("records"):
+        if not isinstance(run["spec"], RunSpec):  # a model scored by `vaebench evaluate` reproduces nothing
+            continue
         for ref_id in run["environment"].get("reproduces", []):
             if ref_id not in references:
                 unknown.add(ref_id)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vaebench.bench.spec import RunStatus
+from vaebench.bench.spec import RunSpec, RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import ConfigError, DataError
 from vaebench.reports.claims import COLUMNS as CLAIM_COLUMNS
@@ -64,9 +64,11 @@ class StoreFrames:
 
 
 def budgets(frames: StoreFrames) -> list[int]:
-    """Every step at which runs were scored: along training, and the ends of the completed runs."""
+    """Every step at which runs were scored: along training, and the ends of the completed runs (trained here:
+    a model scored by `vaebench evaluate`, an ExternalSpec, has no budget)."""
     steps = set(int(s) for s in frames.along["step"].unique())
-    steps |= {int(r["spec"].steps) for r in frames.runs.to_dict("records") if r["status"] == RunStatus.DONE}
+    steps |= {int(r["spec"].steps) for r in frames.runs.to_dict("records")
+              if r["status"] == RunStatus.DONE and isinstance(r["spec"], RunSpec)}
     return sorted(steps)
 
 
@@ -87,6 +89,8 @@ def runs_at(frames: StoreFrames, step: int) -> pd.DataFrame:
     rows = []
     for r in frames.runs.to_dict("records"):
         spec = r["spec"]
+        if not isinstance(spec, RunSpec):  # a model scored by `vaebench evaluate` has no budget
+            continue
         ends = spec.steps == step
         if not (ends or step in spec.at_steps):
             continue
@@ -103,7 +107,8 @@ def metrics_at(frames: StoreFrames, step: int, runs: pd.DataFrame) -> pd.DataFra
     a run's values scored there along training, else, at the end of its budget, its final scoring's."""
     along = frames.along[(frames.along["step"] == step) & frames.along["run_id"].isin(set(runs["run_id"]))]
     scored = set(along["run_id"])
-    ends = {r["run_id"] for r in frames.runs.to_dict("records") if r["spec"].steps == step} - scored
+    ends = {r for r, spec in zip(frames.runs["run_id"], frames.runs["spec"])
+            if isinstance(spec, RunSpec) and spec.steps == step} - scored
     final = frames.metrics[frames.metrics["run_id"].isin(ends & set(runs["run_id"]))]
     parts = [p for p in (final, along[list(frames.metrics.columns)]) if not p.empty]
     if not parts:
@@ -189,8 +194,9 @@ def format_results_at(store: ResultsStore, step_text: str, fmt: str, **options) 
 def _step_kind(frames: StoreFrames, step: int) -> str:
     """What the values at `step` are: scored along training (with the protocol's test images), the final scoring."""
     along = frames.along[frames.along["step"] == step]
-    images = {spec.at_images for r, spec in zip(frames.runs["run_id"], frames.runs["spec"]) if r in set(along["run_id"])}
-    ends = any(spec.steps == step for spec in frames.runs["spec"])
+    trained = [(r, spec) for r, spec in zip(frames.runs["run_id"], frames.runs["spec"]) if isinstance(spec, RunSpec)]
+    images = {spec.at_images for r, spec in trained if r in set(along["run_id"])}
+    ends = any(spec.steps == step for _, spec in trained)
     what = []
     if not along.empty:
         on = ", ".join(f"{n:,d} test images" if n else "the whole test split" for n in sorted(images))
@@ -274,7 +280,8 @@ def verdict_trajectories(along: pd.DataFrame) -> pd.DataFrame:
 def protocol_note(frames: StoreFrames) -> str:
     """On what the budgets' values were scored: 'the values scored along training on 1,000 test images'."""
     scored = set(frames.along["run_id"])
-    images = sorted({spec.at_images for r, spec in zip(frames.runs["run_id"], frames.runs["spec"]) if r in scored})
+    images = sorted({spec.at_images for r, spec in zip(frames.runs["run_id"], frames.runs["spec"])
+                     if r in scored and isinstance(spec, RunSpec)})
     if not images:
         return "the final scoring"
     on = " or ".join(f"{n:,d} test images" if n else "the whole test split" for n in images)

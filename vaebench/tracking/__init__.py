@@ -11,7 +11,12 @@ Importing this package imports neither tracker; they are imported when a sweep t
 """
 
 from vaebench.tracking.config import (
-    TrackingConfig, TrackingRequest, parse_track_option, parse_tracking_table, recorded_tracking, resolve_tracking,
+    TrackingConfig,
+    TrackingRequest,
+    parse_track_option,
+    parse_tracking_table,
+    recorded_tracking,
+    resolve_tracking,
 )
 from vaebench.tracking.hooks import RunTracking, SweepTracking, log_report, open_run_tracking
 

@@ -4,13 +4,14 @@ that keeps a tracker's code away from the run's random generators."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from vaebench.bench.spec import RunSpec
+from vaebench.bench.spec import ExternalSpec, RunSpec
 
 CURVE_PREFIX = "train/"  # a loss term logged along training: train/<term>, at its step
 METRIC_PREFIX = "eval/"  # a final metric value: eval/<value name>, at the run's last step
@@ -20,13 +21,13 @@ RUN_ID_TAG = "vaebench.run_id"
 REPORT_TAG = "vaebench.report"  # the MLflow run holding a run directory's report: its absolute path
 
 
-def spec_params(spec: RunSpec) -> dict[str, Any]:
-    """The spec as flat parameters, `hyperparameters.beta` style (`RunSpec.flat`, as `vaebench.api.load_results`
+def spec_params(spec: RunSpec | ExternalSpec) -> dict[str, Any]:
+    """The spec as flat parameters, `hyperparameters.beta` style (`flat()`, as `vaebench.api.load_results`
     flattens it), plus the run id."""
     return {"run_id": spec.run_id, **spec.flat()}
 
 
-def run_label(setting: str, spec: RunSpec) -> str:
+def run_label(setting: str, spec: RunSpec | ExternalSpec) -> str:
     """A tracker run's display name: the setting and the seed."""
     return f"{setting} seed={spec.seed}"
 

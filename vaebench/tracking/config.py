@@ -76,7 +76,7 @@ class TrackingConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrackingConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrackingConfig:
         return cls(**{k: d[k] for k in ("tensorboard", "mlflow", "mlflow_artifacts", "experiment", "suite") if k in d})
 
 
@@ -87,7 +87,8 @@ def _destination(value: Any, *, base: Path, file: str | None, key: str, kind: st
     if value is False:
         return None
     if not isinstance(value, str) or not value.strip():
-        allowed = "true, false, a directory or an MLflow tracking URI" if kind == "mlflow" else "true, false or a directory"
+        allowed = ("true, false, a directory or an MLflow tracking URI" if kind == "mlflow"
+                   else "true, false or a directory")
         raise ConfigError(f"must be {allowed}, got {value!r}", file=file, key=key)
     value = value.strip()
     if kind == "mlflow" and URI_SCHEME.match(value):

@@ -18,8 +18,9 @@ anything runs (an extra not installed, a store MLflow refuses, no server at the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from vaebench.bench.spec import RunResult, RunTask
 from vaebench.tracking.common import rng_untouched
@@ -88,7 +89,8 @@ def open_run_tracking(task: RunTask, resumed_at: int) -> RunTracking:
     if config.tensorboard is not None:
         from vaebench.tracking.tensorboard_tracker import TensorBoardRun
 
-        openers.append(("TensorBoard", lambda: TensorBoardRun(config.tensorboard, task, resumed_at)))
+        log_dir = config.tensorboard
+        openers.append(("TensorBoard", lambda: TensorBoardRun(log_dir, task, resumed_at)))
     if config.mlflow is not None:
         from vaebench.tracking.mlflow_tracker import MlflowRun
 
@@ -161,7 +163,8 @@ def log_report(run_dir: str | Path, report_dir: str | Path) -> list[str]:
 
         try:
             run_id = mlflow_tracker.log_report(config, report, Path(run_dir))
-            lines.append(f"report logged to MLflow: run {run_id} of experiment {config.experiment!r} at {config.mlflow}")
-        except Exception as err:  # noqa: BLE001
+            lines.append(f"report logged to MLflow: run {run_id} of experiment {config.experiment!r} "
+                         f"at {config.mlflow}")
+        except Exception as err:  # noqa: BLE001 - the report itself is written; the tracker is extra
             log.warning("the report was not logged to MLflow: %s", err)
     return lines

@@ -28,14 +28,22 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from vaebench.bench.spec import RunResult, RunSpec, RunStatus
+from vaebench.bench.spec import ExternalSpec, RunResult, RunSpec, RunStatus
 from vaebench.errors import ConfigError, MissingDependencyError
 from vaebench.tracking.common import (
-    CURVE_PREFIX, GRID_FOLDER, METRIC_PREFIX, REPORT_FOLDER, REPORT_TAG, RUN_ID_TAG, run_label, spec_params,
+    CURVE_PREFIX,
+    GRID_FOLDER,
+    METRIC_PREFIX,
+    REPORT_FOLDER,
+    REPORT_TAG,
+    RUN_ID_TAG,
+    run_label,
+    spec_params,
 )
 from vaebench.tracking.config import TrackingConfig
 
@@ -49,7 +57,7 @@ def import_mlflow() -> Any:
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before the import: `import mlflow` starts telemetry
     try:
         import mlflow
-        from mlflow.tracking import MlflowClient  # noqa: F401
+        from mlflow.tracking import MlflowClient  # noqa: F401 - imported to see that it imports
     except ImportError as err:
         raise MissingDependencyError(
             f"tracking with MLflow needs the mlflow package, which does not import ({err}); "
@@ -119,7 +127,7 @@ def find_run(mlflow_client: Any, exp_id: str, tag: str, value: str) -> str | Non
     return runs[0].info.run_id if runs else None
 
 
-def run_for(mlflow_client: Any, config: TrackingConfig, spec: RunSpec, setting: str) -> str:
+def run_for(mlflow_client: Any, config: TrackingConfig, spec: RunSpec | ExternalSpec, setting: str) -> str:
     """The MLflow run of the vaebench run `spec`: found by its tag, or created; its params logged."""
     from mlflow.entities import Param
 
@@ -159,6 +167,13 @@ class MetricLog:
             self.last.update((m.key, step) for m in new)
 
 
+def tracking_uri(config: TrackingConfig) -> str:
+    """The configuration's MLflow tracking URI; MLflow is tracked only where it has one."""
+    if config.mlflow is None:
+        raise ValueError("this tracking configuration does not track MLflow")
+    return config.mlflow
+
+
 # -- the worker's side ----------------------------------------------------------------------------
 
 
@@ -167,7 +182,7 @@ class MlflowRun:
 
     def __init__(self, config: TrackingConfig, spec: RunSpec, setting: str):
         import_mlflow()
-        self.client = client(config.mlflow)
+        self.client = client(tracking_uri(config))
         self.run_id = run_for(self.client, config, spec, setting)
         self.client.update_run(self.run_id, status="RUNNING")
         self.client.log_text(self.run_id, spec.canonical_json(), "spec.json")
@@ -195,13 +210,14 @@ class MlflowSweep:
         from mlflow.exceptions import MlflowException
 
         import_mlflow()
-        check_server(self.config.mlflow, self.key)
+        uri = tracking_uri(self.config)
+        check_server(uri, self.key)
         try:
-            self.client = client(self.config.mlflow)
+            self.client = client(uri)
             experiment_id(self.client, self.config, self.key)
         except MlflowException as err:
             message = " ".join(str(err.message).split())
-            raise ConfigError(f"MLflow cannot use {self.config.mlflow}: {message}", key=self.key) from None
+            raise ConfigError(f"MLflow cannot use {uri}: {message}", key=self.key) from None
 
     def finished(self, result: RunResult, setting: str) -> None:
         from mlflow.entities import RunTag
@@ -231,7 +247,7 @@ def log_report(config: TrackingConfig, report_dir: Path, run_dir: Path) -> str:
     """The report's files as artifacts `report/...` of the experiment's run tagged with the run directory
     (created once, named 'report'); the MLflow run id."""
     import_mlflow()
-    mlflow_client = client(config.mlflow)
+    mlflow_client = client(tracking_uri(config))
     exp_id = experiment_id(mlflow_client, config, key="tracking.mlflow")
     where = str(run_dir.resolve())
     run_id = find_run(mlflow_client, exp_id, REPORT_TAG, where)

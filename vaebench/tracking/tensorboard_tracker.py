@@ -32,8 +32,9 @@ import os
 import re
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from vaebench.bench.spec import RunResult, RunStatus, RunTask
 from vaebench.errors import MissingDependencyError
@@ -47,8 +48,8 @@ FILE_VERSION = "brain.Event:2"
 def check_installed() -> None:
     """A MissingDependencyError that says how to install TensorBoard, unless it imports."""
     try:
-        from tensorboard.compat.proto import event_pb2  # noqa: F401
-        from tensorboard.summary.writer.record_writer import RecordWriter  # noqa: F401
+        from tensorboard.compat.proto import event_pb2  # noqa: F401 - imported to see that it imports
+        from tensorboard.summary.writer.record_writer import RecordWriter  # noqa: F401 - likewise
     except ImportError as err:
         raise MissingDependencyError(
             f"tracking with TensorBoard needs the tensorboard package, which does not import ({err}); "
@@ -131,8 +132,7 @@ def _hparams_value(tag: str, data: Any) -> Any:
 
 def session_start(params: Mapping[str, Any], group: str) -> Any:
     """The HParams dashboard's session start: `params` as hyperparameters; runs of one `group` are seeds."""
-    from tensorboard.plugins.hparams import metadata as hparams_metadata
-    from tensorboard.plugins.hparams import plugin_data_pb2
+    from tensorboard.plugins.hparams import metadata as hparams_metadata, plugin_data_pb2
 
     info = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=time.time())
     for key, value in params.items():
@@ -147,8 +147,7 @@ def session_start(params: Mapping[str, Any], group: str) -> Any:
 
 
 def session_end(succeeded: bool) -> Any:
-    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
-    from tensorboard.plugins.hparams import metadata as hparams_metadata
+    from tensorboard.plugins.hparams import api_pb2, metadata as hparams_metadata, plugin_data_pb2
 
     status = api_pb2.Status.STATUS_SUCCESS if succeeded else api_pb2.Status.STATUS_FAILURE
     info = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())

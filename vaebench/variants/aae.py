@@ -20,33 +20,34 @@ dataset). The reconstruction term is the likelihood's negative log-likelihood, l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from vaebench.params import hyperparameter
+from vaebench.variants.base import ChosenEncoder, Hyperparameters, Losses, Phase, Variant
 from vaebench.variants.claims import Claim
-from vaebench.variants.base import Hyperparameters, Losses, Phase, Variant
 from vaebench.variants.discriminator import Discriminator, discriminator_loss, fooling_loss
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.registry import register_variant
 
 
 @dataclass(frozen=True)
-class AAEHyperparameters(Hyperparameters):
+class AAEHyperparameters(ChosenEncoder, Hyperparameters):
     encoder: str = hyperparameter("deterministic", choices=ENCODERS)
     discriminator_width: int = hyperparameter(1000, minimum=1)
     discriminator_depth: int = hyperparameter(2, minimum=0)
 
 
 @register_variant("aae")
-class AAE(Variant):
+class AAE(Variant[AAEHyperparameters]):
     """Adversarial autoencoder: reconstruction, discriminator and generator phases."""
 
     Hyperparameters = AAEHyperparameters
     # Makhzani et al. 2016, sec. 2: adversarial training matches the aggregated posterior to the prior
     claims = (Claim("prior_mmd", "lower", "matches the aggregated posterior to the prior"),)
 
-    def __init__(self, hparams: AAEHyperparameters, **kwargs):
+    def __init__(self, hparams: AAEHyperparameters, **kwargs: Any):
         super().__init__(hparams, **kwargs)
         self.discriminator = Discriminator(self.latent_dim, hparams.discriminator_width, hparams.discriminator_depth)
 

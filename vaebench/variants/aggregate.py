@@ -38,20 +38,36 @@ and `kl_decomposition` returns the three batch means.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from vaebench.errors import ConfigError
+from vaebench.params import hyperparameter
 from vaebench.variants.gaussian import log_standard_normal, pairwise_log_normal
 
 ESTIMATORS = ("mws", "mss")
 WEIGHTINGS = ("minibatch", *ESTIMATORS)
 
 
-def batch_size_range(weighting: str, dataset_size: int) -> tuple[int, int | None]:
+def training_images(dataset: Any) -> int:
+    """The N of the "mws" and "mss" weights for a run on `dataset`: the size of its training split."""
+    return len(dataset.train_indices)
+
+
+def dataset_size_hyperparameter() -> Any:
+    """The `dataset_size` hyperparameter of a variant whose estimator weighs by N: the training split's
+    size of the run's dataset (`training_images`) unless the suite sets it."""
+    return hyperparameter(None, type=int, minimum=1, from_dataset=training_images,
+                          doc="training images N, for the estimator's weights (default: the training split's size)")
+
+
+def batch_size_range(weighting: str, dataset_size: int | None) -> tuple[int, int | None]:
     """The batch sizes a weighting is defined for: minibatch stratified sampling needs B >= 2 and
-    B - 1 <= N (`log_importance_weights`); the others any B."""
-    return (2, dataset_size + 1) if weighting == "mss" else (1, None)
+    B - 1 <= N (`log_importance_weights`; no upper bound while N is unknown); the others any B."""
+    if weighting != "mss":
+        return 1, None
+    return 2, (dataset_size + 1 if dataset_size is not None else None)
 
 
 def log_importance_weights(

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim, ClaimSpec
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.claims import Claim, ClaimSpec
 from vaebench.variants.registry import register_variant
 
 
@@ -44,7 +44,7 @@ CAPACITY_TOLERANCE = 1.0  # nats: how far the final KL may be from C for the cla
 
 
 @register_variant("annealed_vae")
-class AnnealedVAE(GaussianEncoderVariant):
+class AnnealedVAE(GaussianEncoderVariant[AnnealedVAEHyperparameters]):
     """beta-VAE whose KL is pulled towards a capacity C that grows linearly to C_max."""
 
     Hyperparameters = AnnealedVAEHyperparameters

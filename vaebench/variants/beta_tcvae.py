@@ -11,11 +11,11 @@ The ELBO's KL term, decomposed on the aggregated posterior q(z) (`aggregate.kl_d
 one reparameterised sample per image, batch means. q(z) and prod_j q(z_j) are estimated on the
 minibatch with `estimator` "mws" (minibatch weighted sampling, the paper's main estimator and
 its code's default) or "mss" (minibatch stratified sampling); both need the number N of
-training images, `dataset_size`. Its default 737280 is the full dSprites grid (as the
-authors' code uses for dSprites); the harness should pass the training split's size
-(dSprites here: 737280 - 10000 test images). With "mws" the reported MI / TC / dim-KL values
-carry constant offsets (+log N, +(D-1) log N, -D log N; see `aggregate`), which leave the
-gradients unchanged.
+training images, `dataset_size`. Left unset, it is the size of the training split of the
+run's dataset (`aggregate.training_images`; dSprites here: 737,280 - 10,000 test images); the
+authors' code uses the full dSprites grid, 737,280, which suites/reproduce/pythae2022-betatcvae.toml
+sets. With "mws" the reported MI / TC / dim-KL values carry constant offsets (+log N, +(D-1) log N,
+-D log N; see `aggregate`), which leave the gradients unchanged.
 
 Defaults alpha = 1, beta = 6, gamma = 1: the paper's beta-TCVAE keeps alpha = gamma = 1 and
 weights only the TC; beta = 6 is a value from the paper's and disentanglement_lib's dSprites
@@ -29,7 +29,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vaebench.variants.aggregate import ESTIMATORS, batch_size_range, kl_decomposition
+from vaebench.variants.aggregate import (
+    ESTIMATORS, batch_size_range, dataset_size_hyperparameter, kl_decomposition,
+)
 from vaebench.params import hyperparameter
 from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
@@ -42,7 +44,7 @@ class BetaTCVAEHyperparameters(Hyperparameters):
     beta: float = hyperparameter(6.0, minimum=0.0)
     gamma: float = hyperparameter(1.0, minimum=0.0)
     estimator: str = hyperparameter("mws", choices=ESTIMATORS)
-    dataset_size: int = hyperparameter(737280, minimum=1)
+    dataset_size: int | None = dataset_size_hyperparameter()
 
 
 @register_variant("beta_tcvae")

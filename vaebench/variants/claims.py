@@ -10,8 +10,9 @@ objectives' higher I(x;z) only with the `pixelcnn` decoder, where a VAE can igno
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 DIRECTIONS = ("lower", "higher", "near")
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.claims import Claim
 from vaebench.variants.registry import register_variant
 
 DIP_TYPES = ("i", "ii")
@@ -71,7 +71,7 @@ class DIPVAEHyperparameters(Hyperparameters):
 
 
 @register_variant("dip_vae")
-class DIPVAE(GaussianEncoderVariant):
+class DIPVAE(GaussianEncoderVariant[DIPVAEHyperparameters]):
     """VAE + a penalty pulling the (mean or full) aggregated-posterior covariance to the identity."""
 
     Hyperparameters = DIPVAEHyperparameters

@@ -19,12 +19,13 @@ phase settings override the run's, the model phase uses the run's optimizer and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses, Phase
+from vaebench.variants.claims import Claim
 from vaebench.variants.discriminator import Discriminator, discriminator_loss
 from vaebench.variants.gaussian import reparameterize
 from vaebench.variants.registry import register_variant
@@ -47,14 +48,14 @@ class FactorVAEHyperparameters(Hyperparameters):
 
 
 @register_variant("factor_vae")
-class FactorVAE(GaussianEncoderVariant):
+class FactorVAE(GaussianEncoderVariant[FactorVAEHyperparameters]):
     """VAE + gamma * TC, the TC estimated by a discriminator on permuted codes."""
 
     Hyperparameters = FactorVAEHyperparameters
     # Kim & Mnih 2018, sec. 3: the discriminator's TC penalty makes q(z) factorise
     claims = (Claim("tc", "lower", "lowers the total correlation of the aggregated posterior"),)
 
-    def __init__(self, hparams: FactorVAEHyperparameters, **kwargs):
+    def __init__(self, hparams: FactorVAEHyperparameters, **kwargs: Any):
         super().__init__(hparams, **kwargs)
         self.discriminator = Discriminator(
             self.latent_dim, hparams.discriminator_width, hparams.discriminator_depth, negative_slope=0.2

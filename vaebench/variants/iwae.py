@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from vaebench.params import hyperparameter
+from vaebench.variants.base import EncodingModel, GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.claims import Claim
-from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.gaussian import log_normal, log_standard_normal, reparameterize
 from vaebench.variants.registry import register_variant
 
@@ -25,7 +26,14 @@ from vaebench.variants.registry import register_variant
 _IMAGES_PER_CHUNK = 4096
 
 
-def importance_log_weights(model, x: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
+class GenerativeModel(EncodingModel, Protocol):
+    """What the importance-weighted estimate needs (every vaebench variant has it)."""
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor: ...
+
+
+def importance_log_weights(model: GenerativeModel, x: torch.Tensor, k: int,
+                           chunk_size: int | None = None) -> torch.Tensor:
     """(K, B) log importance weights log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x), z_k ~ q(z|x).
 
     `model` has encode(x) -> (mu, logvar) and log_likelihood(x, z) -> (B,) (any Variant).
@@ -52,7 +60,8 @@ def importance_log_weights(model, x: torch.Tensor, k: int, chunk_size: int | Non
     return torch.cat(log_weights, 0)
 
 
-def importance_weighted_bound(model, x: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
+def importance_weighted_bound(model: GenerativeModel, x: torch.Tensor, k: int,
+                              chunk_size: int | None = None) -> torch.Tensor:
     """Per-image log p(x) estimates (B,): logsumexp_k log w_k - log K, K samples of q(z|x)
     (`importance_log_weights`, whose arguments these are). Differentiable; wrap in
     torch.no_grad() for evaluation."""
@@ -65,7 +74,7 @@ class IWAEHyperparameters(Hyperparameters):
 
 
 @register_variant("iwae")
-class IWAE(GaussianEncoderVariant):
+class IWAE(GaussianEncoderVariant[IWAEHyperparameters]):
     """Minimise the negative K-sample importance-weighted bound."""
 
     Hyperparameters = IWAEHyperparameters

@@ -44,7 +44,8 @@ class Bernoulli(Likelihood):
 
 
 class Gaussian(Likelihood):
-    """x_p ~ N(mu_p, sigma^2) with a fixed sigma (default 1): log p = -sum_p [(x-mu)^2/(2 sigma^2) + log(sigma sqrt(2 pi))]."""
+    """x_p ~ N(mu_p, sigma^2) with a fixed sigma (default 1):
+    log p = -sum_p [(x-mu)^2/(2 sigma^2) + log(sigma sqrt(2 pi))]."""
 
     name = "gaussian"
 

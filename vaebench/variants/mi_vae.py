@@ -22,8 +22,8 @@ posterior q(z_i) a weighted mixture of the batch's posteriors chosen by `estimat
   weight 1/(N B), i.e. the "minibatch" estimate plus the constant log N, with the same
   gradient; kept for comparison, it is no remedy for the log B cap.
 
-The harness fills `dataset_size` with the training split's size; the default 737,280 is the
-full dSprites grid. Maximising I(x; z) alongside the ELBO counters posterior collapse, as in
+Left unset, `dataset_size` is the size of the training split of the run's dataset
+(`aggregate.training_images`). Maximising I(x; z) alongside the ELBO counters posterior collapse, as in
 InfoVAE (Zhao et al. 2017) and the MI-regularised VAEs after it (e.g. Rezaabad and Vishwanath
 2020, "Learning Representations by Maximizing Mutual Information in VAEs").
 
@@ -39,7 +39,9 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
-from vaebench.variants.aggregate import WEIGHTINGS, batch_size_range, minibatch_mutual_information
+from vaebench.variants.aggregate import (
+    WEIGHTINGS, batch_size_range, dataset_size_hyperparameter, minibatch_mutual_information,
+)
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.claims import Claim, with_pixelcnn
 from vaebench.variants.registry import register_variant
@@ -49,7 +51,7 @@ from vaebench.variants.registry import register_variant
 class MIVAEHyperparameters(Hyperparameters):
     gamma: float = hyperparameter(1.0, minimum=0.0, doc="weight of the I(x; z) term")
     estimator: str = hyperparameter("mss", choices=WEIGHTINGS)
-    dataset_size: int = hyperparameter(737280, minimum=1, doc="training images N, for the estimator's weights")
+    dataset_size: int | None = dataset_size_hyperparameter()
 
 
 @register_variant("mi_vae")

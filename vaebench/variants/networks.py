@@ -32,7 +32,8 @@ MAX_NETWORK_PARAMETERS (400 MB of float32 weights; four times that to train with
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -208,7 +209,8 @@ def network_parameters(architecture: str, image_shape: tuple[int, int, int], lat
 def check_network_size(architecture: str, image_shape: tuple[int, int, int], latent_dim: int,
                        network: Mapping[str, Any] | None = None) -> int:
     """The networks' parameter count; a ConfigError (key 'architecture') beyond MAX_NETWORK_PARAMETERS."""
-    count = network_parameters(architecture, tuple(image_shape), latent_dim, network)
+    channels, height, width = image_shape
+    count = network_parameters(architecture, (channels, height, width), latent_dim, network)
     if count > MAX_NETWORK_PARAMETERS:
         shape = "x".join(map(str, image_shape))
         raise ConfigError(

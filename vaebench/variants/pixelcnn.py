@@ -27,19 +27,22 @@ half-width (positions outside the image are zeroed after each layer, as the full
 padding does), and the last layer's single output is pixel (r, c). This is exact: the
 parameters of a drawn image equal `forward(z, image)` (tests). Per pixel the masked layers
 compute 45 + 28 + 15 + 6 + 1 positions instead of 5 x H x W. Images are drawn `SAMPLE_BATCH`
-at a time; the cost is dominated by the H x W sequential steps (one core, under load: the 152
-images of a run's image grids take 0.9 s at 8 px, 10 s at 28 px and 13.5 s at 32 px).
+at a time; the cost is dominated by the H x W sequential steps (timings of sampling and of a
+training step: README, Performance).
 
 Defaults, sized for a CPU: CHANNELS = 32, LAYERS = 5, FIRST_KERNEL = 5, KERNEL = 3, so
-RADIUS = 6. A training step of the VAE at batch 64 takes about 0.42 s of one core at 32 px
-(the `conv` networks: 0.07 s) and 0.04 s at 8 px (`conv`: 0.009 s), measured here under load.
+RADIUS = 6.
 """
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vaebench.variants.likelihoods import Likelihood
 
 CHANNELS = 32  # feature maps per masked layer
 CONDITIONING_CHANNELS = 8  # feature maps of s(z), the conv decoder's output
@@ -63,18 +66,20 @@ def causal_mask(kernel: int, include_centre: bool) -> torch.Tensor:
 class MaskedConv2d(nn.Conv2d):
     """A same-padded convolution whose kernel is multiplied by `causal_mask`."""
 
+    mask: torch.Tensor
+
     def __init__(self, in_channels: int, out_channels: int, kernel: int, *, include_centre: bool):
         super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
         self.register_buffer("mask", causal_mask(kernel, include_centre), persistent=False)
-        self.half = kernel // 2
+        self.half_kernel = kernel // 2  # the rows above the centre (`half` would hide nn.Module.half())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.half)
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.half_kernel)
 
     def valid_kernel(self) -> torch.Tensor:
         """The masked kernel without its all-zero rows below the centre. Convolved without
         padding, it maps a (h, w) window to (h - half, w - 2 half), output row i at input row i + half."""
-        return (self.weight * self.mask)[:, :, : self.half + 1]
+        return (self.weight * self.mask)[:, :, : self.half_kernel + 1]
 
 
 class PixelCNNDecoder(nn.Module):
@@ -114,7 +119,7 @@ class PixelCNNDecoder(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, z: torch.Tensor, likelihood, generator: torch.Generator | None = None
+        self, z: torch.Tensor, likelihood: Likelihood, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw x ~ p(x | z) pixel by pixel: (images, their likelihood parameters), each (B, C, H, W).
 
@@ -124,25 +129,27 @@ class PixelCNNDecoder(nn.Module):
         parts = [self._sample_batch(part, likelihood, generator) for part in z.split(SAMPLE_BATCH)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    def _sample_batch(self, z, likelihood, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample_batch(self, z: torch.Tensor, likelihood: Likelihood,
+                      generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         c, height, width = self.image_shape
+        masked = cast(list[MaskedConv2d], list(self.masked))  # nn.ModuleList is not generic
         n, r = len(z), RADIUS
         # the image and the bias maps padded by RADIUS above and on both sides; inside marks the image
         canvas = z.new_zeros((n, c, height + r, width + 2 * r))
         biases = [F.pad(b, (r, r, r, 0)) for b in self.bias_maps(z)]
         inside = F.pad(z.new_ones((1, 1, height, width)), (r, r, r, 0))
         params = z.new_empty((n, c, height, width))
-        kernels = [conv.valid_kernel() for conv in self.masked]
+        kernels = [conv.valid_kernel() for conv in masked]
         for row in range(height):
             for col in range(width):
                 top, left = row, col  # the window's corner in padded coordinates
                 h = canvas[:, :, top : top + r + 1, left : left + 2 * r + 1]
-                for index, conv in enumerate(self.masked):
-                    top, left = top + conv.half, left + conv.half
-                    rows, cols = slice(top, row + r + 1), slice(left, left + h.shape[3] - 2 * conv.half)
+                for index, conv in enumerate(masked):
+                    top, left = top + conv.half_kernel, left + conv.half_kernel
+                    rows, cols = slice(top, row + r + 1), slice(left, left + h.shape[3] - 2 * conv.half_kernel)
                     out = F.relu(F.conv2d(h, kernels[index], conv.bias) + biases[index][:, :, rows, cols])
                     if index > 0:
-                        out = out + h[:, :, conv.half :, conv.half : h.shape[3] - conv.half]
+                        out = out + h[:, :, conv.half_kernel :, conv.half_kernel : h.shape[3] - conv.half_kernel]
                     h = out * inside[:, :, rows, cols]
                 pixel = self.head(h)  # (n, c, 1, 1)
                 params[:, :, row : row + 1, col : col + 1] = pixel

@@ -9,12 +9,13 @@ negative ELBO. KL of the diagonal Gaussian posterior is analytic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from vaebench.params import hyperparameter
+from vaebench.variants.base import GaussianEncoderVariant, H, Hyperparameters, HyperparametersClass, Losses
 from vaebench.variants.claims import Claim
-from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.registry import register_variant
 
 
@@ -24,10 +25,10 @@ class VAEHyperparameters(Hyperparameters):
 
 
 @register_variant("vae")
-class VAE(GaussianEncoderVariant):
-    """The VAE: minimise the negative ELBO."""
+class VAE(GaussianEncoderVariant[H]):
+    """The VAE: minimise the negative ELBO. (Generic in its hyperparameters for beta-VAE's.)"""
 
-    Hyperparameters = VAEHyperparameters
+    Hyperparameters: ClassVar[HyperparametersClass] = VAEHyperparameters  # (beta_vae names its own)
 
     def kl_weight(self, step: int) -> float:
         return 1.0
@@ -45,7 +46,7 @@ class BetaVAEHyperparameters(Hyperparameters):
 
 
 @register_variant("beta_vae")
-class BetaVAE(VAE):
+class BetaVAE(VAE[BetaVAEHyperparameters]):
     """beta-VAE (Higgins et al. 2017, ICLR): the KL term weighted by beta (default 4)."""
 
     Hyperparameters = BetaVAEHyperparameters

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 
 from vaebench.params import hyperparameter
+from vaebench.variants.base import ChosenEncoder, Hyperparameters, Losses, Variant
 from vaebench.variants.claims import Claim
-from vaebench.variants.base import Hyperparameters, Losses, Variant
 from vaebench.variants.gaussian import ENCODERS, sample_code
 from vaebench.variants.mmd import KERNELS, mmd_to_prior
 from vaebench.variants.registry import register_variant
@@ -39,7 +39,7 @@ COSTS = ("nll", "squared_error")
 
 
 @dataclass(frozen=True)
-class WAEHyperparameters(Hyperparameters):
+class WAEHyperparameters(ChosenEncoder, Hyperparameters):
     lambda_: float = hyperparameter(10.0, minimum=0.0)
     kernel: str = hyperparameter("imq", choices=KERNELS)
     encoder: str = hyperparameter("deterministic", choices=ENCODERS)
@@ -47,7 +47,7 @@ class WAEHyperparameters(Hyperparameters):
 
 
 @register_variant("wae")
-class WAE(Variant):
+class WAE(Variant[WAEHyperparameters]):
     """Reconstruction cost + lambda * MMD between the aggregated posterior and the prior."""
 
     Hyperparameters = WAEHyperparameters
@@ -55,7 +55,7 @@ class WAE(Variant):
     claims = (Claim("prior_mmd", "lower", "matches the aggregated posterior to the prior"),)
 
     @classmethod
-    def batch_size_range(cls, hparams: Hyperparameters) -> tuple[int, int | None]:
+    def batch_size_range(cls, hparams: WAEHyperparameters) -> tuple[int, int | None]:
         return 2, None  # the unbiased MMD needs two codes
 
     def loss(self, x: torch.Tensor, step: int) -> Losses:

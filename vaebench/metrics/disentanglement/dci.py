@@ -45,17 +45,22 @@ Departures from disentanglement_lib:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from vaebench.metrics.disentanglement.checks import check_choice, check_inputs
 from vaebench.metrics.disentanglement.information import entropy
-from vaebench.metrics.disentanglement.learners.boosting import boosted_trees
+from vaebench.metrics.disentanglement.learners.boosting import TreeGrower, boosted_trees
 from vaebench.metrics.disentanglement.learners.exact_tree import ExactTreeGrower
 from vaebench.metrics.disentanglement.learners.histogram_tree import HistogramTreeGrower
 from vaebench.metrics.disentanglement.protocol import (
-    PROTOCOL_PARAMS, scored_rows, scored_samples, sklearn_note, train_test_split,
+    PROTOCOL_PARAMS,
+    scored_rows,
+    scored_samples,
+    sklearn_note,
+    train_test_split,
 )
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
@@ -75,10 +80,11 @@ def dci(codes: Any, factors: Any, *, seed: int = 0, learner: str = LEARNER,
     """DCI disentanglement, completeness and informativeness (Eastwood & Williams 2018).
 
     Fits one gradient-boosted classifier per factor on a random ``TRAIN_FRACTION`` of the
-    rows (``seed``), or on the first ``train_size`` rows when it is given, takes its impurity-based feature importances as the columns of R (D x K)
-    and its held-out accuracy as informativeness; disentanglement and completeness are the
-    importance-weighted entropy scores of the module docstring. ``learner``: "exact-gbt"
-    (default), "hist-gbt" or "gbt" (see the module docstring).
+    rows (``seed``), or on the first ``train_size`` rows when it is given, takes its
+    impurity-based feature importances as the columns of R (D x K) and its held-out accuracy
+    as informativeness; disentanglement and completeness are the importance-weighted entropy
+    scores of the module docstring. ``learner``: "exact-gbt" (default), "hist-gbt" or "gbt"
+    (see the module docstring).
 
     Returns ``{"disentanglement": ..., "completeness": ..., "informativeness": ...}``.
     """
@@ -112,10 +118,8 @@ def importance_matrix(
             importance[:, j] = np.abs(model.feature_importances_)
             prediction = model.predict(x_test)
         else:
-            if learner == "exact-gbt":
-                grower = functools.partial(ExactTreeGrower, seed=seed)
-            else:
-                grower = HistogramTreeGrower
+            grower: Callable[[np.ndarray, np.ndarray], TreeGrower] = (
+                functools.partial(ExactTreeGrower, seed=seed) if learner == "exact-gbt" else HistogramTreeGrower)
             importance[:, j], prediction = boosted_trees(x_train, y_train[:, j], x_test, grower)
         accuracy[j] = np.mean(prediction == y_test[:, j])
     return importance, accuracy
@@ -145,6 +149,10 @@ def completeness(importance: np.ndarray) -> float:
     return float(np.sum(per_factor * share))
 
 
+# value name (before the representation's suffix) -> the score of `dci` it holds
+VALUE_NAMES = {"dci_d": "disentanglement", "dci_c": "completeness", "dci_i": "informativeness"}
+
+
 @register_metric(
     "dci", family="disentanglement",
     description="DCI disentanglement, completeness, informativeness (Eastwood & Williams 2018) from "
@@ -152,7 +160,7 @@ def completeness(importance: np.ndarray) -> float:
     values=[
         MetricValue(name + suffix, higher_is_better=True, description=what)
         for suffix in VALUE_SUFFIXES
-        for name, what in (("dci_d", "disentanglement"), ("dci_c", "completeness"), ("dci_i", "informativeness"))
+        for name, what in VALUE_NAMES.items()
     ],
     needs_factors=True,
     params=[
@@ -169,9 +177,8 @@ def _compute_dci(ctx: EvaluationContext) -> dict[str, float]:
     values = {}
     for sample in scored_samples(ctx):
         scores = dci(sample.codes, sample.factors, seed=ctx.seed, learner=learner, train_size=sample.train_size)
-        suffix = sample.suffix
-        names = {"dci_d" + suffix: "disentanglement", "dci_c" + suffix: "completeness", "dci_i" + suffix: "informativeness"}
-        values.update({name: scores[key] for name, key in names.items()})
+        names = {name + sample.suffix: score for name, score in VALUE_NAMES.items()}
+        values.update({name: scores[score] for name, score in names.items()})
         if learner == "gbt":
             ctx.notes.update({name: sklearn_note() for name in names})
     return values

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,11 @@ from vaebench.metrics.disentanglement.checks import check_choice, check_inputs
 from vaebench.metrics.disentanglement.learners.boosting import boosted_trees
 from vaebench.metrics.disentanglement.learners.exact_tree import ExactTreeGrower
 from vaebench.metrics.disentanglement.protocol import (
-    PROTOCOL_PARAMS, scored_rows, scored_samples, sklearn_note, train_test_split,
+    PROTOCOL_PARAMS,
+    scored_rows,
+    scored_samples,
+    sklearn_note,
+    train_test_split,
 )
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
@@ -108,12 +113,14 @@ def downstream_accuracy(
     return scores
 
 
-def _register(name: str, what: str, params: list[Param], learner_of, *, opt_in: bool = False) -> None:
+def _register(name: str, what: str, params: list[Param], learner_of: Callable[[EvaluationContext], str], *,
+              opt_in: bool = False) -> None:
     @register_metric(
         name, family="disentanglement", opt_in=opt_in,
         description=f"downstream task (Locatello et al. 2019): {what} predicting the factors from 10 to 10,000 "
         "training rows",
-        values=[MetricValue(f"{name}_{m}{suffix}", higher_is_better=True) for suffix in VALUE_SUFFIXES for m in TRAIN_SIZES],
+        values=[MetricValue(f"{name}_{m}{suffix}", higher_is_better=True)
+                for suffix in VALUE_SUFFIXES for m in TRAIN_SIZES],
         needs_factors=True, params=[*params, *PROTOCOL_PARAMS],
         abs_tol=0.03, rel_tol=0.0, min_images=scored_rows(15),  # 10 training rows (2/3) and a test row
     )
@@ -130,7 +137,7 @@ def _register(name: str, what: str, params: list[Param], learner_of, *, opt_in: 
         return values
 
 
-# opt-in: sklearn's LogisticRegressionCV takes about 140 s of CPU per run at the quick suite's size
+# opt-in: sklearn's LogisticRegressionCV is slow at the quick suite's size (README, Performance)
 _register("downstream_logreg", "cross-validated logistic regression", [], lambda ctx: "logreg", opt_in=True)
 _register(
     "downstream_gbt", "gradient-boosted trees",

@@ -40,7 +40,11 @@ import numpy as np
 
 from vaebench.metrics.disentanglement.checks import check_inputs
 from vaebench.metrics.disentanglement.protocol import (
-    PROTOCOL_PARAMS, scored_rows, scored_samples, sklearn_note, train_test_split,
+    PROTOCOL_PARAMS,
+    scored_rows,
+    scored_samples,
+    sklearn_note,
+    train_test_split,
 )
 from vaebench.metrics.disentanglement.representation import VALUE_SUFFIXES
 from vaebench.metrics.registry import EvaluationContext, MetricValue, register_metric
@@ -58,7 +62,7 @@ def standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np
     return (x_train - mean) / std, (x_test - mean) / std
 
 
-def one_vs_rest_logistic_regression(x_train: np.ndarray, y_train: np.ndarray):
+def one_vs_rest_logistic_regression(x_train: np.ndarray, y_train: np.ndarray) -> Any:
     """disentanglement_lib's classifier: liblinear logistic regressions, one per class."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression

@@ -57,8 +57,8 @@ def mutual_information_matrix(a: np.ndarray, a_sizes: np.ndarray, b: np.ndarray,
             nz = np.flatnonzero(counts)
             c = counts[nz]
         else:  # many distinct values: count only the occupied cells
-            nz, c = np.unique(joint, return_counts=True)
-            c = c.astype(np.float64)
+            nz, occupied = np.unique(joint, return_counts=True)
+            c = occupied.astype(np.float64)
         a_index, b_index = np.divmod(nz, nb)
         # p(x, y) / (p(x) p(y)) = c n / (n_x n_y): exact products of integers, one rounding,
         # so an exactly independent pair (such as a constant column) scores exactly 0

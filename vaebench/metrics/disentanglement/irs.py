@@ -43,7 +43,8 @@ DIFF_QUANTILE = 0.99
 FACTOR_BINS = 20
 
 
-def irs_matrix(codes: np.ndarray, labels: np.ndarray, diff_quantile: float = DIFF_QUANTILE) -> tuple[np.ndarray, np.ndarray]:
+def irs_matrix(codes: np.ndarray, labels: np.ndarray,
+               diff_quantile: float = DIFF_QUANTILE) -> tuple[np.ndarray, np.ndarray]:
     """(IRS_ij (D, K), max deviation w_i (D,)) of validated codes and compactly encoded factors."""
     max_deviation = np.max(np.abs(codes - codes.mean(axis=0)), axis=0)
     pida = np.zeros((codes.shape[1], labels.shape[1]))

@@ -59,7 +59,8 @@ mig = mutual_information_gap
     values=[MetricValue("mig" + suffix, higher_is_better=True) for suffix in VALUE_SUFFIXES],
     needs_factors=True,
     params=[
-        Param("mig_n_bins", N_BINS, minimum=2, maximum=1000, doc="equal-width bins per code dimension (disentanglement_lib: 20)"),
+        Param("mig_n_bins", N_BINS, minimum=2, maximum=1000,
+              doc="equal-width bins per code dimension (disentanglement_lib: 20)"),
         *PROTOCOL_PARAMS,
     ],
     # for given codes the score is deterministic, so a baseline moves only when the trained

@@ -30,8 +30,9 @@ they are given.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -122,6 +123,7 @@ class ScoredSample:
 def scored_samples(ctx: EvaluationContext) -> list[ScoredSample]:
     """The rows of each representation the suite asks for, under the suite's protocol."""
     fresh = ctx.params["disentanglement_protocol"] == "fresh" and hasattr(ctx.dataset, "sample_factors")
+    factors: np.ndarray | None
     if fresh:
         mu, logvar, factors = _fresh_posterior(ctx)
         train_size = ctx.params["disentanglement_num_train"]

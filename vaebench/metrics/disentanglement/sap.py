@@ -20,8 +20,8 @@ Departures from disentanglement_lib:
   random into ``TRAIN_FRACTION`` (2/3) training and 1/3 test rows;
 - the default learner "svm1d" (:mod:`.learners.svm1d`) solves LinearSVC's optimization
   problem to convergence for one feature, vectorised over all problems; LinearSVC itself
-  (liblinear, which stops at a tolerance) stays selectable as ``learner="linearsvc"`` (15-20x
-  slower). They differ only where liblinear stops short of the optimum: on well-scaled codes
+  (liblinear, which stops at a tolerance) stays selectable as ``learner="linearsvc"`` (slower:
+  README, Performance). They differ only where liblinear stops short of the optimum: on well-scaled codes
   a few test points at most; on badly conditioned ones (e.g. codes offset by 1000) single
   accuracies can move by a few hundredths, and "svm1d" is the one at the optimum;
 - single-valued factors are ignored; with a single code dimension the runner-up scores 0.

@@ -21,9 +21,9 @@ disentanglement_lib defaults (gin ``unsupervised.gin``): ``num_train = 10000`` p
 Rows (:mod:`.protocol`): by default 10,000 fresh samples of the factor grid per evaluation seed,
 as disentanglement_lib; the encoded test split with ``disentanglement_protocol = "test_split"``.
 
-Departures from disentanglement_lib: a constant code dimension (C_ii = 0), for which the Gaussian scores are undefined (log 0),
-is left out of them (it is independent of the others); the mutual information score needs
-at least two code dimensions.
+Departures from disentanglement_lib: a constant code dimension (C_ii = 0), for which the
+Gaussian scores are undefined (log 0), is left out of them (it is independent of the others);
+the mutual information score needs at least two code dimensions.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ of :mod:`.exact_tree` or the binned one of :mod:`.histogram_tree`.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 from scipy.special import expit, softmax

@@ -28,14 +28,12 @@ machine epsilon. This grower makes the same choices without sorting per node:
   from a generator seeded with ``seed``, as sklearn's ``random_state`` does (with another
   stream of random numbers: the two pick the same split only where there is no tie);
 - the scan and the partition are one compiled loop (numba, ``cache=True``: compiled on first
-  use after an install or an edit, 7 to 9 s here, then loaded from numba's cache in 0.4 s)
-  over the (feature, sample) entries of every node, one tree after another on one thread,
-  with a branch-free partition (the routes are unpredictable). For DCI's five classifiers on
-  the benchmark's 10,000 x 10 codes (113 trees a stage) it took 9.3 s of CPU against 15.8 s
-  for the vectorised NumPy form of the same algorithm it replaces (medians of 3 rounds,
-  interleaved in one process), which made about fifteen passes over (tree, feature, sample)
-  arrays per level and was bound by memory traffic and per-node Python work; scikit-learn's
-  ``GradientBoostingClassifier`` took 21.3x the time (README, performance).
+  use after an install or an edit, then loaded from numba's cache) over the (feature, sample)
+  entries of every node, one tree after another on one thread, with a branch-free partition
+  (the routes are unpredictable). It replaces a vectorised NumPy form of the same algorithm,
+  which made about fifteen passes over (tree, feature, sample) arrays per level and was bound
+  by memory traffic and per-node Python work. Its time against that form and against
+  scikit-learn's ``GradientBoostingClassifier``, and the compilation's: README, Performance.
 """
 
 from __future__ import annotations
@@ -171,7 +169,7 @@ def _sum_and_impurity(fixed, squared, row, start, size, scale):
     return total, total_sq / size - mean * mean
 
 
-# inlined: called as a function it ran the benchmark about 25% slower
+# inlined: called as a function it ran the DCI benchmark slower (README, Performance)
 @numba.njit(cache=True, inline="always")
 def _best_split(fixed, perm, x_t, root, scale, start, size, total, tied, draw):
     """(gain, feature, last left position) of the best split of the node perm[:, start : start

@@ -54,7 +54,7 @@ def svm1d_score_matrix(
     # group id (j * d + i) * m_max + class of every point, in the sorted order of code dim i
     n_groups = k * d * m_max
     small = np.int16 if n_groups < np.iinfo(np.int16).max else np.int64
-    group = y_tr.T.astype(small)[:, order]  # (k, d, n)
+    group: np.ndarray = y_tr.T.astype(small)[:, order]  # (k, d, n)
     group += (np.arange(k * d, dtype=small) * small(m_max)).reshape(k, d, 1)
     group = group.ravel()
     grouped = np.argsort(group, kind="stable")  # x stays sorted within each group
@@ -82,16 +82,17 @@ def svm1d_score_matrix(
     for j in range(k):
         counts = np.bincount(y_tr[:, j], minlength=m[j]).astype(np.float64)
         weight = n / (m[j] * counts)  # class_weight="balanced"
+        classes: list[int] = []
+        class_cpos: list[float] = []
+        class_cneg: list[float] = []
         if m[j] == 2:
-            classes, cpos, cneg = [1], [c * weight[1]], [c * weight[0]]
+            classes, class_cpos, class_cneg = [1], [c * weight[1]], [c * weight[0]]
         elif m[j] > 2:
-            classes, cpos, cneg = range(m[j]), c * weight, [c] * m[j]
-        else:
-            classes, cpos, cneg = [], [], []
+            classes, class_cpos, class_cneg = list(range(m[j])), list(c * weight), [c] * m[j]
         b_factor += [j] * len(classes)
-        b_class += list(classes)
-        b_cpos += list(cpos)
-        b_cneg += list(cneg)
+        b_class += classes
+        b_cpos += class_cpos
+        b_cneg += class_cneg
     per_dim = len(b_factor)
     p_dim = np.repeat(np.arange(d), per_dim)
     p_group = (np.tile(b_factor, d) * d + p_dim) * m_max + np.tile(b_class, d)
@@ -174,8 +175,7 @@ def svm1d_score_matrix(
 
     # --- held-out accuracy of each (code dim, factor) predictor
     scores = np.zeros((d, k))
-    w = w.reshape(d, per_dim)
-    b = b.reshape(d, per_dim)
+    w_lines, b_lines = w.reshape(d, per_dim), b.reshape(d, per_dim)  # (code dim, problem)
     factor_start = np.searchsorted(np.asarray(b_factor, dtype=np.int64), np.arange(k))
     for j in range(k):
         truth = y_te[:, j]
@@ -186,9 +186,9 @@ def svm1d_score_matrix(
         for i in range(d):
             x = x_test[:, i]
             if m[j] == 2:  # sklearn: decision_function > 0 -> classes_[1]
-                prediction = (w[i, lines][0] * x + b[i, lines][0] > 0).astype(np.int64)
+                prediction = (w_lines[i, lines][0] * x + b_lines[i, lines][0] > 0).astype(np.int64)
             else:
-                breaks, winners = upper_envelope(w[i, lines], b[i, lines])
+                breaks, winners = upper_envelope(w_lines[i, lines], b_lines[i, lines])
                 prediction = winners[np.searchsorted(breaks, x, side="right")]
             scores[i, j] = np.mean(prediction == truth)
     return scores
