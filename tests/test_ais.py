@@ -400,8 +400,8 @@ def test_the_report_draws_the_rate_distortion_and_iwae_curves(tmp_path):
     from vaebench.bench.spec import RunResult
     from vaebench.bench.store import ResultsStore
     from vaebench.reports import plots as P
-    from vaebench.reports.report import write_report
     from vaebench.reports.comparison import Comparison
+    from vaebench.reports.report import write_report
 
     metrics = ("kl", "neg_elbo", "iwae_nll", "iwae_curve", "ais_nll", "ais_rate_distortion")
     with ResultsStore(tmp_path / "run") as store:

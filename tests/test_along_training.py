@@ -23,7 +23,7 @@ from vaebench.bench import trajectory
 from vaebench.bench.evaluate import evaluate
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.runner import run_suite
-from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.spec import AlongValue, RunResult, RunSpec, RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.bench.train import Trainer, build_model, images_to_draw, load_checkpoint
@@ -291,8 +291,8 @@ def test_sigkill_then_rerun_on_a_process_pool_gives_the_uninterrupted_numbers(tm
 
 def _result(step_values: dict[int, float]) -> RunResult:
     spec = load_suite(Path(__file__).resolve().parent.parent / "suites" / "smoke.toml").specs[0]
-    return RunResult(spec=spec, status="done", metrics={"kl": 1.0}, steps_done=spec.steps,
-                     along=[(s, "kl", v, "a note") for s, v in step_values.items()])
+    return RunResult(spec=spec, status=RunStatus.DONE, metrics={"kl": 1.0}, steps_done=spec.steps,
+                     along=[AlongValue(s, "kl", v, "a note") for s, v in step_values.items()])
 
 
 def test_a_runs_rows_are_replaced_and_forgotten_with_it(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from test_reports_fixtures import setting_label, spec_for
-from vaebench.bench.spec import RunResult
+from vaebench.bench.spec import RunResult, RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.reports.claims import claims_table, difference_ci, seeds_needed
@@ -26,7 +26,7 @@ def _store(path, entries) -> None:
             for seed in seeds:
                 spec = spec_for(variant, full, seed)
                 metrics = {k: float(rng.normal(m, s)) for k, (m, s) in values.items()}
-                store.write_result(RunResult(spec=spec, status="done", metrics=metrics), suite="claims",
+                store.write_result(RunResult(spec=spec, status=RunStatus.DONE, metrics=metrics), suite="claims",
                                    setting=setting_label(spec) if hp else variant)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import one_error_line, plugin_suite
-from vaebench.bench.spec import RunResult, RunSpec, freeze
+from vaebench.bench.spec import RunResult, RunSpec, RunStatus, freeze
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 
@@ -43,7 +43,7 @@ def crafted_store(tmp_path, monkeypatch) -> tuple[Path, Path, Path]:
     plugins = [{"name": str(evil_file), "version": "sha256:0"}, {"name": "evil_plugin_module", "version": "1"}]
     with ResultsStore(out) as store:
         for seed in (0, 1):
-            result = RunResult(spec=_spec(seed), status="done", metrics={"kl": 1.0 + seed},
+            result = RunResult(spec=_spec(seed), status=RunStatus.DONE, metrics={"kl": 1.0 + seed},
                                environment={"plugins": plugins})
             store.write_result(result, suite="sent", setting="vae")
     return out, evil_file, marker

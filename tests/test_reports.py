@@ -313,14 +313,14 @@ def test_evaluate_stores_image_grids(tmp_path):
 
 def _store_with_mi_xz(path: Path, values: dict[str, list[float]], n: int) -> Path:
     """Runs whose mi_xz (with the note the metric writes for N images) is given per variant."""
-    from vaebench.bench.spec import RunResult
+    from vaebench.bench.spec import RunResult, RunStatus
 
     path.mkdir(parents=True, exist_ok=True)
     with ResultsStore(path) as store:
         for variant, per_seed in values.items():
             for seed, value in enumerate(per_seed):
                 spec = spec_for(variant, {}, seed, metrics=("mi_xz",))
-                result = RunResult(spec=spec, status="done", metrics={"mi_xz": value, "mi_xz_upper": value + 1},
+                result = RunResult(spec=spec, status=RunStatus.DONE, metrics={"mi_xz": value, "mi_xz_upper": value + 1},
                                    notes={"mi_xz": f"N={n} ceiling=log N={math.log(n):.3f}"})
                 store.write_result(result, suite="info", setting=variant)
     return path

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from vaebench.bench.grids import png_bytes
-from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.spec import RunResult, RunSpec, RunStatus
 from vaebench.bench.store import ResultsStore
 
 EVIL = "<script>alert(1)</script>"
@@ -79,7 +79,7 @@ def make_store(
             for seed in seeds:
                 spec = spec_for(variant, hp, seed, dataset_params=dataset_params)
                 result = RunResult(
-                    spec=spec, status="done", metrics=fake_metrics(offset, seed),
+                    spec=spec, status=RunStatus.DONE, metrics=fake_metrics(offset, seed),
                     steps_done=spec.steps, wall_time_s=1.5 + seed, steps_per_s=66.0,
                     environment={"packages": {"torch": "2.13.0", "numpy": "2.4"}, "python": "3.11.7",
                                  "git_commit": "abc123", "device": "cpu: x86_64", "scoring_time_s": 0.2},
@@ -93,7 +93,7 @@ def make_store(
         if failed:
             spec = spec_for("beta_vae", {"beta": 32.0}, seeds[0])
             store.write_result(
-                RunResult(spec=spec, status="failed", error=f"RuntimeError: {EVIL} exploded"),
+                RunResult(spec=spec, status=RunStatus.FAILED, error=f"RuntimeError: {EVIL} exploded"),
                 suite=EVIL_SUITE if evil else suite, setting=setting_label(spec),
             )
     return path

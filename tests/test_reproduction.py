@@ -14,7 +14,7 @@ import pytest
 from vaebench.bench.executors import InProcessExecutor
 from vaebench.bench.reproduction import suite_for_reference
 from vaebench.bench.runner import run_suite
-from vaebench.bench.spec import RunResult, RunSpec
+from vaebench.bench.spec import RunResult, RunSpec, RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.cli import main
@@ -70,8 +70,8 @@ def _spec(seed: int, *, variant: str = "vae", metric_params: dict | None = None,
 
 def _write(store: ResultsStore, spec: RunSpec, reproduces: list[str], *, status: str = "done",
            metrics: dict | None = None, notes: dict | None = None, curves: list | None = None) -> None:
-    result = RunResult(spec=spec, status=status, metrics=metrics or {}, notes=notes or {}, curves=curves or [],
-                       environment={"reproduces": reproduces})
+    result = RunResult(spec=spec, status=RunStatus(status), metrics=metrics or {}, notes=notes or {},
+                       curves=curves or [], environment={"reproduces": reproduces})
     store.write_result(result, suite="synthetic", setting=spec.variant)
 
 

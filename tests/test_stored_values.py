@@ -198,14 +198,14 @@ def test_a_plugin_metric_claiming_a_taken_value_name_is_refused_at_registration(
 
 
 def _stored_run(store, variant: str, seed: int, status: str, metrics: dict[str, float], **hyperparameters) -> None:
-    from vaebench.bench.spec import RunResult, RunSpec, freeze
+    from vaebench.bench.spec import RunResult, RunSpec, RunStatus, freeze
     from vaebench.variants import VARIANTS
 
     hp = VARIANTS.get(variant).Hyperparameters.from_dict(hyperparameters).to_dict()
     spec = RunSpec(variant=variant, hyperparameters=freeze(hp), dataset="digits", dataset_params=(),
                    architecture="mlp", latent_dim=2, likelihood="bernoulli", steps=10, batch_size=8, optimizer="adam",
                    learning_rate=1e-3, checkpoint_every=5, log_every=5, seed=seed, metrics=("kl", "recon_bce"))
-    result = RunResult(spec=spec, status=status, metrics=metrics if status == "done" else {},
+    result = RunResult(spec=spec, status=RunStatus(status), metrics=metrics if status == "done" else {},
                        diverged_step=3 if status == "diverged" else None)
     store.write_result(result, suite="counts", setting=variant)
 
@@ -385,7 +385,7 @@ def test_a_plugin_dataset_leaving_0_1_later_fails_the_run_where_drawn(tmp_path):
 def huge_store(tmp_path) -> Path:
     """kl near the float maximum: vae's 3 x 1.7e308 (a mean that fits, a sum that does not), beta_vae's
     around -1.6e308 (a difference to vae's that overflows); training curves at ±1.7e308."""
-    from vaebench.bench.spec import RunResult, RunSpec, freeze
+    from vaebench.bench.spec import RunResult, RunSpec, RunStatus, freeze
     from vaebench.variants import VARIANTS
 
     out = tmp_path / "huge"
@@ -398,7 +398,7 @@ def huge_store(tmp_path) -> Path:
                                optimizer="adam", learning_rate=1e-3, checkpoint_every=5, log_every=5, seed=seed,
                                metrics=("kl", "recon_bce"))
                 kl = 1.7e308 if variant == "vae" else -1.7e308 + seed * 1e307
-                result = RunResult(spec=spec, status="done", metrics={"kl": kl, "recon_bce": 30.0 + seed},
+                result = RunResult(spec=spec, status=RunStatus.DONE, metrics={"kl": kl, "recon_bce": 30.0 + seed},
                                    curves=[(5, "model/loss", 1.7e308), (10, "model/loss", -1.7e308)])
                 store.write_result(result, suite="huge", setting=variant)
     return out

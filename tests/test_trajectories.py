@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from test_reports_fixtures import spec_for
-from vaebench.bench.spec import RunResult
+from vaebench.bench.spec import AlongValue, RunResult, RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.cli import main
 from vaebench.reports.along_report import AlongReport
@@ -54,7 +54,7 @@ def _write(path, plan=PLAN, *, diverged: dict[str, int] | None = None) -> dict[t
             for seed in SEEDS:
                 spec = _spec(variant, seed)
                 stop = (diverged or {}).get(variant) if seed == 0 else None
-                along: list[tuple[int, str, float, str | None]] = []
+                along: list[AlongValue] = []
                 final: dict[str, float] = {}
                 for i, step in enumerate((100, 200, STEPS)):
                     if stop is not None and step > stop:
@@ -66,9 +66,9 @@ def _write(path, plan=PLAN, *, diverged: dict[str, int] | None = None) -> dict[t
                             if step == STEPS:
                                 final[value] = x
                             else:
-                                along.append((step, value, x, None))
+                                along.append(AlongValue(step, value, x))
                 curves = [(s, "model/loss", 100.0 / s) for s in range(10, (stop or STEPS) + 1, 10)]
-                status = "diverged" if stop is not None else "done"
+                status = RunStatus.DIVERGED if stop is not None else RunStatus.DONE
                 store.write_result(RunResult(spec=spec, status=status, metrics=final, along=along, curves=curves,
                                              steps_done=stop or STEPS, diverged_step=stop), suite="s", setting=variant)
     return written

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from test_reports_fixtures import spec_for
-from vaebench.bench.spec import RunResult, RunSpec, RunTask
+from vaebench.bench.spec import RunResult, RunSpec, RunStatus, RunTask
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import load_suite
 from vaebench.cli import main
@@ -207,7 +207,8 @@ def _wide_store(path: Path, variants: list[tuple[str, dict, int]]) -> Path:
                 spec = RunSpec.from_dict({**spec_for(variant, hp, seed, metrics=names).to_dict(), "steps": steps})
                 label = f"{variant}({', '.join(f'{k}={v}' for k, v in hp.items())})" if hp else variant
                 values = {k: v * (1 + 0.01 * seed) for k, v in WIDE_VALUES.items()}
-                store.write_result(RunResult(spec=spec, status="done", metrics=values), suite="quick", setting=label)
+                store.write_result(RunResult(spec=spec, status=RunStatus.DONE, metrics=values), suite="quick",
+                                   setting=label)
     return path
 
 

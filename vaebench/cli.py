@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from vaebench.errors import ConfigError, UserCodeError, VaebenchError
 from vaebench.files import printable
@@ -20,7 +21,7 @@ LIST_KINDS = ("variants", "datasets", "metrics", "suites")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's usage errors are user errors too
+    def error(self, message: str) -> NoReturn:  # argparse's usage errors are user errors too
         raise ConfigError(message, key="command line")
 
 
@@ -186,8 +187,8 @@ def run_loaded_suite(suite: Suite, args: argparse.Namespace) -> int:
                                                                 suite.name)
     executor = make_executor(args.executor, jobs=args.jobs, address=args.address, max_retries=args.max_retries)
     summary = run_suite(
-        suite, out, executor, device=args.device, threads=threads_per_job(args.jobs), progress=make_progress(args.quiet),
-        tracking=tracking,
+        suite, out, executor, device=args.device, threads=threads_per_job(args.jobs),
+        progress=make_progress(args.quiet), tracking=tracking,
     )
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
     _echo(f"{summary.total} runs: {summary.skipped} already in {out}, {counts}")

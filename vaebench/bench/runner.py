@@ -13,10 +13,10 @@ import logging
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from vaebench import data
 from vaebench.bench.executors import Executor, InProcessExecutor, ProcessPoolRunExecutor

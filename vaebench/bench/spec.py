@@ -15,9 +15,10 @@ from the spec), and the comparison, claims and reproduction rows group runs by i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from vaebench.files import canonical_json, content_hash
 
@@ -140,7 +141,7 @@ class RunSpec(StoredSpec):
         return {k: v for k, v in out.items() if k not in OPTIONAL_FIELDS or v}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
         d = dict(d)
         for key in ("hyperparameters", "dataset_params", "metric_params"):
             d[key] = freeze(d.get(key, {}))
@@ -212,7 +213,7 @@ class ExternalSpec(StoredSpec):
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ExternalSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ExternalSpec:
         hyperparameters = d["hyperparameters"]
         return cls(
             model=hyperparameters["model"], label=hyperparameters["label"], dataset=d["dataset"],

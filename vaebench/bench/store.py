@@ -227,7 +227,7 @@ class ResultsStore:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "ResultsStore":
+    def __enter__(self) -> ResultsStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -272,7 +272,8 @@ class ResultsStore:
                 [(result.run_id, s, n, finite_or_none(v)) for s, n, v in result.curves],
             )
             self._conn.executemany(
-                "INSERT INTO artifacts VALUES (?, ?, ?)", [(result.run_id, n, d) for n, d in sorted(result.artifacts.items())]
+                "INSERT INTO artifacts VALUES (?, ?, ?)",
+                [(result.run_id, n, d) for n, d in sorted(result.artifacts.items())],
             )
             along_table.insert_rows(self._conn, result)  # scoring along training
 
@@ -304,7 +305,8 @@ class ResultsStore:
         written before the column existed)."""
         df = pd.read_sql_query("SELECT * FROM runs ORDER BY suite, dataset, setting, seed", self._conn)
         df = self._restrict(df)
-        df["environment"] = [_parse_json(t, self.path, r, "environment") for t, r in zip(df["environment"], df["run_id"])]
+        df["environment"] = [_parse_json(t, self.path, r, "environment")
+                             for t, r in zip(df["environment"], df["run_id"])]
         df["spec"] = [_parse_spec(t, self.path, r) for t, r in zip(df["spec"], df["run_id"])]
         stored = df["setting_key"] if "setting_key" in df else pd.Series(None, index=df.index, dtype=object)
         df["setting_key"] = [k if isinstance(k, str) else s.setting_key() for k, s in zip(stored, df["spec"])]
@@ -327,7 +329,8 @@ class ResultsStore:
         return with_ceilings(self._restrict(along_table.read_rows(self._conn, self.path)))
 
     def artifacts(self, run_id: str | None = None) -> dict[tuple[str, str], bytes]:
-        query, args = "SELECT run_id, name, data FROM artifacts", ()
+        query = "SELECT run_id, name, data FROM artifacts"
+        args: tuple[str, ...] = ()
         if run_id is not None:
             query, args = query + " WHERE run_id = ?", (run_id,)
         return {(r, n): d for r, n, d in self._conn.execute(query, args) if self.only is None or r in self.only}

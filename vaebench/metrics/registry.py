@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -266,10 +267,13 @@ def register_metric(
 ) -> Callable[[Callable[[EvaluationContext], dict[str, float]]], Callable[[EvaluationContext], dict[str, float]]]:
     """Decorator: register the function as the `compute` of metric `name` (see the module docstring)."""
 
-    def decorator(compute: Callable[[EvaluationContext], dict[str, float]]) -> Callable[[EvaluationContext], dict[str, float]]:
+    def decorator(
+        compute: Callable[[EvaluationContext], dict[str, float]],
+    ) -> Callable[[EvaluationContext], dict[str, float]]:
         info = MetricInfo(
             name=name, family=family, description=description, values=tuple(values), function=compute,
-            needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density, images_drawn=images_drawn,
+            needs_factors=needs_factors, needs_decoder=needs_decoder, needs_density=needs_density,
+            images_drawn=images_drawn,
             opt_in=opt_in, curves=tuple(curves), params=tuple(params), abs_tol=abs_tol, rel_tol=rel_tol,
             min_images=at_least(min_images) if isinstance(min_images, int) else min_images, min_latents=min_latents,
         )
@@ -292,9 +296,9 @@ def check_unclaimed(info: MetricInfo) -> None:
     declared once (several metrics may share a key only with the same declaration)."""
     values = list(info.values)
     for i, value in enumerate(values):
-        for other in values[i + 1:]:
-            if _overlap(value, other):
-                raise ValueError(f"metric {info.name!r} declares the value {value.name!r} twice ({other.name!r})")
+        for twin in values[i + 1:]:
+            if _overlap(value, twin):
+                raise ValueError(f"metric {info.name!r} declares the value {value.name!r} twice ({twin.name!r})")
     for other_name, other in METRICS.items():
         for value in values:
             taken = next((v for v in other.values if _overlap(value, v)), None)

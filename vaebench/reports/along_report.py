@@ -18,12 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from vaebench.reports import html as h
-from vaebench.reports import tables as T
+from vaebench.reports import html as h, tables as T
 from vaebench.reports.comparison import setting_labels
 from vaebench.reports.plots import Plot, drawable
 from vaebench.reports.trajectories import (
-    STABLE_OVER, along_runs, along_summary, budgets, claims_along, comparisons, protocol_note, read_frames,
+    STABLE_OVER,
+    along_runs,
+    along_summary,
+    budgets,
+    claims_along,
+    comparisons,
+    protocol_note,
+    read_frames,
     verdict_trajectories,
 )
 from vaebench.reports.trajectory_plots import along_plots, learning_curve_plots
@@ -41,7 +47,7 @@ class AlongReport:
     curves: list[Plot] = field(default_factory=list)
 
     @classmethod
-    def build(cls, run_dir: str | Path, run_ids: set[str] | None = None) -> "AlongReport":
+    def build(cls, run_dir: str | Path, run_ids: set[str] | None = None) -> AlongReport:
         frames = read_frames(run_dir, run_ids)
         steps = budgets(frames)
         by_step = comparisons(frames)  # one comparison per budget

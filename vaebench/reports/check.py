@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from vaebench.bench.spec import RunStatus
 from vaebench.bench.store import ResultsStore
@@ -139,8 +140,9 @@ def baseline_dict(run_dir: str | Path, *, suite: str | None = None, run_ids: set
     runs = runs[runs["suite"] == suite]
     failed = runs[runs["status"] == RunStatus.FAILED]
     if not failed.empty:
-        names = ", ".join(f"{r.setting} seed {r.seed}" for r in failed.itertuples())
-        raise DataError(f"{path}: {len(failed)} run(s) failed ({names}); rerun `vaebench run` before taking a baseline")
+        listed = ", ".join(f"{r.setting} seed {r.seed}" for r in failed.itertuples())
+        raise DataError(f"{path}: {len(failed)} run(s) failed ({listed}); rerun `vaebench run` before taking a "
+                        "baseline")
     values: dict[str, dict[str, float | None]] = {}
     for row in metrics.itertuples(index=False):
         values.setdefault(row.run_id, {})[row.name] = finite_or_none(row.value)
@@ -153,7 +155,7 @@ def baseline_dict(run_dir: str | Path, *, suite: str | None = None, run_ids: set
             "setting": r.setting, "dataset": r.dataset, "seed": int(r.seed), "status": r.status, "metrics": run_metrics,
         }
     overrides = dict(tolerances or {})
-    metric_names = sorted({(declaration_of(n).metric.name if declaration_of(n) else n) for n in names})
+    metric_names = sorted({d.metric.name if (d := declaration_of(n)) is not None else n for n in names})
     tol = {}
     for name in metric_names:
         t = tolerance_for(name, overrides)

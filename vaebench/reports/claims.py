@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,10 +37,17 @@ from vaebench.bench.spec import ExternalSpec, RunSpec
 from vaebench.files import content_hash
 from vaebench.plugins import calling_user_code
 from vaebench.reports.comparison import Comparison, Setting
-from vaebench.reports.tables import Cell, Column, Table, ci_cell
 from vaebench.reports.stats import (
-    ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, holm, mean_ci, mean_sd, min_attainable_p, scale_of,
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    holm,
+    mean_ci,
+    mean_sd,
+    min_attainable_p,
+    scale_of,
 )
+from vaebench.reports.tables import Cell, Column, Table, ci_cell
 from vaebench.variants import VARIANTS
 from vaebench.variants.claims import Claim
 
@@ -52,18 +60,21 @@ LEFT_OUT_NOTE = ("n/runs: the values used of the setting's runs; diverged and fa
 
 @dataclass(frozen=True)
 class _Tested:
+    """A claim with the values of its two sides: a near claim's `partner` is empty, the others' `target` NaN."""
+
     claim: Claim
     dataset: str
     setting: str
     values: np.ndarray
-    partner: np.ndarray | None
-    target: float | None
+    partner: np.ndarray
+    target: float
     runs: int = 0
     partner_runs: int = 0
 
 
 def _context(spec: RunSpec | ExternalSpec) -> str:
-    """What must be equal between a claimant and its partner: everything but the variant, its hyperparameters and seed."""
+    """What must be equal between a claimant and its partner: everything but the variant, its hyperparameters
+    and seed."""
     return content_hash({k: v for k, v in spec.to_dict().items() if k not in ("variant", "hyperparameters", "seed")})
 
 
@@ -74,7 +85,8 @@ def difference_ci(a: np.ndarray, b: np.ndarray, *, seed: int = BOOTSTRAP_SEED) -
     s = max(scale_of(a), scale_of(b))  # 1 for ordinary values; exact powers of two near the float maximum
     a, b = a / s, b / s
     rng = np.random.default_rng(seed)
-    diffs = (rng.choice(a, (BOOTSTRAP_RESAMPLES, len(a))).mean(1) - rng.choice(b, (BOOTSTRAP_RESAMPLES, len(b))).mean(1))
+    diffs = (rng.choice(a, (BOOTSTRAP_RESAMPLES, len(a))).mean(1)
+             - rng.choice(b, (BOOTSTRAP_RESAMPLES, len(b))).mean(1))
     return float(np.quantile(diffs, 0.025)) * s, float(np.quantile(diffs, 0.975)) * s
 
 
@@ -122,17 +134,17 @@ def _collect(comparison: Comparison) -> list[_Tested]:
         for claim in VARIANTS.get(spec.variant).claims:
             with calling_user_code(f"the claim {claim.value!r} of variant {spec.variant!r}"):  # a plugin's callbacks
                 applies = bool(claim.applies(spec))
-                target = float(claim.target(spec)) if applies and claim.direction == "near" else None
+                target = float(claim.target(spec)) if applies and claim.target is not None else math.nan
             if not applies or not comparison.has_value(claim.value):
                 continue
             mine = _values(comparison, settings, claim.value)
             if claim.direction == "near":
-                tested.append(_Tested(claim, dataset, label, mine, None, target, runs_of_key[key]))
+                tested.append(_Tested(claim, dataset, label, mine, np.array([]), target, runs_of_key[key]))
                 continue
             partner = partners.get((claim.partner, _context(spec)), [])
             theirs = _values(comparison, [p for p in partner if p.done], claim.value)
             if len(mine) and len(theirs):
-                tested.append(_Tested(claim, dataset, label, mine, theirs, None, runs_of_key[key],
+                tested.append(_Tested(claim, dataset, label, mine, theirs, math.nan, runs_of_key[key],
                                       sum(p.runs for p in partner)))
     return tested
 
@@ -140,7 +152,9 @@ def _collect(comparison: Comparison) -> list[_Tested]:
 def claims_table(comparison: Comparison, *, alpha: float = ALPHA) -> pd.DataFrame:
     """One row per tested claim (see the module docstring); empty when no claim can be tested."""
     tested = _collect(comparison)
-    rows, p_for, p_against = [], [], []
+    rows: list[dict[str, Any]] = []
+    p_for: list[float] = []
+    p_against: list[float] = []
     for t in tested:
         c = t.claim
         if c.direction == "near":
@@ -170,7 +184,8 @@ def claims_table(comparison: Comparison, *, alpha: float = ALPHA) -> pd.DataFram
             row["seeds_needed"] = -1
         else:
             row["verdict"] = "holds" if adj < alpha else "fails" if adj_against < alpha else "inconclusive"
-            row["seeds_needed"] = seeds_needed(t.values, t.partner, alpha / m) if row["verdict"] == "inconclusive" else 0
+            inconclusive = row["verdict"] == "inconclusive"
+            row["seeds_needed"] = seeds_needed(t.values, t.partner, alpha / m) if inconclusive else 0
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -183,7 +198,8 @@ def claims_display(table: pd.DataFrame) -> Table:
         [Cell(r["dataset"]), Cell(r["setting"]), Cell(r["claim"]), Cell(_of(r["n"], r["runs"])),
          Cell(_of(r["partner_n"], r["partner_runs"])),
          Cell(ci_cell(r["effect"], r["ci_low"], r["ci_high"])),
-         Cell(f"{r['p_holm']:.3g}" if math.isfinite(r["p_holm"]) else "-"), Cell(r["verdict"], r["verdict"] != "inconclusive"),
+         Cell(f"{r['p_holm']:.3g}" if math.isfinite(r["p_holm"]) else "-"),
+         Cell(r["verdict"], r["verdict"] != "inconclusive"),
          Cell(str(r["seeds_needed"]) if r["seeds_needed"] > 0 else "")]
         for r in table.to_dict("records")
     ]

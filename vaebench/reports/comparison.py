@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import pandas as pd
 
@@ -167,12 +168,12 @@ class Comparison:
     _index: dict[tuple[str, str, str], SettingSummary] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, store: StoreReader) -> "Comparison":
+    def build(cls, store: StoreReader) -> Comparison:
         """Read the store's runs and values once and summarise them."""
         return cls.of(store.runs(), store.metrics())
 
     @classmethod
-    def of(cls, runs: pd.DataFrame, stored: pd.DataFrame) -> "Comparison":
+    def of(cls, runs: pd.DataFrame, stored: pd.DataFrame) -> Comparison:
         """The comparison of a store's runs (`ResultsStore.runs`) and long values (`ResultsStore.metrics`)."""
         if not runs.empty:
             runs = runs.assign(setting=setting_labels(runs))

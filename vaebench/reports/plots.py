@@ -16,14 +16,13 @@ backend is touched; `save` writes each as PNG and SVG with no timestamps in the 
 
 from __future__ import annotations
 
-import textwrap
-
 import math
 import re
+import textwrap
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 import numpy as np
@@ -111,8 +110,8 @@ def metric_plots(wide: pd.DataFrame, comparison: Comparison, metrics: Sequence[s
     plots = []
     for metric in metrics:
         for dataset in datasets:
-            rows = [s for s in (comparison.summary(setting, metric) for setting in settings if setting.dataset == dataset)
-                    if s is not None and not math.isnan(drawn(s.mean))]
+            summaries = [comparison.summary(setting, metric) for setting in settings if setting.dataset == dataset]
+            rows = [s for s in summaries if not math.isnan(drawn(s.mean))]
             if not rows:
                 continue
             settings_shown = [s.setting.label for s in rows]

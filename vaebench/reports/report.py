@@ -19,25 +19,24 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
+from vaebench.bench.grids import GRID_NAMES
 from vaebench.bench.spec import RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import DataError
 from vaebench.files import safe_text, temporary_path
-from vaebench.reports import html as h
-from vaebench.reports import plots as P
-from vaebench.reports import tables as T
-from vaebench.bench.grids import GRID_NAMES
+from vaebench.reports import html as h, plots as P, tables as T
 from vaebench.reports.along_report import AlongReport  # claims at every budget, along training, learning curves
 from vaebench.reports.claims import claims_display, claims_table
 from vaebench.reports.comparison import Comparison
-from vaebench.reports.reproduction import reproduction_html, reproduction_rows, format_rows
+from vaebench.reports.reproduction import format_rows, reproduction_html, reproduction_rows
 
 GRID_CAPTIONS = {
     "grid_reconstructions": "test images (top) and reconstructions (bottom)",
@@ -56,7 +55,7 @@ class ReportData:
     artifacts: dict[tuple[str, str], bytes]
 
     @classmethod
-    def load(cls, run_dir: str | Path, run_ids: set[str] | None = None) -> "ReportData":
+    def load(cls, run_dir: str | Path, run_ids: set[str] | None = None) -> ReportData:
         with ResultsStore(run_dir, create=False, run_ids=run_ids) as store:
             comparison, curves, artifacts, path = Comparison.build(store), store.curves(), store.artifacts(), store.path
         if comparison.empty:
@@ -210,14 +209,14 @@ def _write_report_files(data: ReportData, along: AlongReport, out: Path) -> list
     grids: list[tuple[dict[str, Any], str, bytes]] = []
     for run in grid_runs(data):
         for name in GRID_NAMES:
-            png_data = data.artifacts.get((run["run_id"], name))
-            if png_data is None:
+            grid = data.artifacts.get((run["run_id"], name))
+            if grid is None:
                 continue
             path = out / "grids" / f"{P.slug(run['setting'])}-{run['run_id']}-{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(png_data)
+            path.write_bytes(grid)
             written.append(path)
-            grids.append((run, name, png_data))
+            grids.append((run, name, grid))
 
     write("report.html", render_report(data, t, figures, grids, plot_note, extra=along.sections(along_figures)))
     return written

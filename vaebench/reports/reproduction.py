@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -279,7 +280,8 @@ def format_markdown(rows: Sequence[ReproductionRow]) -> str:
     lines = [render_markdown(table).rstrip("\n")]
     for row, r in zip(shown, rows):
         if r.departures:
-            lines.append(f"\n**{markdown_escape(row['reference'])}** ({markdown_escape(row['setting'])}), departures:\n")
+            reference, setting = markdown_escape(row["reference"]), markdown_escape(row["setting"])
+            lines.append(f"\n**{reference}** ({setting}), departures:\n")
             lines += [f"- {markdown_escape(d)}" for d in r.departures]
     return "\n".join(lines) + "\n"
 

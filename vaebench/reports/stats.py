@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from typing import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,12 +57,12 @@ def scale_of(x: np.ndarray) -> float:
     return math.ldexp(1.0, math.frexp(big)[1] - 10)  # x / s is below 2**10
 
 
-def finite_values(values: Sequence[float]) -> np.ndarray:
+def finite_values(values: Iterable[float]) -> np.ndarray:
     """The finite numbers among `values` (None, NaN and infinities left out), as float64."""
     return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
 
 
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+def mean_sd(values: Iterable[float]) -> tuple[float, float]:
     """(mean, sd with ddof 1) of the finite `values`, computed on the scaled values (see the module
     docstring); NaN where undefined, infinite where the result overflows."""
     x = finite_values(values)
@@ -74,7 +74,7 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
         return float(y.mean() * s), float(y.std(ddof=1) * s) if x.size > 1 else math.nan
 
 
-def mean_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+def mean_ci(values: Iterable[float], *, seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """(mean, CI low, CI high) of the finite `values`; the CI is NaN with fewer than two values.
 
     The interval is scipy's percentile bootstrap of the mean with a freshly seeded generator, so
@@ -170,7 +170,7 @@ def rank_table(means: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     value for a setting is left out of that setting's mean rank; `ranked` counts the metrics used.
     """
     parts = []
-    for dataset, group in means.groupby("dataset", sort=True):
+    for _, group in means.groupby("dataset", sort=True):
         out = group[["dataset", "setting"]].copy()
         used = []
         for metric in metrics:

@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from vaebench.errors import ConfigError
 from vaebench.metrics.registry import FAMILIES, declaration_of
 from vaebench.reports.comparison import (
-    ID_COLUMNS, Comparison, SettingSummary, StoreReader, ceiling_mark, count_mark, counts, footnotes,
+    ID_COLUMNS,
+    Comparison,
+    SettingSummary,
+    StoreReader,
+    ceiling_mark,
+    count_mark,
+    counts,
+    footnotes,
 )
 from vaebench.reports.stats import natural_key
 from vaebench.reports.tables import Cell, Column, Table, direction_of, frame_table, render_markdown
@@ -80,23 +87,24 @@ def choose_columns(available: Sequence[str], requested: Sequence[str] | None, su
     """The value columns to show: those `requested` names (metric names, whose per-latent values come
     only with --all, or value names, in that order), else
     the available non-per-latent values ordered by family, then by the suite's metric order."""
+    declared = {v: d for v in available if (d := declaration_of(v)) is not None}
     if requested:
-        chosen = []
+        chosen: list[str] = []
         for name in requested:
             # a metric name brings its values, without the per-latent ones (those by value name or --all)
             matches = [v for v in available if v == name or (
-                declaration_of(v).metric.name == name and not declaration_of(v).value.per_latent)]
+                declared[v].metric.name == name and not declared[v].value.per_latent)]
             if not matches:
                 raise ConfigError(f"no values of {name!r} in these results; available: {', '.join(available)}",
                                   key="--metrics")
             chosen.extend(m for m in matches if m not in chosen)
         return chosen
     rank = {m: i for i, m in enumerate(suite_order)}
-    shown = [v for v in available if not declaration_of(v).value.per_latent]
+    shown = [v for v in available if not declared[v].value.per_latent]
 
     def key(value: str) -> tuple:
-        declared = declaration_of(value)
-        return (FAMILIES.index(declared.metric.family), rank.get(declared.metric.name, len(rank)), natural_key(value))
+        d = declared[value]
+        return FAMILIES.index(d.metric.family), rank.get(d.metric.name, len(rank)), natural_key(value)
 
     return sorted(shown, key=key)
 

@@ -11,18 +11,31 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from vaebench.bench.spec import RunStatus
 from vaebench.reports.comparison import (
-    ID_COLUMNS, Comparison, Setting, SettingSummary, ceiling_mark, count_mark, counts, footnotes,
+    ID_COLUMNS,
+    Comparison,
+    Setting,
+    SettingSummary,
+    ceiling_mark,
+    count_mark,
+    counts,
+    footnotes,
 )
 from vaebench.reports.stats import (
-    ALPHA, BOOTSTRAP_RESAMPLES, CONFIDENCE, higher_is_better, min_attainable_p, pairwise_tests, rank_table,
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
+    higher_is_better,
+    min_attainable_p,
+    pairwise_tests,
+    rank_table,
 )
 
 NUMBER_FORMAT = "{:.4g}"
@@ -67,7 +80,8 @@ def direction_of(metric: str) -> str:
 def frame_table(frame: pd.DataFrame) -> Table:
     """A DataFrame as a `Table`: floats with 4 significant digits, numeric columns right-aligned."""
     columns = [Column(str(c), numeric=pd.api.types.is_numeric_dtype(frame[c])) for c in frame.columns]
-    rows = [[Cell(f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row] for row in frame.itertuples(index=False)]
+    rows = [[Cell(f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]
+            for row in frame.itertuples(index=False)]
     return Table(columns, rows)
 
 
@@ -319,9 +333,9 @@ def render_html(table: Table, *, css_class: str = "") -> str:
     out.append("<tbody>")
     for row in table.rows:
         cells = []
-        for col, c in zip(table.columns, row):
-            text = f"<strong>{e(c.text)}</strong>" if c.bold else e(c.text)
-            classes = " ".join(n for n, on in (("num", col.numeric), ("best", c.bold)) if on)
+        for col, cell in zip(table.columns, row):
+            text = f"<strong>{e(cell.text)}</strong>" if cell.bold else e(cell.text)
+            classes = " ".join(n for n, on in (("num", col.numeric), ("best", cell.bold)) if on)
             attrs = f' class="{classes}"' if classes else ""
             cells.append(f"<td{attrs}>{text}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")

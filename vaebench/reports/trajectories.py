@@ -31,14 +31,14 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from vaebench.bench.spec import RunSpec, RunStatus
 from vaebench.bench.store import ResultsStore
 from vaebench.errors import ConfigError, DataError
-from vaebench.reports.claims import COLUMNS as CLAIM_COLUMNS
-from vaebench.reports.claims import claims_table
+from vaebench.reports.claims import COLUMNS as CLAIM_COLUMNS, claims_table
 from vaebench.reports.comparison import ID_COLUMNS, Comparison, value_order
 from vaebench.reports.stats import natural_key
 from vaebench.reports.summary import format_results, per_run_frame, results_frame
@@ -59,7 +59,7 @@ class StoreFrames:
     curves: pd.DataFrame
 
     @classmethod
-    def read(cls, store: ResultsStore) -> "StoreFrames":
+    def read(cls, store: ResultsStore) -> StoreFrames:
         return cls(store.path, store.runs(), store.metrics(), store.along(), store.curves())
 
 
@@ -166,7 +166,7 @@ def parse_step(text: str, frames: StoreFrames) -> list[int]:
 # ---------------------------------------------------------------- `vaebench results --step`
 
 
-def format_results_at(store: ResultsStore, step_text: str, fmt: str, **options) -> str:
+def format_results_at(store: ResultsStore, step_text: str, fmt: str, **options: Any) -> str:
     """`vaebench results DIR --step N|all`: the comparison (or per-run) table at each chosen budget.
 
     CSV and JSON: one frame, the budget in a `step` column first; table and Markdown: one table
