@@ -15,6 +15,7 @@ import pytest
 from torch import nn
 
 from vaebench import data
+from vaebench.bench.evaluate import Scores
 from vaebench.bench.spec import ExternalSpec, RunResult, RunSpec, freeze, spec_from_dict
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import build_datasets, check_runs, expand_runs, metrics_for, parse_suite, suite_from_table
@@ -321,7 +322,7 @@ def test_evaluate_without_metrics_gets_a_suites_default(tmp_path, monkeypatch):
     (tmp_path / "factory_models.py").write_text(FACTORY)
     monkeypatch.syspath_prepend(str(tmp_path))
     scored = []
-    monkeypatch.setattr(external, "evaluate", lambda model, images, spec, **kw: scored.append(spec) or ({}, {}, {}, []))
+    monkeypatch.setattr(external, "evaluate", lambda model, images, spec, **kw: scored.append(spec) or Scores({}))
     external.evaluate_external("factory_models:Model", "dsprites", {"size": 32, "test_size": 200}, tmp_path / "out")
     suite = suite_from_table({**PINNED, "datasets": [{"name": "dsprites", "size": 32, "test_size": 200}],
                               "evaluation": {}})
