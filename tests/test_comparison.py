@@ -158,3 +158,27 @@ def test_a_driver_adds_the_new_columns_to_an_older_store_and_writes_into_it(tmp_
     (setting,) = comparison.settings
     summary = comparison.summary(setting, "mi_xz")
     assert summary.n == 3 and summary.ceiling == math.log(2000)  # the lowest of the runs' (7.6009 < 7.601)
+
+
+def test_a_model_scored_by_evaluate_is_a_setting_with_no_budget(tmp_path, capsys):
+    from vaebench.bench.spec import ExternalSpec
+    from vaebench.reports.trajectories import StoreFrames, budgets
+
+    external = ExternalSpec(model="sha256:abc", label="enc", dataset="dsprites", dataset_params=(("size", 32),),
+                            latent_dim=3, likelihood="bernoulli", seed=0, metrics=("kl",))
+    with ResultsStore(tmp_path) as store:
+        store.write_result(RunResult(spec=external, status=RunStatus.DONE, metrics={"kl": 2.0}), suite="external",
+                           setting="external(enc)")
+        store.write_result(RunResult(spec=spec_for("vae", {}, 0), status=RunStatus.DONE, metrics={"kl": 3.0}),
+                           suite="s", setting="vae")
+        runs = store.runs().set_index("run_id")
+        frames = StoreFrames.read(store)
+        comparison = Comparison.build(store)
+    assert runs.loc[external.run_id, "spec"] == external
+    assert runs.loc[external.run_id, "setting_key"] == external.setting_key()
+    assert budgets(frames) == [100]  # the trained run's; the external model has none
+    assert sorted(s.label for s in comparison.settings) == ["external(enc)", "vae"]
+    for argv in (["results", str(tmp_path)], ["results", str(tmp_path), "--step", "all"], ["claims", str(tmp_path)],
+                 ["report", str(tmp_path), "--out", str(tmp_path / "report")]):
+        assert main(argv) == 0, argv
+    assert "external(enc)" in (tmp_path / "report" / "comparison.md").read_text()
