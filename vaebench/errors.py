@@ -23,7 +23,7 @@ class ConfigError(VaebenchError):
             where += f"key '{key}': "
         super().__init__(where + message)
 
-    def located(self, file: str, prefix: str = "") -> ConfigError:
+    def located(self, file: str | None, prefix: str = "") -> ConfigError:
         """The same error with the file (and a key prefix such as 'variants[1].') filled in."""
         key = f"{prefix}{self.key}" if self.key else (prefix.rstrip(".") or None)
         return ConfigError(self.detail, file=self.file or file, key=key)

@@ -11,11 +11,13 @@ in the style of scikit-learn's declarative parameter constraints.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from vaebench.errors import ConfigError, DataError
 
@@ -50,7 +52,7 @@ class Param:
     from_dataset: Callable[[Any], Any] | None = None
 
     @property
-    def value_type(self) -> type:
+    def value_type(self) -> builtins.type:
         return self.type if self.type is not None else type(self.default)
 
     def allowed(self) -> str:

@@ -31,7 +31,12 @@ from vaebench.bench.runner import run_directory_lock
 from vaebench.bench.spec import ExternalSpec, RunResult, RunStatus, freeze
 from vaebench.bench.store import ResultsStore
 from vaebench.bench.suite import (
-    SEED_PARAM, build_dataset, check_metric_list, check_metric_needs, metrics_for, test_images_key,
+    SEED_PARAM,
+    build_dataset,
+    check_metric_list,
+    check_metric_needs,
+    metrics_for,
+    test_images_key,
 )
 from vaebench.errors import ConfigError, ContractError, DataError
 from vaebench.files import file_sha256
@@ -49,7 +54,7 @@ class ExternalModel(nn.Module):
 
     def __init__(self, inner: nn.Module, likelihood: str):
         super().__init__()
-        self.inner = inner
+        self.inner: Any = inner  # a user's module: its encode and decode are duck-typed (checked by bench.contract)
         self.likelihood = LIKELIHOODS.get(likelihood, key="--likelihood")()
         self.has_decoder = callable(getattr(inner, "decode", None))
 
@@ -110,8 +115,8 @@ def evaluate_external(
     model = ExternalModel(inner, likelihood).to(dev).eval()
     latent_dim = dry_batch(model, images, dev, name)
     chosen, skipped = metrics_for(metrics, images, None, key="--metrics", decoder=model.has_decoder)
-    check_metric_needs(chosen, images, latent_dim, {}, file=None, dataset_key=test_images_key(dataset, "--param", separator=" "),
-                       latent_key="MODEL")
+    check_metric_needs(chosen, images, latent_dim, {}, file=None,
+                       dataset_key=test_images_key(dataset, "--param", separator=" "), latent_key="MODEL")
     spec = ExternalSpec(
         model=identity, label=label or Path(source.split(":")[0]).stem, dataset=dataset,
         dataset_params=freeze(params), dataset_version=images.version, latent_dim=latent_dim, likelihood=likelihood,

@@ -39,28 +39,35 @@ import itertools
 import math
 import re
 import tomllib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from vaebench import data
 from vaebench.bench.optim import IMPLEMENTATIONS, OPTIMIZERS, check_optimizer_options
-from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
 from vaebench.bench.reproduction import check_reference_dataset, pop_reproduces
+from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
 from vaebench.bench.selection import SELECTION_KEYS, check_validation_split, parse_selection, selection_in_steps
 from vaebench.bench.spec import RunSpec, freeze
+from vaebench.bench.trajectory import ALONG_KEYS, AlongPlan, parse_along  # scoring along training
 from vaebench.data.base import MAX_TEST_SPLIT_BYTES, test_split_bytes
 from vaebench.data.checked import CheckedDataset
 from vaebench.errors import ConfigError, VaebenchError
-from vaebench.bench.trajectory import ALONG_KEYS, AlongPlan, parse_along  # scoring along training
 from vaebench.metrics import METRICS
 from vaebench.metrics.registry import check_metric_params, metric_param_declarations
 from vaebench.params import Param, check_params
 from vaebench.plugins import (
-    USER_CODE_ERRORS, Plugin, calling_user_code, first_line, import_plugins, plugin_identity, raising_module,
+    USER_CODE_ERRORS,
+    Plugin,
+    calling_user_code,
+    first_line,
+    import_plugins,
+    plugin_identity,
+    raising_module,
     user_code_failure,
 )
 from vaebench.tracking.config import TrackingRequest, parse_tracking_table
@@ -195,7 +202,8 @@ def check_test_split_size(dataset: data.ImageDataset, *, file: str | None, key: 
         shape = "x".join(map(str, dataset.image_shape))
         raise ConfigError(f"the test split ({len(dataset.test_indices):,d} images of {shape}, encoded at once as "
                           f"float32) needs {needed / 2**30:.1f} GB, more than the limit of "
-                          f"{MAX_TEST_SPLIT_BYTES / 2**30:.0f} GB; hold out fewer or smaller images", file=file, key=key)
+                          f"{MAX_TEST_SPLIT_BYTES / 2**30:.0f} GB; hold out fewer or smaller images",
+                          file=file, key=key)
 
 
 def check_first_images(dataset: data.ImageDataset, file: str | None, key: str) -> None:
@@ -392,13 +400,15 @@ def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]
               and all(a < b for a, b in zip(milestones, milestones[1:])))
         if not ok:
             what = "required" if milestones is None else f"got {milestones!r}"
-            raise ConfigError(f"lr_schedule = 'multistep' needs lr_milestones, a non-empty array of increasing "
+            raise ConfigError("lr_schedule = 'multistep' needs lr_milestones, a non-empty array of increasing "
                               "integers >= 1 (epochs with an epochs budget, else steps); " + what,
                               file=file, key="budget.lr_milestones")
     elif milestones is not None:
-        raise ConfigError(f"applies to lr_schedule = 'multistep' only, not {kind!r}", file=file, key="budget.lr_milestones")
+        raise ConfigError(f"applies to lr_schedule = 'multistep' only, not {kind!r}", file=file,
+                          key="budget.lr_milestones")
     if kind in ("multistep", "exponential") and plan["lr_factor"] is None:
-        raise ConfigError(f"required by lr_schedule = {kind!r}: a number > 0 and <= 1", file=file, key="budget.lr_factor")
+        raise ConfigError(f"required by lr_schedule = {kind!r}: a number > 0 and <= 1", file=file,
+                          key="budget.lr_factor")
     if kind in ("constant", "burda") and plan["lr_factor"] is not None:
         fixed = "is fixed (10^(-1/7))" if kind == "burda" else "has no factor"
         raise ConfigError(f"lr_schedule = {kind!r} {fixed}", file=file, key="budget.lr_factor")
@@ -522,7 +532,8 @@ def check_variant_contract(spec: RunSpec, dataset: data.ImageDataset, file: str)
     except USER_CODE_ERRORS as err:  # the user's variant failing (or exiting) on a dry batch
         where = raising_module(err)
         raise ConfigError(f"variant {name!r} does not follow the variant contract on a dry batch"
-                          f"{f' (in {where})' if where else ''}: {first_line(err)}", file=file, key="variants") from None
+                          f"{f' (in {where})' if where else ''}: {first_line(err)}",
+                          file=file, key="variants") from None
 
 
 def _import_suite_plugins(names: Any, file: str, allowed: Collection[str] | None) -> tuple[Plugin, ...]:
@@ -533,7 +544,8 @@ def _import_suite_plugins(names: Any, file: str, allowed: Collection[str] | None
             identity = plugin_identity(name, file=file)
             if identity not in allowed:
                 raise ConfigError(f"names the plugin {name!r}, which is not imported: reading commands import only "
-                                  f"the plugins given with --plugins (add --plugins {identity})", file=file, key="plugins")
+                                  f"the plugins given with --plugins (add --plugins {identity})",
+                                  file=file, key="plugins")
     return import_plugins(names, file=file)
 
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 # each module registers its datasets with @register_dataset
 from vaebench.data import (  # noqa: F401
-    binarized_mnist, cars3d, cifar10, digits, dsprites, idx, image_folder, mpi3d, npz_dsprites, npz_images,
-    scream_dsprites, shapes3d, smallnorb,
+    binarized_mnist,
+    cars3d,
+    cifar10,
+    digits,
+    dsprites,
+    idx,
+    image_folder,
+    mpi3d,
+    npz_dsprites,
+    npz_images,
+    scream_dsprites,
+    shapes3d,
+    smallnorb,
 )
 from vaebench.data.base import GroundTruthDataset, ImageDataset
 from vaebench.data.checked import checked
@@ -33,7 +45,8 @@ def check_dataset_params(name: str, params: Mapping[str, Any]) -> None:
     allowed = dataset_parameters(name)
     for key in params:
         if key not in allowed:
-            listed = ", ".join(allowed) or "none (a dataset declares its parameters: register_dataset(name, params=...))"
+            listed = ", ".join(allowed) or (
+                "none (a dataset declares its parameters: register_dataset(name, params=...))")
             raise ConfigError(f"unknown parameter for dataset {name!r}; allowed: {listed}", key=key)
 
 

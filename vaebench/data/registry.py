@@ -14,9 +14,10 @@ key is an error naming it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from vaebench.params import Param
 from vaebench.registry import Registry

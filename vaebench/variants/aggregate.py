@@ -148,7 +148,7 @@ def minibatch_kl_to_prior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tenso
 
 
 def kl_decomposition(
-    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, estimator: str, dataset_size: int
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, estimator: str, dataset_size: int | None
 ) -> dict[str, torch.Tensor]:
     """Batch means of the index-code MI ("mi"), total correlation ("tc") and dimension-wise KL ("dim_kl")."""
     pairs = pairwise_log_normal(z, mu, logvar)

@@ -29,12 +29,10 @@ from dataclasses import dataclass
 
 import torch
 
-from vaebench.variants.aggregate import (
-    ESTIMATORS, batch_size_range, dataset_size_hyperparameter, kl_decomposition,
-)
 from vaebench.params import hyperparameter
-from vaebench.variants.claims import Claim
+from vaebench.variants.aggregate import ESTIMATORS, batch_size_range, dataset_size_hyperparameter, kl_decomposition
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
+from vaebench.variants.claims import Claim
 from vaebench.variants.registry import register_variant
 
 
@@ -48,7 +46,7 @@ class BetaTCVAEHyperparameters(Hyperparameters):
 
 
 @register_variant("beta_tcvae")
-class BetaTCVAE(GaussianEncoderVariant):
+class BetaTCVAE(GaussianEncoderVariant[BetaTCVAEHyperparameters]):
     """recon + alpha * MI + beta * TC + gamma * dimension-wise KL."""
 
     Hyperparameters = BetaTCVAEHyperparameters
@@ -56,7 +54,7 @@ class BetaTCVAE(GaussianEncoderVariant):
     claims = (Claim("tc", "lower", "lowers the total correlation of the aggregated posterior"),)
 
     @classmethod
-    def batch_size_range(cls, hparams: Hyperparameters) -> tuple[int, int | None]:
+    def batch_size_range(cls, hparams: BetaTCVAEHyperparameters) -> tuple[int, int | None]:
         return batch_size_range(hparams.estimator, hparams.dataset_size)
 
     def loss(self, x: torch.Tensor, step: int) -> Losses:

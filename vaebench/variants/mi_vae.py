@@ -40,7 +40,10 @@ import torch
 
 from vaebench.params import hyperparameter
 from vaebench.variants.aggregate import (
-    WEIGHTINGS, batch_size_range, dataset_size_hyperparameter, minibatch_mutual_information,
+    WEIGHTINGS,
+    batch_size_range,
+    dataset_size_hyperparameter,
+    minibatch_mutual_information,
 )
 from vaebench.variants.base import GaussianEncoderVariant, Hyperparameters, Losses
 from vaebench.variants.claims import Claim, with_pixelcnn
@@ -55,7 +58,7 @@ class MIVAEHyperparameters(Hyperparameters):
 
 
 @register_variant("mi_vae")
-class MIVAE(GaussianEncoderVariant):
+class MIVAE(GaussianEncoderVariant[MIVAEHyperparameters]):
     """-ELBO - gamma * I(x; z), I estimated on the minibatch with `estimator`."""
 
     Hyperparameters = MIVAEHyperparameters
@@ -63,7 +66,7 @@ class MIVAE(GaussianEncoderVariant):
                     applies=with_pixelcnn),)
 
     @classmethod
-    def batch_size_range(cls, hparams: Hyperparameters) -> tuple[int, int | None]:
+    def batch_size_range(cls, hparams: MIVAEHyperparameters) -> tuple[int, int | None]:
         return batch_size_range(hparams.estimator, hparams.dataset_size)
 
     def loss(self, x: torch.Tensor, step: int) -> Losses:
