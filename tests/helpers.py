@@ -104,7 +104,7 @@ seeds = [0]
 steps = {steps}
 batch_size = 8
 checkpoint_every = 2
-log_every = 2
+log_every = {log_every}
 optimizer = "{optimizer}"
 learning_rate = {learning_rate}
 [model]
@@ -112,6 +112,7 @@ architecture = "mlp"
 latent_dim = 2
 [[datasets]]
 name = "{dataset}"
+{dataset_params}
 [[variants]]
 name = "{variant}"
 [evaluation]
@@ -120,16 +121,17 @@ metrics = [{metrics}]
 
 
 def plugin_suite(path: Path, plugins: Sequence[str] = (), *, name: str = "values", dataset: str = "digits",
-                 variant: str = "vae", metrics: str = '"kl"', steps: int = 4, optimizer: str = "adam",
-                 learning_rate: float = 1e-3) -> Path:
-    """Write a suite importing `plugins` (files beside it) to `path`; `metrics` is the inside of a TOML array."""
+                 dataset_params: str = "", variant: str = "vae", metrics: str = '"kl"', steps: int = 4,
+                 log_every: int = 2, optimizer: str = "adam", learning_rate: float = 1e-3) -> Path:
+    """Write a suite importing `plugins` (files beside it) to `path`; `metrics` is the inside of a TOML array,
+    `dataset_params` the lines of the dataset's table after its name."""
     path.write_text(PLUGIN_SUITE.format(name=name, plugins=", ".join(f'"{p}"' for p in plugins), dataset=dataset,
-                                        variant=variant, metrics=metrics, steps=steps, optimizer=optimizer,
-                                        learning_rate=learning_rate))
+                                        dataset_params=dataset_params, variant=variant, metrics=metrics, steps=steps,
+                                        log_every=log_every, optimizer=optimizer, learning_rate=learning_rate))
     return path
 
 
-# Two steps of the VAE on a dataset read from files, scored by recon_mse and kl.
+# Two steps of the VAE on a dataset read from files, scored by `metrics` (recon_mse and kl by default).
 FILES_SUITE = """
 name = "files"
 [budget]
@@ -145,13 +147,14 @@ latent_dim = 2
 [[variants]]
 name = "vae"
 [evaluation]
-metrics = ["recon_mse", "kl"]
+metrics = [{metrics}]
 """
 
 
-def files_suite(path: Path, dataset: str, *, architecture: str = "mlp") -> Path:
-    """Write the files suite to `path`; `dataset`: the lines of its [[datasets]] table, its name first."""
-    path.write_text(FILES_SUITE.format(dataset=dataset, architecture=architecture))
+def files_suite(path: Path, dataset: str, *, architecture: str = "mlp", metrics: str = '"recon_mse", "kl"') -> Path:
+    """Write the files suite to `path`; `dataset`: the lines of its [[datasets]] table, its name first;
+    `metrics` the inside of a TOML array."""
+    path.write_text(FILES_SUITE.format(dataset=dataset, architecture=architecture, metrics=metrics))
     return path
 
 

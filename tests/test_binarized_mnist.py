@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import write_mnist
+from helpers import files_suite, write_mnist
 from vaebench import data
 from vaebench.bench.spec import RunSpec
 from vaebench.bench.suite import load_suite
@@ -162,27 +162,8 @@ def test_train_on_train_and_valid(tmp_path):
         data.get("binarized_mnist", path=path, train="all")
 
 
-SUITE = """\
-name = "bm"
-[budget]
-steps = 2
-batch_size = 4
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-{dataset}
-[[variants]]
-name = "vae"
-[evaluation]
-metrics = ["recon_bce"]
-"""
-
-
 def _suite(tmp_path: Path, dataset: str) -> Path:
-    path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(dataset=dataset))
-    return path
+    return files_suite(tmp_path / "suite.toml", dataset, metrics='"recon_bce"')
 
 
 def test_suite_parameters_and_their_errors(tmp_path):

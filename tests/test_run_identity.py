@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import plugin_suite
 from vaebench import data
 from vaebench.bench.spec import RunTask
 from vaebench.bench.suite import load_suite
@@ -28,26 +29,6 @@ PLUGIN = textwrap.dedent('''
             """A user's variant."""
 ''')
 
-SUITE = '''
-name = "identity"
-plugins = [{plugins}]
-seeds = [0]
-[budget]
-steps = 6
-batch_size = 8
-checkpoint_every = 2
-log_every = 1
-[model]
-architecture = "mlp"
-latent_dim = 2
-[[datasets]]
-name = "{dataset}"
-{dataset_params}
-[[variants]]
-name = "{variant}"
-[evaluation]
-metrics = ["kl"]
-'''
 
 
 class Killed(KeyboardInterrupt):
@@ -80,9 +61,8 @@ def _interrupted_run(suite_path: Path, out: Path) -> RunTask:
 def test_a_resume_after_the_plugin_was_edited_restarts_from_step_0(tmp_path, caplog):
     plugin = tmp_path / "identity_plugin.py"
     plugin.write_text(PLUGIN)
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.format(plugins='"identity_plugin.py"', dataset="digits", dataset_params="",
-                                  variant="identity_vae"))
+    suite = plugin_suite(tmp_path / "suite.toml", ["identity_plugin.py"], name="identity",
+                         variant="identity_vae", steps=6, log_every=1)
     out = tmp_path / "run"
     task = _interrupted_run(suite, out)
     plugin.write_text(PLUGIN + "\n# edited between the kill and the resume\n")
@@ -101,9 +81,8 @@ def test_a_resume_after_the_plugin_was_edited_restarts_from_step_0(tmp_path, cap
 def test_a_resume_with_the_same_code_and_data_continues_from_its_checkpoint(tmp_path):
     plugin = tmp_path / "identity_plugin.py"
     plugin.write_text(PLUGIN)
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.format(plugins='"identity_plugin.py"', dataset="digits", dataset_params="",
-                                  variant="identity_vae"))
+    suite = plugin_suite(tmp_path / "suite.toml", ["identity_plugin.py"], name="identity",
+                         variant="identity_vae", steps=6, log_every=1)
     out = tmp_path / "run"
     _interrupted_run(suite, out)
     result = execute_run(_task(suite, out))
@@ -121,9 +100,8 @@ def _write_npz(path: Path, seed: int) -> None:
 def test_a_resume_after_the_data_file_was_replaced_restarts_from_step_0(tmp_path, caplog, keep_mtime):
     npz = tmp_path / "images.npz"
     _write_npz(npz, seed=0)
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.format(plugins="", dataset="npz", dataset_params=f'path = "{npz}"\ntest_size = 20',
-                                  variant="vae"))
+    suite = plugin_suite(tmp_path / "suite.toml", name="identity", dataset="npz",
+                         dataset_params=f'path = "{npz}"\ntest_size = 20', steps=6, log_every=1)
     out = tmp_path / "run"
     _interrupted_run(suite, out)
     stat = npz.stat()
@@ -184,9 +162,8 @@ def test_resuming_a_sweep_names_completed_runs_made_from_another_plugin_version(
 
     plugin = tmp_path / "identity_plugin.py"
     plugin.write_text(PLUGIN)
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.format(plugins='"identity_plugin.py"', dataset="digits", dataset_params="",
-                                  variant="identity_vae"))
+    suite = plugin_suite(tmp_path / "suite.toml", ["identity_plugin.py"], name="identity",
+                         variant="identity_vae", steps=6, log_every=1)
     out = tmp_path / "run"
     run_suite(load_suite(suite), out, InProcessExecutor(), threads=1)
     with caplog.at_level(logging.WARNING, logger="vaebench.bench.runner"):
