@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 # each module registers its datasets with @register_dataset
-from vaebench.data import (  # noqa: F401
+from vaebench.data import (  # noqa: F401 - each module registers its datasets
     binarized_mnist,
     cars3d,
     cifar10,
