@@ -233,6 +233,20 @@ def test_report_latex_and_markdown_escape_user_strings(evil_report):
         assert EVIL not in (out / name).read_text(), name
 
 
+def test_the_plots_are_the_same_bytes_whatever_the_global_rng(evil_report, tmp_path):
+    """The seeds' jitter in a metric plot is a fixed draw, not numpy's global RNG (which seaborn's
+    stripplot used): a report written again, after the global state moved, has identical plots."""
+    first, _ = evil_report
+    np.random.seed(12345)
+    np.random.uniform(size=7)
+    again = tmp_path / "again"
+    write_report(first.parent / "run", again)
+    plots = sorted(p.name for p in (first / "plots").iterdir())
+    assert "metric_kl.png" in plots and "metric_kl.svg" in plots
+    for name in plots:
+        assert (again / "plots" / name).read_bytes() == (first / "plots" / name).read_bytes(), name
+
+
 def test_report_of_a_missing_store_is_a_user_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
     assert "no results store" in capsys.readouterr().err

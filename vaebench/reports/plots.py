@@ -42,6 +42,7 @@ PREFERRED_SWEEP = ("beta", "gamma", "lambda_", "alpha", "c_max")
 DPI = 110
 
 
+JITTER, JITTER_SEED = 0.12, 0  # the seeds' horizontal spread in a metric plot (a fixed draw: plots are reproducible)
 PLOT_LIMIT = 1e300  # matplotlib cannot place values near the float maximum (its tick arithmetic overflows)
 
 
@@ -120,12 +121,10 @@ def metric_plots(wide: pd.DataFrame, comparison: Comparison, metrics: Sequence[s
                 ax = axes[0, 0]
                 seeds = done[(done["dataset"] == dataset) & done["setting"].isin(settings_shown)]
                 positions = {s: i for i, s in enumerate(settings_shown)}
-                if not seeds.empty:
-                    sns.stripplot(
-                        data=seeds.assign(setting=seeds["setting"].map(mpl_text)), x="setting", y=metric,
-                        order=[mpl_text(s) for s in settings_shown], ax=ax, color="0.55", size=4, jitter=0.12,
-                        alpha=0.8,
-                    )
+                if not seeds.empty:  # the seeds, spread along x by a fixed draw, not the global RNG
+                    jitter = np.random.default_rng(JITTER_SEED).uniform(-JITTER, JITTER, len(seeds))
+                    ax.scatter(seeds["setting"].map(positions).to_numpy(float) + jitter, seeds[metric], s=16,
+                               color="0.55", alpha=0.8, linewidths=0, zorder=3)
                 x = np.array([positions[s] for s in settings_shown], dtype=float)
                 mean = np.array([drawn(s.mean) for s in rows])
                 low, high = np.array([drawn(s.ci_low) for s in rows]), np.array([drawn(s.ci_high) for s in rows])
@@ -136,6 +135,7 @@ def metric_plots(wide: pd.DataFrame, comparison: Comparison, metrics: Sequence[s
                 )
                 ax.plot(x[~has_ci], mean[~has_ci], "o", color="C0", markersize=7, zorder=5)
                 ax.set_xticks(x, [mpl_text(s) for s in settings_shown], rotation=20, ha="right")
+                ax.set_xlim(-0.5, len(settings_shown) - 0.5)
                 ax.set_xlabel("")
                 ax.set_ylabel(mpl_text(_arrow(metric)))
                 ax.set_title(mpl_text(f"{metric} on {dataset}"))
