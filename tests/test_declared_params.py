@@ -16,9 +16,10 @@ from torch import nn
 
 from vaebench import data
 from vaebench.bench.evaluate import Scores
+from vaebench.bench.setting_checks import metrics_for
 from vaebench.bench.spec import ExternalSpec, RunResult, RunSpec, freeze, spec_from_dict
 from vaebench.bench.store import ResultsStore
-from vaebench.bench.suite import build_datasets, check_runs, expand_runs, metrics_for, parse_suite, suite_from_table
+from vaebench.bench.suite import build_datasets, check_runs, expand_runs, parse_suite, suite_from_table
 from vaebench.data.registry import DATASETS, register_dataset
 from vaebench.errors import ConfigError, DataError, UnknownNameError
 from vaebench.metrics import METRICS

@@ -3,7 +3,7 @@
 The model is a TorchScript file with methods `encode(x) -> (mu, logvar)` and (optionally)
 `decode(z) -> likelihood parameters`, or `module:function`, a factory returning an nn.Module
 with those methods (imported like a plugin). It is scored by the same `evaluate` as a trained
-run, on the metrics a suite's run on the dataset gets (`bench.suite.metrics_for`, the one choice);
+run, on the metrics a suite's run on the dataset gets (`bench.setting_checks.metrics_for`, the one choice);
 those that need a decoder are skipped, with a note, when the model has none. Its identity is the
 file's SHA-256 (or the factory's name, its module's version and the SHA-256 of its module's
 source, so an edited factory is another model). Its spec is an `ExternalSpec` (the model's
@@ -28,16 +28,16 @@ from vaebench.bench.environment import check_device, describe_environment
 from vaebench.bench.evaluate import evaluate
 from vaebench.bench.identity import data_identity
 from vaebench.bench.runner import run_directory_lock
-from vaebench.bench.spec import ExternalSpec, RunResult, RunStatus, freeze
-from vaebench.bench.store import ResultsStore
-from vaebench.bench.suite import (
-    SEED_PARAM,
+from vaebench.bench.setting_checks import (
     build_dataset,
     check_metric_list,
     check_metric_needs,
     metrics_for,
     test_images_key,
 )
+from vaebench.bench.spec import ExternalSpec, RunResult, RunStatus, freeze
+from vaebench.bench.store import ResultsStore
+from vaebench.bench.suite import SEED_PARAM
 from vaebench.errors import ConfigError, ContractError, DataError
 from vaebench.files import file_sha256
 from vaebench.params import Param
@@ -100,7 +100,7 @@ def evaluate_external(
 ) -> RunResult:
     """Score the model into `out`'s store; the result (its environment lists the skipped metrics).
 
-    Everything is validated the way a suite is (`bench.suite`: the dataset and its parameters, the
+    Everything is validated the way a suite is (`bench.setting_checks`: the dataset and its parameters, the
     metrics, what they need, the seed, the device) and the model's contract is checked on a dry batch,
     before anything is written. Without `metrics`, the model gets a suite's default on this dataset
     (`metrics_for`), less those that need a decoder when it has none."""
