@@ -74,7 +74,7 @@ def test_dry_run_gives_the_cost(stand_in_data, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "burda2016-iwae-k50-l1: 84.78 (iwae_nll), Burda, Grosse & Salakhutdinov 2016" in out
     assert "suite suites/reproduce/burda2016.toml: 3 of its runs reproduce it" in out
-    assert "departure: batches are drawn uniformly" in out
+    assert "departure: trains on all 60,000 training images" in out
     runs = [line for line in out.splitlines() if "seed=" in line]
     assert len(runs) == 3 and all("iwae(k=50)" in line for line in runs)
     steps = 3280 * 2  # 40 stand-in training images in batches of 20: 2 steps an epoch

@@ -59,12 +59,13 @@ def test_curve_value_is_the_mean_over_the_last_epoch():
 # --------------------------------------------------------------------------- a synthetic store
 
 def _spec(seed: int, *, variant: str = "vae", metric_params: dict | None = None, selection: dict | None = None,
-          batch_size: int = 100, steps: int = 10, dataset: str = "binarized_mnist") -> RunSpec:
+          batch_size: int = 100, steps: int = 10, dataset: str = "binarized_mnist", sampler: str = "") -> RunSpec:
     return RunSpec.from_dict({
         "variant": variant, "hyperparameters": {}, "dataset": dataset, "dataset_params": {}, "architecture": "mlp",
         "latent_dim": 40, "likelihood": "bernoulli", "steps": steps, "batch_size": batch_size, "optimizer": "adam",
         "learning_rate": 1e-4, "checkpoint_every": 5, "log_every": 1, "seed": seed, "metrics": ["iwae_nll"],
         "metric_params": metric_params or {}, **({"selection": selection} if selection else {}),
+        **({"sampler": sampler} if sampler else {}),
     })
 
 
@@ -81,7 +82,7 @@ def synthetic_store(tmp_path) -> Path:
     selected = {"kind": "best_validation", "every": 500}
     with ResultsStore(tmp_path) as store:
         for seed, value in zip((0, 1, 2), (89.9, 90.1, 90.3)):  # pythae's protocol, three seeds
-            _write(store, _spec(seed, metric_params=full, selection=selected), [PYTHAE],
+            _write(store, _spec(seed, metric_params=full, selection=selected, sampler="shuffle"), [PYTHAE],
                    metrics={"iwae_nll": value}, notes={"iwae_nll": "k=200, images=10000/10000"})
         for seed, value in zip((0, 1), (86.0, 86.4)):  # another setting: K = 100 on a subset, final model
             _write(store, _spec(seed, variant="iwae", metric_params={"iwae_k": 100}, batch_size=20), [BURDA],
@@ -107,7 +108,7 @@ def test_compare_verdicts_against_hand_worked_numbers(synthetic_store):
     assert (vae.measured.low, vae.measured.high) == (pytest.approx(89.603173, abs=1e-6),
                                                      pytest.approx(90.596827, abs=1e-6))
     checked = [d for d in vae.departures if d not in REFERENCES[PYTHAE].departures]
-    assert checked == []  # K, the whole split, the batch and the selection are pythae's
+    assert checked == []  # K, the whole split, the sampler, the batch and the selection are pythae's
 
     iwae = rows[BURDA]  # published 84.78, tolerance 1.0
     assert iwae.values == (86.0, 86.4) and iwae.difference == pytest.approx(1.42) and iwae.verdict == "differs"
@@ -116,6 +117,8 @@ def test_compare_verdicts_against_hand_worked_numbers(synthetic_store):
     assert "100 importance samples per image; the source uses 5,000" in iwae.departures
     assert "scored on 100 of the 10,000 test images; the source uses all" in iwae.departures
     assert "seed 2: diverged" in iwae.departures
+    assert ("training batches drawn uniformly with replacement; the source's passes over the training split in "
+            "file order, unshuffled") in iwae.departures
     assert not any("batch size" in d for d in iwae.departures)  # Burda's batch is 20, as here
 
     failed = rows[TCVAE]
@@ -143,7 +146,9 @@ def test_a_departure_read_off_the_spec(tmp_path):
     found = [d for d in row.departures if d not in REFERENCES[PYTHAE].departures]
     # ceil(50,000 / 64) = 782 steps an epoch; 300 / 782 = 0.3836
     assert found == ["300 steps = 0.3836 epochs of 782 steps; the source trains 500 epochs",
-                     "1,000 importance samples per image; the source uses 200", "batch size 64; the source uses 100",
+                     "1,000 importance samples per image; the source uses 200",
+                     "training batches drawn uniformly with replacement; the source's a shuffled pass over the "
+                     "training split per epoch", "batch size 64; the source uses 100",
                      "scores the final model; the source keeps the best on validation",
                      "scored on 100 of the 10,000 test images; the source uses all"]
 

@@ -149,15 +149,18 @@ def check_metric_needs(metrics: tuple[str, ...], dataset: data.ImageDataset, lat
                               f"use more, or leave {name!r} out of the metrics", file=file, key=latent_key)
 
 
-def check_batch_size(variant: str, hyperparameters: dict[str, Any], batch_size: int, *, file: str | None) -> None:
-    """ConfigError unless the variant's objective is defined at this batch size (`Variant.batch_size_range`)."""
+def check_batch_size(variant: str, hyperparameters: dict[str, Any], batch_size: int, *, file: str | None,
+                     what: str = "") -> None:
+    """ConfigError unless the variant's objective is defined at this batch size (`Variant.batch_size_range`);
+    `what` names the batch when it is not the budget's batch_size (a shuffled epoch's last batch)."""
     cls = VARIANTS.get(variant)
     with calling_user_code(f"asking variant {variant!r} for its batch sizes"):
         low, high = cls.batch_size_range(cls.Hyperparameters.from_dict(hyperparameters))
     if batch_size < low or (high is not None and batch_size > high):
         allowed = f"at least {low}" + (f" and at most {high}" if high is not None else "")
         settings = ", ".join(f"{k}={v!r}" for k, v in sorted(hyperparameters.items()))
-        raise ConfigError(f"variant {variant!r} ({settings}) needs batches of {allowed} images, got {batch_size}",
+        got = f"{what} holds {batch_size}" if what else f"got {batch_size}"
+        raise ConfigError(f"variant {variant!r} ({settings}) needs batches of {allowed} images, {got}",
                           file=file, key="budget.batch_size")
 
 

@@ -53,7 +53,7 @@ Frozen = tuple[tuple[str, Any], ...]
 # RunSpec fields added after stores existed: left out of its JSON when empty, so the specs (and
 # run ids) written before they existed are unchanged. The tables are written as dicts of lists.
 OPTIONAL_FIELDS = ("network", "lr_schedule", "dataset_version", "selection", "optimizer_implementation",
-                   "optimizer_options", "at_steps", "at_metrics", "at_images")
+                   "optimizer_options", "at_steps", "at_metrics", "at_images", "sampler")
 OPTIONAL_TABLES = ("network", "lr_schedule", "selection", "optimizer_options")
 
 
@@ -98,7 +98,8 @@ class RunSpec(StoredSpec):
     its images beyond its parameters, e.g. dSprites' renderer). `selection` is empty when the run
     scores its final model, else the best-on-validation selection in steps (`vaebench.bench.selection`).
     `optimizer_implementation` ("" for PyTorch's default, "foreach", "fused") and `optimizer_options`
-    (Adam's eps) are `vaebench.bench.optim`'s.
+    (Adam's eps) are `vaebench.bench.optim`'s. `sampler` is how batches are drawn ("" for uniformly
+    with replacement, "shuffle" for a permutation per epoch; `vaebench.bench.sampler`).
     """
 
     variant: str
@@ -129,6 +130,7 @@ class RunSpec(StoredSpec):
     at_steps: tuple[int, ...] = ()
     at_metrics: tuple[str, ...] = ()
     at_images: int = 0
+    sampler: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

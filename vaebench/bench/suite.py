@@ -6,7 +6,7 @@
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
     [budget]    steps (or epochs), batch_size, optimizer (adam|sgd|rmsprop), optimizer_implementation
                 (default|foreach|fused), adam_eps, learning_rate, checkpoint_every,
-                log_every; lr_schedule (constant|multistep|exponential|burda), lr_milestones, lr_factor
+                log_every, sampler (replacement|shuffle: vaebench.bench.sampler); lr_schedule (constant|multistep|exponential|burda), lr_milestones, lr_factor
                 (vaebench.bench.schedules: converted to steps for each dataset); select (final|best_validation),
                 validate_every (vaebench.bench.selection)
     [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid;
@@ -48,6 +48,7 @@ from typing import Any
 from vaebench import data
 from vaebench.bench.optim import IMPLEMENTATIONS, OPTIMIZERS, check_optimizer_options
 from vaebench.bench.reproduction import check_reference_dataset, pop_reproduces
+from vaebench.bench.sampler import SAMPLERS, batch_sizes
 from vaebench.bench.schedules import SCHEDULES, schedule_in_steps, steps_per_epoch
 from vaebench.bench.selection import SELECTION_KEYS, check_validation_split, parse_selection, selection_in_steps
 from vaebench.bench.setting_checks import (
@@ -94,6 +95,8 @@ BUDGET_PARAMS = (
     Param("optimizer_implementation", "default", choices=IMPLEMENTATIONS,
           doc="PyTorch's default (for-loop on the CPU), foreach or fused (vaebench.bench.optim)"),
     Param("adam_eps", None, type=float, greater_than=0.0, less_than=1.0, doc="Adam's epsilon (PyTorch: 1e-8)"),
+    Param("sampler", "replacement", choices=SAMPLERS,
+          doc="batches drawn with replacement, or a shuffled pass per epoch (vaebench.bench.sampler)"),
 )
 SCHEDULE_KEYS = ("epochs", "lr_schedule", "lr_factor", "lr_milestones")
 MODEL_PARAMS = (
@@ -293,6 +296,7 @@ def _parse_budget(raw: dict, file: str) -> tuple[dict[str, Any], dict[str, Any]]
     check_optimizer_options(budget["optimizer"], implementation, eps, file=file)
     budget["optimizer_implementation"] = "" if implementation == "default" else implementation
     budget["optimizer_options"] = freeze({"eps": eps}) if eps is not None else ()
+    budget["sampler"] = "" if budget["sampler"] == "replacement" else budget["sampler"]
     kind = plan["lr_schedule"]
     if plan["epochs"] is not None:
         if "steps" in table:
@@ -519,7 +523,10 @@ def check_run(run: PlannedRun, plan: dict[str, Any], file: str) -> None:
     check_metric_needs(spec.metrics, ds.dataset, spec.latent_dim, dict(spec.metric_params), file=file,
                        dataset_key=test_images_key(ds.name, f"datasets[{ds.index}]"))
     check_variant_contract(spec, ds.dataset, file)
-    check_batch_size(spec.variant, dict(spec.hyperparameters), spec.batch_size, file=file)
+    for size in batch_sizes(spec.sampler or "replacement", len(ds.dataset.train_indices), spec.batch_size):
+        check_batch_size(spec.variant, dict(spec.hyperparameters), size, file=file,
+                         what="" if size == spec.batch_size else f"the last batch of each epoch (sampler = "
+                         f"'shuffle', {len(ds.dataset.train_indices)} training images on {ds.name!r})")
     check_reference_dataset(run.variant.reproduces, ds.name, file=file,
                             key=f"variants[{run.variant.entry}].reproduces")
     check_validation_split(ds.dataset, plan["selection"], file=file, key=f"budget.select (dataset {ds.name!r})")

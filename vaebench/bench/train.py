@@ -36,6 +36,7 @@ from vaebench.bench.optim import (
     optimisation_step,
     resolved_implementation,
 )
+from vaebench.bench.sampler import BatchSampler
 from vaebench.bench.schedules import lr_multiplier
 from vaebench.bench.seeding import seed_everything
 from vaebench.bench.selection import VALIDATION_CURVE, BestValidation, best_model_path, validation_loss
@@ -125,6 +126,7 @@ class Trainer:
         self.step = 0
         self.curves: list[tuple[int, str, float]] = []
         self.train_time_s = 0.0
+        self.sampler = BatchSampler(spec.sampler or "replacement", dataset.train_indices, spec.batch_size, spec.seed)
         self.selector = BestValidation.for_spec(dict(spec.selection), spec.steps, dataset)
         # scoring along training (vaebench.bench.trajectory): the scores so far (checkpointed) and the hook
         self.along = AlongScores()
@@ -168,9 +170,8 @@ class Trainer:
                 group["lr"] = base * multiplier
 
     def batch(self) -> torch.Tensor:
-        train = self.dataset.train_indices
-        idx = train[self.rng.integers(0, len(train), size=self.spec.batch_size)]
-        return self.dataset.training_batch(idx, self.device, self.rng)
+        """The training batch of the next step (`vaebench.bench.sampler`)."""
+        return self.dataset.training_batch(self.sampler.indices(self.step, self.rng), self.device, self.rng)
 
     def validate(self, selector: BestValidation) -> None:
         """The validation loss of the model as it is now, logged and offered to the selector."""

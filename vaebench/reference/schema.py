@@ -20,7 +20,9 @@ One TOML file per source (a paper, or a library's published reproduction table):
         departures              optional: what vaebench's suite knowingly does differently
         [dataset]   name (a vaebench dataset), preprocessing, train, validation (optional), test
         [protocol]  architecture, objective, hyperparameters (table, optional), optimizer, schedule,
-                    batch_size / epochs / steps (integers, optional), budget, selection
+                    batch_size / epochs / steps (integers, optional), budget, selection, sampler (optional:
+                    "replacement" | "shuffle" | "sequential", how the source draws its batches:
+                    vaebench.bench.sampler)
         [metric]    name (a vaebench metric value, or for kind = "curve" a logged training curve, or curves
                     joined by " + ", summed step by step), kind, unit,
                     estimator, split ("train" | "validation" | "test"), importance_samples (optional)
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaebench.bench.sampler import SAMPLERS
 from vaebench.errors import ConfigError
 from vaebench.params import Param
 
@@ -104,6 +107,7 @@ class TrainingProtocol:
     batch_size: int | None = None
     epochs: int | None = None
     steps: int | None = None
+    sampler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ DATASET_FIELDS = (
 PROTOCOL_FIELDS = (
     (_text("architecture"), _text("objective"), _text("optimizer"), _text("schedule"), _text("budget"),
      _text("selection"), Param("batch_size", None, type=int, minimum=1), Param("epochs", None, type=int, minimum=1),
-     Param("steps", None, type=int, minimum=1)),
+     Param("steps", None, type=int, minimum=1), Param("sampler", None, type=str, choices=SAMPLERS)),
     {"architecture", "objective", "optimizer", "schedule", "budget", "selection"},
 )
 METRIC_FIELDS = (

@@ -16,7 +16,7 @@ each setting (a spec less its seed) that reproduces it:
                   "not run" when no run has a value (none stored yet, or every one failed or diverged)
     departures    the reference's stated departures, then those read off the runs: importance
                   samples other than the published number, a subset of the test split, another
-                  batch size, a selection other than the published one, fewer logged steps than
+                  way of drawing the training batches (`protocol.sampler`), another batch size, a selection other than the published one, fewer logged steps than
                   the last epoch holds
 
 The interval is Student's t, not the bootstrap of the comparison tables: with the 1 to 5 seeds of
@@ -137,6 +137,13 @@ def run_value(ref: Reference, run: Mapping[str, Any], metrics: pd.DataFrame,
     return float(row["value"].iloc[0]), notes
 
 
+SAMPLER_WORDS = {  # vaebench.bench.sampler.SAMPLERS
+    "replacement": "drawn uniformly with replacement",
+    "shuffle": "a shuffled pass over the training split per epoch",
+    "sequential": "passes over the training split in file order, unshuffled",
+}
+
+
 def checked_departures(ref: Reference, spec: RunSpec, environment: Mapping[str, Any] | None = None) -> list[str]:
     """Departures from the published protocol read off a run's spec (and, for the budget in
     epochs, its environment's `train_images`)."""
@@ -152,6 +159,9 @@ def checked_departures(ref: Reference, spec: RunSpec, environment: Mapping[str, 
         k = params.get("iwae_k", DEFAULT_IWAE_K)
         if k != ref.metric.importance_samples:
             out.append(f"{k:,d} importance samples per image; the source uses {ref.metric.importance_samples:,d}")
+    sampler = spec.sampler or "replacement"
+    if ref.protocol.sampler is not None and sampler != ref.protocol.sampler:
+        out.append(f"training batches {SAMPLER_WORDS[sampler]}; the source's {SAMPLER_WORDS[ref.protocol.sampler]}")
     if ref.protocol.batch_size is not None and spec.batch_size != ref.protocol.batch_size:
         out.append(f"batch size {spec.batch_size}; the source uses {ref.protocol.batch_size}")
     published_best = ref.protocol.selection.lower().startswith("best on validation")
