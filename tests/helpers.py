@@ -83,15 +83,17 @@ latent_dim = 2
 name = "digits"
 test_size = 200
 [[variants]]
-name = "vae"
+{variant}
 [evaluation]
 metrics = ["recon_bce"]
 """
 
 
-def digits_vae_suite(path: Path, budget: str, *, name: str | None = None) -> Path:
-    """Write the digits VAE suite with `budget` (the [budget] table's lines) to `path`; its path."""
-    path.write_text(DIGITS_VAE_SUITE.format(name=f'name = "{name}"\n' if name else "", budget=budget))
+def digits_vae_suite(path: Path, budget: str, *, name: str | None = None, variant: str = 'name = "vae"') -> Path:
+    """Write the digits VAE suite with `budget` (the [budget] table's lines) to `path`, its variant
+    entry's lines `variant`; its path."""
+    path.write_text(DIGITS_VAE_SUITE.format(name=f'name = "{name}"\n' if name else "", budget=budget,
+                                            variant=variant))
     return path
 
 

@@ -7,9 +7,10 @@
     lr_factor = 0.630957             # multistep: the factor at each milestone; exponential: per unit
 
 An epoch is `steps_per_epoch = ceil(N / batch_size)` gradient steps, N the dataset's training
-images. (vaebench draws every batch uniformly with replacement, so an epoch is a pass in
-expectation, not a permutation of the training set.) The suite converts everything to steps
-when it loads, so a spec holds `steps` and its schedule in steps (`RunSpec.lr_schedule`):
+images: a pass over the training split under `sampler = "shuffle"` or "sequential", a pass in
+expectation only under the default, batches drawn with replacement (`vaebench.bench.sampler`).
+The suite converts everything to steps when it loads, so a spec holds `steps` and its schedule in
+steps (`RunSpec.lr_schedule`):
 
     multistep     lr(s) = lr_0 * factor ** #{m in milestones : m <= s}
     exponential   lr(s) = lr_0 * factor ** floor(s / every)      every = steps_per_epoch or 1

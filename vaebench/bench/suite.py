@@ -5,8 +5,9 @@
     seeds = [0, 1]
     max_runs = 10000                     # optional: refuse a grid that expands to more runs
     [budget]    steps (or epochs), batch_size, optimizer (adam|sgd|rmsprop), optimizer_implementation
-                (default|foreach|fused), adam_eps, learning_rate, checkpoint_every,
-                log_every, sampler (replacement|shuffle: vaebench.bench.sampler); lr_schedule (constant|multistep|exponential|burda), lr_milestones, lr_factor
+                (default|foreach|fused), adam_eps, learning_rate, checkpoint_every, log_every,
+                sampler (replacement|shuffle|sequential: vaebench.bench.sampler);
+                lr_schedule (constant|multistep|exponential|burda), lr_milestones, lr_factor
                 (vaebench.bench.schedules: converted to steps for each dataset); select (final|best_validation),
                 validate_every (vaebench.bench.selection)
     [model]     architecture (mlp|conv|burgess|...), latent_dim, likelihood (bernoulli|gaussian); a list is a grid;

@@ -16,8 +16,9 @@ each setting (a spec less its seed) that reproduces it:
                   "not run" when no run has a value (none stored yet, or every one failed or diverged)
     departures    the reference's stated departures, then those read off the runs: importance
                   samples other than the published number, a subset of the test split, another
-                  way of drawing the training batches (`protocol.sampler`), another batch size, a selection other than the published one, fewer logged steps than
-                  the last epoch holds
+                  way of drawing the training batches (`protocol.sampler`), another batch size,
+                  a selection other than the published one, fewer logged steps than the last
+                  epoch holds
 
 The interval is Student's t, not the bootstrap of the comparison tables: with the 1 to 5 seeds of
 a reproduction a percentile bootstrap is far too narrow, and the t interval can be checked by hand.
