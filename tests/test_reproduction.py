@@ -117,7 +117,7 @@ def test_compare_verdicts_against_hand_worked_numbers(synthetic_store):
     assert "100 importance samples per image; the source uses 5,000" in iwae.departures
     assert "scored on 100 of the 10,000 test images; the source uses all" in iwae.departures
     assert "seed 2: diverged" in iwae.departures
-    assert ("training batches drawn uniformly with replacement; the source's passes over the training split in "
+    assert ("training batches drawn uniformly with replacement; the source: passes over the training split in "
             "file order, unshuffled") in iwae.departures
     assert not any("batch size" in d for d in iwae.departures)  # Burda's batch is 20, as here
 
@@ -147,7 +147,7 @@ def test_a_departure_read_off_the_spec(tmp_path):
     # ceil(50,000 / 64) = 782 steps an epoch; 300 / 782 = 0.3836
     assert found == ["300 steps = 0.3836 epochs of 782 steps; the source trains 500 epochs",
                      "1,000 importance samples per image; the source uses 200",
-                     "training batches drawn uniformly with replacement; the source's a shuffled pass over the "
+                     "training batches drawn uniformly with replacement; the source: a shuffled pass over the "
                      "training split per epoch", "batch size 64; the source uses 100",
                      "scores the final model; the source keeps the best on validation",
                      "scored on 100 of the 10,000 test images; the source uses all"]

@@ -162,7 +162,7 @@ def checked_departures(ref: Reference, spec: RunSpec, environment: Mapping[str, 
             out.append(f"{k:,d} importance samples per image; the source uses {ref.metric.importance_samples:,d}")
     sampler = spec.sampler or "replacement"
     if ref.protocol.sampler is not None and sampler != ref.protocol.sampler:
-        out.append(f"training batches {SAMPLER_WORDS[sampler]}; the source's {SAMPLER_WORDS[ref.protocol.sampler]}")
+        out.append(f"training batches {SAMPLER_WORDS[sampler]}; the source: {SAMPLER_WORDS[ref.protocol.sampler]}")
     if ref.protocol.batch_size is not None and spec.batch_size != ref.protocol.batch_size:
         out.append(f"batch size {spec.batch_size}; the source uses {ref.protocol.batch_size}")
     published_best = ref.protocol.selection.lower().startswith("best on validation")
